@@ -1,0 +1,120 @@
+"""Command line: ``lpdm train | eval | sweep | report | bench``.
+
+Configuration flags are generated from :mod:`lpdm.config`, so ``train`` and ``sweep``
+share one definition of every option. Errors a user can fix are printed as one line
+(``lpdm: error: ...``) with exit status 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from lpdm.config import OPTIONS, Config, ConfigError, Option, with_values
+from lpdm.envs import EnvError, quiet_gymnasium
+from lpdm.runs import RunError
+
+USER_ERRORS = (ConfigError, EnvError, RunError)
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, as_lists: bool = False) -> None:
+    """One flag per configuration option; values stay unset unless given.
+
+    With ``as_lists`` every flag takes a comma-separated list of values (for sweeps);
+    values of a tuple option (``--hidden-sizes``) are then separated by ``/``.
+    """
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for option in OPTIONS.values():
+        section = option.path[0] if len(option.path) > 1 else "experiment"
+        group = groups.setdefault(section, parser.add_argument_group(f"{section} options"))
+        default = option.default if not isinstance(option.default, tuple) else \
+            ",".join(map(str, option.default))
+        help_text = f"{option.help} (default: {default})"
+        kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "help": help_text,
+                                  "dest": option.name}
+        if as_lists:
+            group.add_argument(option.flag, metavar="V[,V...]", **kwargs)
+        elif option.type is bool:
+            group.add_argument(option.flag, action=argparse.BooleanOptionalAction, **kwargs)
+        else:
+            metavar = "{" + ",".join(option.choices) + "}" if option.choices else \
+                option.type_name.upper().replace(" ", "_").replace("-", "_")
+            group.add_argument(option.flag, metavar=metavar, **kwargs)
+
+
+def given_values(args: argparse.Namespace) -> dict[str, Any]:
+    """The configuration values given on the command line, parsed, by option name."""
+    values = {}
+    for name, raw in vars(args).items():
+        option: Option | None = OPTIONS.get(name)
+        if option is None:
+            continue
+        values[name] = option.parse(raw) if isinstance(raw, str) else raw
+    return values
+
+
+def _default_out(config: Config) -> Path:
+    return Path("runs") / f"{config.env}__{config.algo}__{config.learner}__s{config.seed}"
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from lpdm.runs import train
+
+    values = given_values(args)
+    if args.resume:
+        if values:
+            flags = ", ".join(OPTIONS[name].flag for name in values)
+            raise ConfigError(f"a resumed run keeps its configuration; drop {flags}")
+        out = Path(args.resume)
+        summary = train(None, out, resume=True, progress_bar=not args.no_progress)
+    else:
+        config = with_values(Config(), values)
+        out = Path(args.out) if args.out else _default_out(config)
+        summary = train(config, out, progress_bar=not args.no_progress)
+    _print_summary(out, summary)
+    return 0
+
+
+def _print_summary(out: Path, summary: dict) -> None:
+    def fmt(value: Any) -> str:
+        return "n/a" if value is None else f"{value:.1f}"
+
+    print(f"{summary['status']}: {summary['env']} {summary['algo']} {summary['learner']} "
+          f"seed {summary['seed']}, {summary['steps']} steps in {summary['wall_seconds']:.0f}s; "
+          f"max_score {fmt(summary['max_score'])}, final_score {fmt(summary['final_score'])}")
+    print(f"results: {out}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lpdm", description="Backpropagation-free RL with Local Pairwise Distance Matching")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = commands.add_parser("train", help="train one agent into a run directory")
+    train.add_argument("--out", help="run directory (default: runs/ENV__ALGO__LEARNER__sSEED)")
+    train.add_argument("--resume", metavar="DIR", help="continue the interrupted run in DIR")
+    train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_config_arguments(train)
+    train.set_defaults(handler=cmd_train)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    quiet_gymnasium()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except USER_ERRORS as error:
+        print(f"lpdm: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("lpdm: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,185 @@
+"""Pairwise distances and the local distance-matching losses (DESIGN §1, §4).
+
+Pure tensor functions, no state. A batch ``Z`` has shape ``[N, d]``; every matrix
+returned is ``[N, N]`` with a zero diagonal.
+
+Scalings (``scale``) make matrices of layers of different widths comparable:
+
+- ``dim``: per-feature distance. For ``l1`` the sum of absolute differences is divided
+  by the width ``d`` (the mean absolute difference per feature, DESIGN §1). For ``l2``
+  it is divided by ``sqrt(d)`` (the root-mean-square difference per feature): dividing
+  an l2 distance by ``d`` would shrink it as ``1/sqrt(d)`` and defeat the purpose of
+  the scaling. ``cosine`` is already independent of the width and is left as is.
+- ``none``: the raw distance.
+- ``max``: divided by the largest entry of the matrix.
+- ``mean``: divided by the mean off-diagonal entry.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+METRICS = ("l1", "l2", "cosine")
+SCALES = ("dim", "none", "max", "mean")
+_EPS = 1e-12
+
+
+def _check(metric: str, scale: str) -> None:
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
+    if scale not in SCALES:
+        raise ValueError(f"unknown scale {scale!r}; choose one of {', '.join(SCALES)}")
+
+
+def raw_pairwise_distances(z: Tensor, metric: str = "l1") -> Tensor:
+    """Unscaled distances ``[N, N]`` between the rows of ``z`` ``[N, d]``."""
+    if z.dim() != 2:
+        raise ValueError(f"expected a [N, d] batch, got shape {tuple(z.shape)}")
+    if metric == "l1":
+        from lpdm.kernels import pairwise_l1
+
+        return pairwise_l1(z)
+    if metric == "l2":
+        # The direct (non-matmul) mode is exact and its gradient is zero, not NaN, at
+        # zero distance (the diagonal).
+        return torch.cdist(z, z, p=2.0, compute_mode="donot_use_mm_for_euclid_dist")
+    if metric == "cosine":
+        unit = torch.nn.functional.normalize(z, dim=1, eps=1e-8)
+        off_diagonal = 1.0 - torch.eye(z.shape[0], dtype=z.dtype, device=z.device)
+        return (1.0 - unit @ unit.T).clamp_min(0.0) * off_diagonal
+    raise ValueError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
+
+
+def width_divisor(metric: str, width: int) -> float:
+    """What ``scale="dim"`` divides a raw distance by, for rows of ``width`` features."""
+    if metric == "l1":
+        return float(width)
+    if metric == "l2":
+        return math.sqrt(width)
+    return 1.0
+
+
+def apply_scale(raw: Tensor, metric: str, scale: str, width: int) -> Tensor:
+    """Scale a raw distance matrix ``[N, N]`` of rows with ``width`` features."""
+    if scale == "none":
+        return raw
+    if scale == "dim":
+        return raw / width_divisor(metric, width)
+    if scale == "max":
+        return raw / raw.max().clamp_min(_EPS)
+    if scale == "mean":
+        n = raw.shape[0]
+        pairs = max(n * (n - 1), 1)
+        return raw / (raw.sum() / pairs).clamp_min(_EPS)
+    raise ValueError(f"unknown scale {scale!r}; choose one of {', '.join(SCALES)}")
+
+
+def pairwise_distances(z: Tensor, metric: str = "l1", scale: str = "dim") -> Tensor:
+    """Scaled pairwise distance matrix ``D(z)`` ``[N, N]`` of a batch ``z`` ``[N, d]``."""
+    _check(metric, scale)
+    return apply_scale(raw_pairwise_distances(z, metric), metric, scale, z.shape[1])
+
+
+def guided_target(d: Tensor, performance: Tensor, strength: float = 1.0) -> Tensor:
+    """Reward-guided target ``D̂ = d + v 1ᵀ + 1 vᵀ`` with a zero diagonal ``[N, N]``.
+
+    ``v_i = strength · (1 - (p_i - min p) / (max p - min p))``: the sample that did worst
+    gets ``v = strength`` and is pushed away from all others; ``v = 0`` when all
+    performances are equal.
+    """
+    p = performance.detach().reshape(-1).to(d.dtype)
+    if p.shape[0] != d.shape[0]:
+        raise ValueError(f"{p.shape[0]} performance values for a {d.shape[0]}-row matrix")
+    span = p.max() - p.min()
+    v = torch.zeros_like(p) if span <= 0 else strength * (1.0 - (p - p.min()) / span)
+    off_diagonal = 1.0 - torch.eye(d.shape[0], dtype=d.dtype, device=d.device)
+    return (d + v[:, None] + v[None, :]) * off_diagonal
+
+
+def quantile_mask(d: Tensor, low: float = 0.25, high: float = 0.75) -> Tensor:
+    """Pairs worth matching: per row, the nearest and furthest neighbours. ``[N, N]`` bool.
+
+    Row ``i`` keeps ``j ≠ i`` where ``d_ij`` is at or below the row's ``low`` quantile or
+    at or above its ``high`` quantile, the quantiles taken over ``j ≠ i`` with linear
+    interpolation (as ``torch.quantile``). The diagonal is False.
+    """
+    if not 0.0 <= low <= high <= 1.0:
+        raise ValueError(f"need 0 <= low <= high <= 1, got low={low}, high={high}")
+    n = d.shape[0]
+    off_diagonal = ~torch.eye(n, dtype=torch.bool, device=d.device)
+    if n < 2:
+        return off_diagonal
+    values = d.detach()[off_diagonal].reshape(n, n - 1)
+    q = torch.quantile(values, torch.tensor([low, high], dtype=values.dtype, device=d.device),
+                       dim=1, interpolation="linear")
+    near = d.detach() <= q[0][:, None]
+    far = d.detach() >= q[1][:, None]
+    return (near | far) & off_diagonal
+
+
+def distance_matching_loss(
+    target: Tensor,
+    y: Tensor,
+    metric: str = "l1",
+    scale: str = "dim",
+    mask: Tensor | None = None,
+) -> Tensor:
+    """Frobenius norm ``||target - D(y)||_F`` (not squared), over ``mask`` when given.
+
+    ``target`` ``[N, N]``, ``y`` ``[N, d]``, ``mask`` ``[N, N]`` bool. Returns a scalar.
+    """
+    diff = target - pairwise_distances(y, metric, scale)
+    if mask is not None:
+        diff = diff[mask]
+    return torch.linalg.vector_norm(diff)
+
+
+def sparse_distance_matching_loss(
+    target: Tensor,
+    y: Tensor,
+    mask: Tensor,
+    metric: str = "l1",
+    scale: str = "dim",
+) -> Tensor:
+    """The masked loss of :func:`distance_matching_loss`, computing only the masked pairs.
+
+    Equal in value and gradient to the dense masked loss. ``max`` and ``mean`` scalings
+    need every pair for their normaliser, so for them the dense matrix is computed.
+    """
+    _check(metric, scale)
+    if scale in ("max", "mean"):
+        return distance_matching_loss(target, y, metric, scale, mask)
+    i, j = mask.nonzero(as_tuple=True)
+    yi, yj = y[i], y[j]
+    if metric == "l1":
+        raw = (yi - yj).abs().sum(dim=1)
+    elif metric == "l2":
+        raw = torch.linalg.vector_norm(yi - yj, dim=1)
+    else:
+        unit = torch.nn.functional.normalize(y, dim=1, eps=1e-8)
+        raw = (1.0 - (unit[i] * unit[j]).sum(dim=1)).clamp_min(0.0)
+    if scale == "dim":
+        raw = raw / width_divisor(metric, y.shape[1])
+    return torch.linalg.vector_norm(target[i, j] - raw)
+
+
+def off_diagonal_correlation(a: Tensor, b: Tensor) -> float:
+    """Pearson correlation of the off-diagonal entries of two ``[N, N]`` matrices.
+
+    Returns NaN when either matrix is constant off the diagonal (e.g. collapsed features).
+    """
+    n = a.shape[0]
+    if n < 3:
+        return float("nan")
+    off = ~torch.eye(n, dtype=torch.bool, device=a.device)
+    x = a.detach()[off].double()
+    y = b.detach()[off].double()
+    x = x - x.mean()
+    y = y - y.mean()
+    denominator = torch.sqrt((x * x).sum() * (y * y).sum())
+    if denominator <= 0:
+        return float("nan")
+    return float((x * y).sum() / denominator)

@@ -1,0 +1,224 @@
+"""Environments: any Gymnasium id with a flat Box observation, vectorized, normalised.
+
+Vector environments run in Gymnasium 1.x's default next-step autoreset mode: the step
+that ends an episode returns the true final observation, and the *next* call to
+``step`` ignores its action and returns the reset observation with zero reward.
+:class:`EnvRunner` marks that dummy transition ``valid=False`` so that algorithms can
+skip it, and the final observation of a truncated episode is available for bootstrapping.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.wrappers import vector as vector_wrappers
+
+from lpdm.config import Config
+
+BENCHMARK_SUITES: dict[str, tuple[str, ...]] = {
+    "paper": (
+        "CartPole-v1",
+        "Acrobot-v1",
+        "LunarLander-v3",
+        "Pendulum-v1",
+        "InvertedPendulum-v4",
+        "InvertedDoublePendulum-v4",
+        "Hopper-v4",
+        "HalfCheetah-v4",
+    ),
+}
+
+OBS_CLIP = 10.0
+REWARD_CLIP = 10.0
+
+
+class EnvError(ValueError):
+    """An environment lpdm cannot use; the message is one line for the user."""
+
+
+def quiet_gymnasium() -> None:
+    """Silence Gymnasium's deprecation chatter (e.g. about the -v4 MuJoCo versions)."""
+    warnings.filterwarnings("ignore", module=r"gymnasium(\.|$)")
+    gym.logger.min_level = 40
+
+
+def derive_seed(seed: int, *keys: int) -> int:
+    """A 31-bit seed derived deterministically from ``seed`` and ``keys``."""
+    return int(np.random.SeedSequence([seed, *keys]).generate_state(1)[0] >> 1)
+
+
+def check_spaces(env_id: str, observation_space: gym.Space, action_space: gym.Space) -> None:
+    """Raise :class:`EnvError` unless observations are a flat Box and actions Discrete or Box."""
+    if not (isinstance(observation_space, gym.spaces.Box) and len(observation_space.shape) == 1):
+        raise EnvError(f"{env_id}: observation space {observation_space} is not supported; "
+                       "lpdm needs a flat (1-D) Box observation")
+    if isinstance(action_space, gym.spaces.Discrete):
+        return
+    if isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1:
+        return
+    raise EnvError(f"{env_id}: action space {action_space} is not supported; "
+                   "lpdm needs a Discrete or a flat (1-D) Box action space")
+
+
+def _make(env_id: str, render_mode: str | None) -> gym.Env:
+    return gym.make(env_id) if render_mode is None else gym.make(env_id, render_mode=render_mode)
+
+
+def make_env(env_id: str, render_mode: str | None = None) -> gym.Env:
+    """``gym.make`` with lpdm's one-line errors for unknown ids and unusable spaces."""
+    quiet_gymnasium()
+    try:
+        env = _make(env_id, render_mode)
+    except gym.error.Error as error:
+        raise EnvError(f"unknown environment {env_id!r}: {error}") from None
+    except (ImportError, ModuleNotFoundError) as error:
+        raise EnvError(f"{env_id}: a dependency is missing ({error})") from None
+    check_spaces(env_id, env.observation_space, env.action_space)
+    return env
+
+
+def env_spaces(env_id: str) -> tuple[gym.Space, gym.Space]:
+    """Observation and action space of ``env_id`` (checked)."""
+    env = make_env(env_id)
+    spaces = env.observation_space, env.action_space
+    env.close()
+    return spaces
+
+
+def make_vector_env(config: Config, num_envs: int, render_mode: str | None = None
+                    ) -> gym.vector.VectorEnv:
+    """``num_envs`` copies of ``config.env`` with episode statistics and optional normalisation.
+
+    Episode returns are recorded before any reward scaling, so they are the true returns.
+    """
+    make_env(config.env).close()  # fail early, with a clear message, on bad ids or spaces
+
+    def factory() -> gym.Env:
+        quiet_gymnasium()
+        return _make(config.env, render_mode)
+
+    factories = [factory] * num_envs
+    if config.envs.async_envs and num_envs > 1:
+        envs: gym.vector.VectorEnv = gym.vector.AsyncVectorEnv(factories)
+    else:
+        envs = gym.vector.SyncVectorEnv(factories)
+    envs = vector_wrappers.RecordEpisodeStatistics(envs)
+    if config.envs.norm_obs:
+        envs = vector_wrappers.NormalizeObservation(envs)
+        envs = vector_wrappers.TransformObservation(
+            envs, lambda obs: np.clip(obs, -OBS_CLIP, OBS_CLIP))
+    if config.envs.norm_reward:
+        envs = vector_wrappers.NormalizeReward(envs, gamma=config.gamma)
+        envs = vector_wrappers.TransformReward(
+            envs, lambda reward: np.clip(reward, -REWARD_CLIP, REWARD_CLIP))
+    return envs
+
+
+# --------------------------------------------------------------------------- normalisation
+
+
+def _find(envs: gym.vector.VectorEnv, kind: type) -> object | None:
+    node: object = envs
+    while node is not None:
+        if isinstance(node, kind):
+            return node
+        node = getattr(node, "env", None)
+    return None
+
+
+def normalization_state(envs: gym.vector.VectorEnv) -> dict[str, np.ndarray | float]:
+    """Running statistics of observation normalisation and reward scaling (may be empty)."""
+    state: dict[str, np.ndarray | float] = {}
+    obs = _find(envs, vector_wrappers.NormalizeObservation)
+    if obs is not None:
+        state |= {"obs_mean": obs.obs_rms.mean.copy(), "obs_var": obs.obs_rms.var.copy(),
+                  "obs_count": float(obs.obs_rms.count)}
+    ret = _find(envs, vector_wrappers.NormalizeReward)
+    if ret is not None:
+        state |= {"return_mean": float(ret.return_rms.mean),
+                  "return_var": float(ret.return_rms.var),
+                  "return_count": float(ret.return_rms.count)}
+    return state
+
+
+def load_normalization_state(envs: gym.vector.VectorEnv, state: dict, freeze: bool = False) -> None:
+    """Restore :func:`normalization_state`; ``freeze`` stops further updates (evaluation)."""
+    obs = _find(envs, vector_wrappers.NormalizeObservation)
+    if obs is not None:
+        if "obs_mean" in state:
+            obs.obs_rms.mean = np.asarray(state["obs_mean"], dtype=np.float64).copy()
+            obs.obs_rms.var = np.asarray(state["obs_var"], dtype=np.float64).copy()
+            obs.obs_rms.count = float(state["obs_count"])
+        obs.update_running_mean = not freeze
+    ret = _find(envs, vector_wrappers.NormalizeReward)
+    if ret is not None:
+        if "return_mean" in state:
+            ret.return_rms.mean = np.float64(state["return_mean"])
+            ret.return_rms.var = np.float64(state["return_var"])
+            ret.return_rms.count = float(state["return_count"])
+        ret.update_running_mean = not freeze
+
+
+# --------------------------------------------------------------------------- stepping
+
+
+@dataclass
+class Episode:
+    env_index: int
+    episodic_return: float
+    length: int
+
+
+@dataclass
+class Step:
+    """One vector step. Arrays are ``[E, ...]`` for ``E`` environments."""
+
+    obs: np.ndarray  # the observation each action was taken in
+    actions: np.ndarray  # the actions as sampled (before clipping to the bounds)
+    reward: np.ndarray
+    terminated: np.ndarray
+    truncated: np.ndarray
+    valid: np.ndarray  # False for the dummy step that only resets (next-step autoreset)
+    next_obs: np.ndarray  # after a termination/truncation: the true final observation
+    episodes: list[Episode]
+
+
+class EnvRunner:
+    """Steps a vector environment, clipping Box actions and flagging autoreset dummies."""
+
+    def __init__(self, envs: gym.vector.VectorEnv) -> None:
+        self.envs = envs
+        self.num_envs = envs.num_envs
+        space = envs.single_action_space
+        self._bounds = (space.low, space.high) if isinstance(space, gym.spaces.Box) else None
+        self.obs: np.ndarray | None = None
+        self._autoreset = np.zeros(self.num_envs, dtype=bool)
+
+    def reset(self, seed: int) -> np.ndarray:
+        self.obs, _ = self.envs.reset(seed=seed)
+        self._autoreset[:] = False
+        return self.obs
+
+    def step(self, actions: np.ndarray) -> Step:
+        if self.obs is None:
+            raise RuntimeError("reset the runner before stepping it")
+        env_actions = actions if self._bounds is None else np.clip(actions, *self._bounds)
+        next_obs, reward, terminated, truncated, info = self.envs.step(env_actions)
+        valid = ~self._autoreset
+        episodes = []
+        if "_episode" in info:
+            for i in np.flatnonzero(info["_episode"]):
+                episodes.append(Episode(int(i), float(info["episode"]["r"][i]),
+                                        int(info["episode"]["l"][i])))
+        step = Step(self.obs, actions, np.asarray(reward, dtype=np.float64),
+                    np.asarray(terminated, dtype=bool), np.asarray(truncated, dtype=bool),
+                    valid, next_obs, episodes)
+        self._autoreset = step.terminated | step.truncated
+        self.obs = next_obs
+        return step
+
+    def close(self) -> None:
+        self.envs.close()

@@ -1,0 +1,61 @@
+"""Deterministic evaluation episodes and the per-run scores of DESIGN §5."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from lpdm.config import Config
+from lpdm.envs import EnvRunner, derive_seed, load_normalization_state, make_vector_env
+
+MOVING_AVERAGE_WINDOW = 10
+FINAL_FRACTION = 0.1
+
+
+class Evaluator:
+    """Runs deterministic episodes on its own environment with frozen normalisation."""
+
+    def __init__(self, config: Config, render_mode: str | None = None) -> None:
+        self.config = config
+        self.runner = EnvRunner(make_vector_env(config, 1, render_mode=render_mode))
+
+    def run(self, act: Callable[[np.ndarray], np.ndarray], normalization: dict,
+            episodes: int, seed: int) -> np.ndarray:
+        """Episode returns ``[episodes]`` of ``act``; episode ``k`` is seeded by ``(seed, k)``."""
+        load_normalization_state(self.runner.envs, normalization, freeze=True)
+        returns = []
+        for k in range(episodes):
+            self.runner.reset(derive_seed(seed, k))
+            while True:
+                step = self.runner.step(act(self.runner.obs))
+                if step.episodes:
+                    returns.append(step.episodes[0].episodic_return)
+                    break
+        return np.asarray(returns, dtype=np.float64)
+
+    def close(self) -> None:
+        self.runner.close()
+
+
+def max_score(returns: Sequence[float], window: int = MOVING_AVERAGE_WINDOW) -> float:
+    """Highest moving average of training returns over ``window`` episodes.
+
+    With fewer than ``window`` episodes, the mean of all of them; NaN with none.
+    """
+    values = np.asarray(returns, dtype=np.float64)
+    if values.size == 0:
+        return float("nan")
+    if values.size < window:
+        return float(values.mean())
+    sums = np.convolve(values, np.ones(window), mode="valid")
+    return float(sums.max() / window)
+
+
+def final_score(eval_steps: Sequence[int], eval_means: Sequence[float], total_steps: int,
+                fraction: float = FINAL_FRACTION) -> float:
+    """Mean evaluation return over the last ``fraction`` of training (NaN if none there)."""
+    steps = np.asarray(eval_steps, dtype=np.float64)
+    means = np.asarray(eval_means, dtype=np.float64)
+    late = steps >= (1.0 - fraction) * total_steps
+    return float(means[late].mean()) if late.any() else float("nan")

@@ -1,0 +1,139 @@
+"""Learners: the one axis on which compared agents differ (DESIGN §2).
+
+An algorithm asks its learner for the features of a training batch and trains its
+heads on them with the RL loss, through an optimizer over the heads' parameters plus
+``learner.rl_parameters()``. It never asks which learner it has:
+
+- ``bp``: features keep their graph, so the RL loss trains the trunk by backpropagation;
+- ``lpdm`` / ``lpdm-guided``: computing the features runs the local update (plain or
+  reward-guided distance matching) and returns them detached;
+- ``frozen``: random, never-trained features, the control for whether trunk learning matters.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import torch
+from torch import Tensor, nn
+
+from lpdm.config import LocalConfig
+from lpdm.distances import pairwise_distances
+from lpdm.local import LayerDiagnostics, LocalTrunkTrainer, layer_diagnostics
+from lpdm.networks import Trunk
+
+
+class Learner(ABC):
+    """Decides how ``trunk`` is trained. ``features`` maps ``[B, in_dim] -> [B, width]``."""
+
+    name: str = ""
+
+    def __init__(self, trunk: Trunk, cfg: LocalConfig, lr: float) -> None:
+        self.trunk = trunk
+        self.cfg = cfg
+        self.lr = lr
+        self.diagnostics: list[LayerDiagnostics] = []
+
+    @abstractmethod
+    def features(self, obs: Tensor, performance: Tensor | None = None) -> Tensor:
+        """Features of a training batch; ``performance`` ``[B]`` guides ``lpdm-guided``."""
+
+    def rl_parameters(self) -> list[nn.Parameter]:
+        """Trunk parameters that the RL loss trains (none, except under ``bp``)."""
+        return []
+
+    def set_lr_scale(self, fraction: float) -> None:  # noqa: B027 - no own optimizers by default
+        """Scale the learning rate of the trunk's own optimizers (learning-rate annealing)."""
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        del state
+
+    def _chunks(self, n: int) -> list[Tensor]:
+        """Random, nearly equal index blocks of at most ``distance_batch`` rows."""
+        count = -(-n // self.cfg.distance_batch)
+        if count == 1:
+            return [torch.arange(n)]
+        return list(torch.randperm(n).tensor_split(count))
+
+    def _observe(self, obs: Tensor, features: Tensor) -> None:
+        """Diagnostics for learners whose trunk is not trained locally (one block)."""
+        if not self.cfg.diagnostics:
+            return
+        with torch.no_grad():
+            rows = obs[: self.cfg.distance_batch]
+            target = pairwise_distances(rows, self.cfg.metric, self.cfg.scale)
+            h = rows
+            report = []
+            for layer in self.trunk.layers:
+                h = torch.tanh(layer(h))
+                report.append(layer_diagnostics(target, h, None, self.cfg))
+        self.diagnostics = report
+        del features
+
+
+class BackpropLearner(Learner):
+    name = "bp"
+
+    def features(self, obs: Tensor, performance: Tensor | None = None) -> Tensor:
+        features = self.trunk(obs)
+        self._observe(obs, features)
+        return features
+
+    def rl_parameters(self) -> list[nn.Parameter]:
+        return list(self.trunk.parameters())
+
+
+class FrozenLearner(Learner):
+    name = "frozen"
+
+    def features(self, obs: Tensor, performance: Tensor | None = None) -> Tensor:
+        with torch.no_grad():
+            features = self.trunk(obs)
+        self._observe(obs, features)
+        return features
+
+
+class LocalLearner(Learner):
+    """``lpdm`` (unsupervised distance matching) or ``lpdm-guided`` (reward-guided)."""
+
+    def __init__(self, trunk: Trunk, cfg: LocalConfig, lr: float, guided: bool) -> None:
+        super().__init__(trunk, cfg, lr)
+        self.name = "lpdm-guided" if guided else "lpdm"
+        self.guided = guided
+        self.trainer = LocalTrunkTrainer(trunk, cfg, lr, guided)
+
+    def features(self, obs: Tensor, performance: Tensor | None = None) -> Tensor:
+        if self.guided and performance is None:
+            raise ValueError("lpdm-guided needs a performance value per sample")
+        out = torch.empty(obs.shape[0], self.trunk.out_dim, dtype=obs.dtype, device=obs.device)
+        for index in self._chunks(obs.shape[0]):
+            index = index.to(obs.device)
+            block_performance = None if performance is None else performance[index]
+            h, report = self.trainer.update(obs[index], block_performance, self.cfg.diagnostics)
+            out[index] = h
+            if report:
+                self.diagnostics = report
+        return out
+
+    def set_lr_scale(self, fraction: float) -> None:
+        self.trainer.set_lr_scale(fraction)
+
+    def state_dict(self) -> dict:
+        return self.trainer.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.trainer.load_state_dict(state)
+
+
+def make_learner(name: str, trunk: Trunk, cfg: LocalConfig, lr: float) -> Learner:
+    """The learner called ``name`` for ``trunk``; ``lr`` is the trunk's learning rate."""
+    if name == "bp":
+        return BackpropLearner(trunk, cfg, lr)
+    if name == "frozen":
+        return FrozenLearner(trunk, cfg, lr)
+    if name in ("lpdm", "lpdm-guided"):
+        return LocalLearner(trunk, cfg, lr, guided=name == "lpdm-guided")
+    raise ValueError(f"unknown learner {name!r}")

@@ -1,0 +1,146 @@
+"""Learners: which loss may change which weights, and the local update itself."""
+
+import copy
+
+import pytest
+import torch
+
+from lpdm.config import LocalConfig
+from lpdm.learners import make_learner
+from lpdm.local import LocalTrunkTrainer
+from lpdm.networks import CategoricalHead, Trunk
+
+LEARNERS = ["bp", "lpdm", "lpdm-guided", "frozen"]
+
+
+def snapshot(module: torch.nn.Module) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in module.parameters()]
+
+
+def same(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
+    return all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+
+
+def setup(name: str, cfg: LocalConfig | None = None):
+    torch.manual_seed(0)
+    trunk = Trunk(6, (16, 32))
+    head = CategoricalHead(32, 3)
+    learner = make_learner(name, trunk, cfg or LocalConfig(distance_batch=32), lr=1e-2)
+    groups = [{"params": list(head.parameters())}]
+    if params := learner.rl_parameters():
+        groups.append({"params": params})
+    optimizer = torch.optim.Adam(groups, lr=1e-2)
+    obs = torch.randn(50, 6)
+    performance = torch.randn(50)
+    return trunk, head, learner, optimizer, obs, performance
+
+
+@pytest.mark.parametrize("name", LEARNERS)
+def test_rl_loss_changes_the_trunk_only_under_bp(name):
+    trunk, head, learner, optimizer, obs, performance = setup(name)
+    features = learner.features(obs, performance)
+    trunk_before, head_before = snapshot(trunk), snapshot(head)
+    loss = -head.distribution(features).log_prob(torch.zeros(50, dtype=torch.long)).mean()
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    assert not same(head_before, snapshot(head)), "the RL loss must train the head"
+    assert same(trunk_before, snapshot(trunk)) == (name != "bp")
+
+
+@pytest.mark.parametrize("name", LEARNERS)
+def test_computing_features_never_changes_the_head(name):
+    trunk, head, learner, _, obs, performance = setup(name)
+    trunk_before, head_before = snapshot(trunk), snapshot(head)
+    learner.features(obs, performance)
+    assert same(head_before, snapshot(head))
+    # only the local learners train the trunk while computing features
+    assert same(trunk_before, snapshot(trunk)) == (name in ("bp", "frozen"))
+
+
+@pytest.mark.parametrize("name", ["lpdm", "lpdm-guided", "frozen"])
+def test_local_and_frozen_features_carry_no_graph(name):
+    _, _, learner, _, obs, performance = setup(name)
+    assert not learner.features(obs, performance).requires_grad
+
+
+def test_local_features_are_the_pre_update_outputs():
+    trunk, _, learner, _, obs, _ = setup("lpdm", LocalConfig(distance_batch=64))
+    with torch.no_grad():
+        before = trunk(obs)
+    assert torch.allclose(learner.features(obs), before)
+
+
+def test_guided_learner_needs_performance():
+    _, _, learner, _, obs, _ = setup("lpdm-guided")
+    with pytest.raises(ValueError, match="performance"):
+        learner.features(obs)
+
+
+@pytest.mark.parametrize("overrides", [
+    {}, {"sparse": True}, {"target": "local"}, {"metric": "l2"}, {"metric": "cosine"},
+    {"scale": "mean"},
+])
+def test_local_loss_decreases_on_a_fixed_batch(overrides):
+    torch.manual_seed(1)
+    trunk = Trunk(5, (32, 32))
+    cfg = LocalConfig(**overrides)
+    trainer = LocalTrunkTrainer(trunk, cfg, lr=1e-2, guided=False)
+    x = 0.3 * torch.randn(64, 5)  # distances a tanh layer can reach
+    _, first = trainer.update(x, diagnostics=True)
+    for _ in range(200):
+        _, last = trainer.update(x, diagnostics=True)
+    for a, b in zip(first, last, strict=True):
+        assert b.local_loss < 0.6 * a.local_loss, (overrides, a, b)
+
+
+def test_guided_loss_decreases_on_a_fixed_batch():
+    torch.manual_seed(2)
+    trunk = Trunk(5, (32,))
+    trainer = LocalTrunkTrainer(trunk, LocalConfig(guidance_strength=0.3), lr=1e-2, guided=True)
+    x, p = 0.3 * torch.randn(64, 5), torch.randn(64)
+    _, first = trainer.update(x, p, diagnostics=True)
+    for _ in range(200):
+        _, last = trainer.update(x, p, diagnostics=True)
+    assert last[0].local_loss < 0.5 * first[0].local_loss
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_fused_and_streaming_updates_give_identical_weights(sparse):
+    torch.manual_seed(3)
+    trunk = Trunk(7, (16, 16, 16, 8))
+    twin = copy.deepcopy(trunk)
+    fused = LocalTrunkTrainer(trunk, LocalConfig(update_mode="fused", sparse=sparse), 1e-2, True)
+    streaming = LocalTrunkTrainer(twin, LocalConfig(update_mode="streaming", sparse=sparse),
+                                  1e-2, True)
+    for _ in range(5):
+        x, p = torch.randn(40, 7), torch.randn(40)
+        out_fused, _ = fused.update(x, p)
+        out_streaming, _ = streaming.update(x, p)
+        assert torch.equal(out_fused, out_streaming)
+    assert same(snapshot(trunk), snapshot(twin))
+
+
+def test_local_learner_splits_large_batches_into_distance_blocks():
+    _trunk, _, learner, _, _, _ = setup("lpdm", LocalConfig(distance_batch=32))
+    steps = []
+    original = learner.trainer.update
+
+    def counting_update(x, performance=None, diagnostics=False):
+        steps.append(x.shape[0])
+        return original(x, performance, diagnostics)
+
+    learner.trainer.update = counting_update
+    out = learner.features(torch.randn(100, 6))
+    assert steps == [25, 25, 25, 25]  # never a block larger than N, nearly equal sizes
+    assert out.shape == (100, 32)
+
+
+def test_diagnostics_are_reported_per_layer():
+    _, _, learner, _, obs, _ = setup("lpdm")
+    learner.features(obs)
+    assert len(learner.diagnostics) == 2
+    for layer in learner.diagnostics:
+        assert layer.local_loss > 0
+        assert -1 <= layer.distance_corr <= 1
+        assert 0 <= layer.saturation <= 1
