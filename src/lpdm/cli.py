@@ -99,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     add_config_arguments(train)
     train.set_defaults(handler=cmd_train)
+
+    from lpdm.bench import add_bench_parser
+    add_bench_parser(commands)
     return parser
 
 

@@ -1,0 +1,616 @@
+"""``lpdm bench``: what locality costs, measured side by side in one process.
+
+Four tables (DESIGN §3, "bench"):
+
+- ``kernel``: the pairwise l1 distance-matching loss ``||T - D(z)/d||_F``, forward and
+  backward, by lpdm's kernel and by ``torch.cdist(p=1)``, with the largest differences
+  of values and gradients between the two;
+- ``update``: the update phase of one iteration of PPO and REINFORCE on Hopper-v4 at
+  their defaults, for ``lpdm``, ``lpdm-guided`` and sparse ``lpdm`` against ``bp``;
+- ``throughput``: end-to-end training steps per second of PPO (``bp``, ``lpdm``), of
+  Stable-Baselines3's PPO with the same networks and settings, and of the environment
+  alone (random actions), the ceiling;
+- ``memory``: the peak memory of one update of a deep trunk, ``bp`` against ``lpdm``.
+
+Candidates of one table are timed in turns (round robin), so that a busy machine slows
+them alike; every number is a median over repeats. ``--quick`` shrinks every table to
+seconds (for tests); its numbers are not meaningful.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from lpdm import kernels
+from lpdm.config import Config, LocalConfig, resolve, with_values
+from lpdm.envs import EnvRunner, make_vector_env, quiet_gymnasium
+
+TABLES = ("kernel", "update", "throughput", "memory")
+BENCH_ENV = "Hopper-v4"
+HIDDEN = (128, 256)
+CPU = torch.device("cpu")
+
+
+# --------------------------------------------------------------------------- tables
+
+
+@dataclass
+class Table:
+    """A titled table of formatted cells, with notes printed under it."""
+
+    title: str
+    columns: list[str]
+    rows: list[list[str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def text(self) -> str:
+        widths = [max(len(c), *(len(r[i]) for r in self.rows)) if self.rows else len(c)
+                  for i, c in enumerate(self.columns)]
+        lines = [self.title, "=" * len(self.title)]
+        lines.append("  ".join(c.rjust(w) for c, w in zip(self.columns, widths, strict=True)))
+        lines.append("  ".join("-" * w for w in widths))
+        lines += ["  ".join(v.rjust(w) for v, w in zip(r, widths, strict=True))
+                  for r in self.rows]
+        lines += [f"note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+    def markdown(self) -> str:
+        lines = [f"### {self.title}", "", "| " + " | ".join(self.columns) + " |",
+                 "|" + "|".join("---:" for _ in self.columns) + "|"]
+        lines += ["| " + " | ".join(r) + " |" for r in self.rows]
+        if self.notes:
+            lines.append("")
+            lines += [f"- {n}" for n in self.notes]
+        return "\n".join(lines)
+
+
+def fmt_ms(seconds: float) -> str:
+    return "n/a" if not math.isfinite(seconds) else f"{seconds * 1e3:.3g}" \
+        if seconds * 1e3 < 100 else f"{seconds * 1e3:.0f}"
+
+
+def fmt_ratio(value: float) -> str:
+    return "n/a" if not math.isfinite(value) else f"{value:.2f}×"
+
+
+# --------------------------------------------------------------------------- timing
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_in_turns(candidates: dict[str, Callable[[], object]], repeats: int,
+                  device: torch.device = CPU, block_s: float = 0.02) -> dict[str, float]:
+    """Median seconds per call of each candidate, timed in turns.
+
+    Each candidate is called once to warm up, then ``repeats`` rounds time every
+    candidate over a block of calls lasting about ``block_s`` seconds.
+    """
+    calls = {}
+    for name, fn in candidates.items():
+        fn()
+        synchronize(device)
+        start = time.perf_counter()
+        fn()
+        synchronize(device)
+        once = time.perf_counter() - start
+        calls[name] = max(1, min(1000, int(block_s / max(once, 1e-7))))
+    samples: dict[str, list[float]] = {name: [] for name in candidates}
+    for _ in range(repeats):
+        for name, fn in candidates.items():
+            synchronize(device)
+            start = time.perf_counter()
+            for _ in range(calls[name]):
+                fn()
+            synchronize(device)
+            samples[name].append((time.perf_counter() - start) / calls[name])
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+@contextlib.contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """Run the body with ``count`` torch threads, restoring the previous count."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+# --------------------------------------------------------------------------- (a) kernel
+
+
+def _loss_step(distances: Callable[[Tensor], Tensor], z: Tensor, target: Tensor,
+               backward: bool) -> Callable[[], Tensor]:
+    """One evaluation of ``||target - distances(z) / d||`` (and its backward)."""
+    width = z.shape[1]
+
+    def step() -> Tensor:
+        if not backward:
+            with torch.no_grad():
+                return torch.linalg.vector_norm(target - distances(z) / width)
+        z.grad = None
+        loss = torch.linalg.vector_norm(target - distances(z) / width)
+        loss.backward()
+        return loss
+
+    return step
+
+
+def relative_difference(a: Tensor, b: Tensor) -> float:
+    """``max |a - b| / max |b|``: the largest difference relative to the scale of ``b``."""
+    scale = b.abs().max().item()
+    return (a - b).abs().max().item() / scale if scale > 0 else (a - b).abs().max().item()
+
+
+def kernel_candidates(device: torch.device) -> dict[str, Callable[[Tensor], Tensor]]:
+    """The implementations compared on ``device``: torch.cdist against lpdm's."""
+    if device.type == "cpu":
+        return {"torch.cdist": kernels.pairwise_l1_cdist,
+                "lpdm kernel": kernels.pairwise_l1_kernel}
+    return {"torch.cdist": kernels.pairwise_l1_cdist,
+            "lpdm chunked": kernels.pairwise_l1_chunked}
+
+
+def kernel_table(device: torch.device, quick: bool) -> Table:
+    """(a) The distance-matching loss, forward and forward + backward, per implementation."""
+    sizes = [(64, 64), (256, 64)] if quick else [
+        (n, d) for n in (64, 256, 1024, 2048) for d in (64, 256)]
+    repeats = 3 if quick else 7
+    candidates = kernel_candidates(device)
+    base, ours = list(candidates)
+    table = Table(
+        f"(a) pairwise l1 distance-matching loss on {device.type}, ms per call",
+        ["N", "d", f"{base} fwd", f"{ours} fwd", f"{base} fwd+bwd", f"{ours} fwd+bwd",
+         "speed-up fwd+bwd", "max rel diff D", "max rel diff grad"])
+    if device.type == "cpu" and not kernels.kernel_applies(torch.ones(64, 256)):
+        table.notes.append(f"the C kernel is unavailable ({kernels.kernel_status()}); "
+                           "rows are not measured")
+        return table
+    generator = torch.Generator().manual_seed(0)
+    for n, d in sizes:
+        z = torch.tanh(torch.randn(n, d, generator=generator)).to(device).requires_grad_()
+        target = torch.rand(n, n, generator=generator).to(device)
+        target = (target + target.T) / 2
+        timings = time_in_turns(
+            {f"{name} {part}": _loss_step(fn, z, target, part == "fwd+bwd")
+             for name, fn in candidates.items() for part in ("fwd", "fwd+bwd")},
+            repeats, device)
+        values, grads = [], []
+        for fn in candidates.values():
+            z.grad = None
+            loss = torch.linalg.vector_norm(target - fn(z) / d)
+            loss.backward()
+            values.append(fn(z).detach())
+            grads.append(z.grad.detach().clone())
+        table.rows.append([
+            str(n), str(d),
+            fmt_ms(timings[f"{base} fwd"]), fmt_ms(timings[f"{ours} fwd"]),
+            fmt_ms(timings[f"{base} fwd+bwd"]), fmt_ms(timings[f"{ours} fwd+bwd"]),
+            fmt_ratio(timings[f"{base} fwd+bwd"] / timings[f"{ours} fwd+bwd"]),
+            f"{relative_difference(values[1], values[0]):.1e}",
+            f"{relative_difference(grads[1], grads[0]):.1e}",
+        ])
+    threads = torch.get_num_threads() if device.type == "cpu" else None
+    table.notes.append(
+        f"loss ||T - D(z)/d||_F with z = tanh(randn), float32, medians of {repeats} rounds"
+        + (f", {threads} torch thread(s) for both" if threads else ""))
+    table.notes.append("max rel diff: max |ours - cdist| / max |cdist|, over all entries")
+    if device.type == "cpu":
+        table.notes.append(f"kernel: {kernels.kernel_status()}")
+    else:
+        table.notes.append("lpdm chunked: cdist forward, l1 gradient in row blocks without "
+                           "cdist's [N, N, d] buffer; lpdm's closed-form local update uses "
+                           "this gradient on CUDA")
+    return table
+
+
+# --------------------------------------------------------------------------- algorithms
+
+
+def bench_config(algo: str, learner: str, quick: bool, **values: object) -> Config:
+    """A resolved Hopper-v4 configuration at the algorithm's defaults (tiny when ``quick``)."""
+    given: dict[str, object] = {"env": BENCH_ENV, "algo": algo, "learner": learner,
+                                "total_steps": 10**6, "threads": 1, **values}
+    if quick and algo == "ppo":
+        given |= {"num_steps": 64, "num_minibatches": 2, "update_epochs": 1}
+    return resolve(with_values(Config(), given), discrete_actions=False)
+
+
+@dataclass
+class Agent:
+    """An algorithm over its own environment runner."""
+
+    config: Config
+    runner: EnvRunner
+    algo: object
+
+    def close(self) -> None:
+        self.runner.close()
+
+
+def make_agent(config: Config, seed: int = 0) -> Agent:
+    from lpdm.algorithms import make_algorithm
+
+    torch.manual_seed(seed)
+    runner = EnvRunner(make_vector_env(config, config.envs.num_envs))
+    runner.reset(seed)
+    return Agent(config, runner, make_algorithm(config, runner))
+
+
+UPDATE_VARIANTS: dict[str, tuple[str, dict[str, object]]] = {
+    "bp": ("bp", {}),
+    "lpdm": ("lpdm", {}),
+    "lpdm-guided": ("lpdm-guided", {}),
+    "lpdm sparse": ("lpdm", {"sparse": True}),
+}
+
+
+def reinforce_batch(steps: int, seed: int = 0) -> tuple[np.ndarray, ...]:
+    """``steps`` transitions of random Hopper-v4 play, as one REINFORCE batch.
+
+    ``(observations, actions, rewards, ends)``; episodes end where Hopper falls, and the
+    batch's last step ends the last one.
+    """
+    import gymnasium as gym
+
+    quiet_gymnasium()
+    env = gym.make(BENCH_ENV)
+    env.action_space.seed(seed)
+    obs, _ = env.reset(seed=seed)
+    observations, actions, rewards, ends = [], [], [], []
+    for _ in range(steps):
+        action = env.action_space.sample()
+        next_obs, reward, terminated, truncated, _ = env.step(action)
+        observations.append(obs)
+        actions.append(action)
+        rewards.append(reward)
+        ends.append(terminated or truncated)
+        obs = env.reset()[0] if terminated or truncated else next_obs
+    env.close()
+    ends[-1] = True
+    return (np.asarray(observations, dtype=np.float32), np.asarray(actions, dtype=np.float32),
+            np.asarray(rewards), np.asarray(ends))
+
+
+def update_table(quick: bool) -> Table:
+    """(b) Seconds of the update phase per iteration, per learner, against ``bp``."""
+    repeats = 2 if quick else 5
+    table = Table("(b) update phase per iteration on Hopper-v4, seconds (1 torch thread)",
+                  ["algorithm", "batch", "learner", "update s", "vs bp"])
+    # PPO: whole iterations (collect 2048 steps, update), timed by the algorithm itself.
+    try:
+        agents = {name: make_agent(bench_config("ppo", learner, quick, **extra))
+                  for name, (learner, extra) in UPDATE_VARIANTS.items()}
+    except ValueError as error:
+        table.notes.append(f"PPO rows skipped: {error}")
+        agents = {}
+    if agents:
+        c = next(iter(agents.values())).config
+        with torch_threads(1):
+            seconds = _ppo_update_seconds(agents, repeats)
+        batch = f"{c.ppo.num_steps}×{c.ppo.update_epochs} ep, {c.ppo.num_minibatches} mb"
+        for name, value in seconds.items():
+            table.rows.append(["PPO", batch, name, f"{value:.3f}",
+                               fmt_ratio(value / seconds["bp"])])
+        for agent in agents.values():
+            agent.close()
+    # REINFORCE: one update on the same fixed batch for every learner.
+    steps = 64 if quick else 1000
+    batch_arrays = reinforce_batch(steps)
+    agents = {name: make_agent(bench_config("reinforce", learner, quick, **extra))
+              for name, (learner, extra) in UPDATE_VARIANTS.items()}
+
+    def reinforce_update(agent: Agent) -> Callable[[], None]:
+        def update() -> None:
+            with agent.algo.timed_update():
+                agent.algo._update(*batch_arrays)  # the update phase of one iteration
+        return update
+
+    with torch_threads(1):
+        seconds = time_in_turns({name: reinforce_update(a) for name, a in agents.items()},
+                                repeats * 3, block_s=0.05)
+    for name, value in seconds.items():
+        table.rows.append(["REINFORCE", f"{steps} steps", name, f"{value:.3f}",
+                           fmt_ratio(value / seconds["bp"])])
+    for agent in agents.values():
+        agent.close()
+    table.notes.append("PPO: Algorithm.update_seconds of whole iterations at the Hopper "
+                       "defaults (actor and critic trunks [128, 256] tanh), learners in turns, "
+                       f"median of {repeats}")
+    table.notes.append(f"REINFORCE: one update on the same {steps}-step batch of random "
+                       "play for every learner (the default is one episode per update; a "
+                       "full Hopper episode is 1000 steps)")
+    table.notes.append("local learners: distance blocks of 128 rows, diagnostics on, "
+                       "l1 kernel as dispatched by lpdm.kernels.pairwise_l1")
+    return table
+
+
+def _ppo_update_seconds(agents: dict[str, Agent], repeats: int) -> dict[str, float]:
+    samples: dict[str, list[float]] = {name: [] for name in agents}
+    for round_index in range(repeats + 1):
+        for name, agent in agents.items():
+            before = agent.algo.update_seconds
+            agent.algo.iterate(0, agent.config.ppo.num_steps * agent.config.envs.num_envs)
+            if round_index > 0:  # the first round warms up
+                samples[name].append(agent.algo.update_seconds - before)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+# --------------------------------------------------------------------------- (c) throughput
+
+
+def _sb3_model(config: Config) -> object:
+    """Stable-Baselines3 PPO with the settings of ``config`` (raises ImportError if absent)."""
+    from stable_baselines3 import PPO as SB3PPO
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    ppo = config.ppo
+    envs = VecNormalize(make_vec_env(BENCH_ENV, n_envs=config.envs.num_envs, seed=config.seed),
+                        norm_obs=True, norm_reward=True, clip_obs=10.0, clip_reward=10.0,
+                        gamma=config.gamma)
+    rollout = ppo.num_steps * config.envs.num_envs
+    return SB3PPO(
+        "MlpPolicy", envs, learning_rate=config.network.lr, n_steps=ppo.num_steps,
+        batch_size=rollout // ppo.num_minibatches, n_epochs=ppo.update_epochs,
+        gamma=config.gamma, gae_lambda=ppo.gae_lambda, clip_range=ppo.clip_coef,
+        ent_coef=config.ent_coef, vf_coef=ppo.vf_coef, max_grad_norm=config.max_grad_norm,
+        policy_kwargs={"net_arch": {"pi": list(HIDDEN), "vf": list(HIDDEN)},
+                       "activation_fn": torch.nn.Tanh},
+        device="cpu", seed=config.seed, verbose=0)
+
+
+def throughput_table(quick: bool) -> Table:
+    """(c) End-to-end training steps per second, PPO against SB3 PPO and the bare env."""
+    repeats = 1 if quick else 3
+    table = Table("(c) end-to-end PPO training on Hopper-v4, environment steps per second "
+                  "(1 torch thread)", ["trainer", "steps/s", "vs SB3 PPO", "vs env alone"])
+    base = bench_config("ppo", "bp", quick)
+    rollout = base.ppo.num_steps * base.envs.num_envs
+    runs: dict[str, Callable[[], float]] = {}
+    closers: list[Callable[[], None]] = []
+
+    def environment_alone() -> Callable[[], float]:
+        runner = EnvRunner(make_vector_env(base, base.envs.num_envs))
+        runner.reset(0)
+        space = runner.envs.single_action_space
+        closers.append(runner.close)
+
+        def run() -> float:
+            start = time.perf_counter()
+            for _ in range(base.ppo.num_steps):
+                runner.step(np.stack([space.sample() for _ in range(runner.num_envs)]))
+            return time.perf_counter() - start
+        return run
+
+    def lpdm_ppo(learner: str) -> Callable[[], float]:
+        agent = make_agent(bench_config("ppo", learner, quick))
+        closers.append(agent.close)
+
+        def run() -> float:
+            start = time.perf_counter()
+            agent.algo.iterate(0, rollout)
+            return time.perf_counter() - start
+        return run
+
+    runs["environment alone (random actions)"] = environment_alone()
+    try:
+        runs["lpdm PPO, bp"] = lpdm_ppo("bp")
+        runs["lpdm PPO, lpdm"] = lpdm_ppo("lpdm")
+    except ValueError as error:
+        table.notes.append(f"lpdm PPO rows skipped: {error}")
+    try:
+        model = _sb3_model(base)
+        model.learn(total_timesteps=rollout)  # warm-up iteration
+
+        def sb3() -> float:
+            start = time.perf_counter()
+            model.learn(total_timesteps=rollout, reset_num_timesteps=False)
+            return time.perf_counter() - start
+        runs["Stable-Baselines3 PPO"] = sb3
+    except ImportError:
+        table.notes.append("Stable-Baselines3 PPO skipped: stable-baselines3 is not "
+                           "installed (pip install 'lpdm[sb3]')")
+    with torch_threads(1):
+        samples: dict[str, list[float]] = {name: [] for name in runs}
+        for name, run in runs.items():
+            if name.startswith("lpdm PPO"):
+                run()  # warm-up iteration
+        for _ in range(repeats):
+            for name, run in runs.items():
+                samples[name].append(rollout / run())
+    for close in closers:
+        close()
+    rates = {name: statistics.median(values) for name, values in samples.items()}
+    sb3_rate = rates.get("Stable-Baselines3 PPO", float("nan"))
+    env_rate = rates["environment alone (random actions)"]
+    for name, rate in rates.items():
+        table.rows.append([name, f"{rate:.0f}", fmt_ratio(rate / sb3_rate),
+                           fmt_ratio(rate / env_rate)])
+    c = base.ppo
+    table.notes.append(
+        f"every trainer: 1 environment with observation and reward normalisation, "
+        f"{c.num_steps} steps per rollout, {c.num_minibatches} minibatches, "
+        f"{c.update_epochs} epochs, separate [128, 256] tanh actor and critic; medians of "
+        f"{repeats} whole iterations (collection + update), in turns")
+    return table
+
+
+# --------------------------------------------------------------------------- (d) memory
+
+
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise OSError(f"/proc/self/status has no {field}")
+
+
+def memory_case(learner: str, depth: int, batch: int, width: int) -> int:
+    """Peak memory (bytes) that one update adds, measured in this (fresh) process.
+
+    Builds a trunk of ``depth`` layers of ``width`` and a value head, runs a warm-up update
+    on 2 rows (which allocates optimizer states and gradients), resets the kernel's record
+    of the peak resident set size, and returns its growth over one update on ``batch``
+    rows. Run with glibc's mmap threshold at 4 KiB (see :func:`memory_table`), every
+    tensor is mapped when allocated and unmapped when freed, so resident memory follows
+    live tensors.
+    """
+    from lpdm.learners import make_learner
+    from lpdm.networks import Trunk, ValueHead
+
+    torch.manual_seed(0)
+    trunk = Trunk(11, (width,) * depth)
+    head = ValueHead(width)
+    learner_ = make_learner(learner, trunk, LocalConfig(update_mode="streaming"), 3e-4)
+    optimizer = torch.optim.Adam([*head.parameters(), *learner_.rl_parameters()], lr=3e-4)
+    obs, returns = torch.randn(batch, 11), torch.randn(batch)
+
+    def update(rows: int) -> None:
+        features = learner_.features(obs[:rows], returns[:rows])
+        loss = (head(features) - returns[:rows]).pow(2).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    update(2)
+    with open("/proc/self/clear_refs", "w", encoding="ascii") as clear_refs:
+        clear_refs.write("5")  # reset the peak (VmHWM) to the current resident size
+    before = _status_kib("VmRSS")
+    update(batch)
+    return (_status_kib("VmHWM") - before) * 1024
+
+
+def _memory_in_subprocess(learner: str, depth: int, batch: int, width: int) -> int:
+    code = ("import json; from lpdm.bench import memory_case; "
+            f"print(json.dumps(memory_case({learner!r}, {depth}, {batch}, {width})))")
+    env = dict(os.environ, OMP_NUM_THREADS="1",
+               GLIBC_TUNABLES="glibc.malloc.mmap_threshold=4096")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env=env, check=True, timeout=600)
+    return int(json.loads(result.stdout.strip().splitlines()[-1]))
+
+
+def memory_table(quick: bool) -> Table:
+    """(d) Peak memory of one update against trunk depth, ``bp`` against ``lpdm``."""
+    depths = (2, 4) if quick else (2, 4, 8, 16)
+    batch, width = (512, 64) if quick else (4096, 256)
+    table = Table(f"(d) peak memory of one update, batch {batch}, trunk of width {width}, MiB",
+                  ["depth", "bp", "lpdm (streaming)", "lpdm / bp"])
+    for depth in depths:
+        bp = _memory_in_subprocess("bp", depth, batch, width)
+        lpdm = _memory_in_subprocess("lpdm", depth, batch, width)
+        table.rows.append([str(depth), f"{bp / 2**20:.1f}", f"{lpdm / 2**20:.1f}",
+                           f"{lpdm / bp:.2f}" if bp > 0 else "n/a"])
+    table.notes.append(
+        "growth of the peak resident set size (VmHWM, reset before the update) of a fresh "
+        "Linux process over one update (trunk + value head, squared-error loss, Adam), after "
+        "a warm-up update on 2 rows that allocates optimizer states and gradients; glibc's "
+        "mmap threshold at 4 KiB, so freed tensors leave resident memory at once")
+    table.notes.append("lpdm: closed-form local update, distance blocks of 128 rows; "
+                       "bp: autograd keeps every layer's activations for the backward pass")
+    return table
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def machine_description() -> str:
+    """CPU model, core count, torch version (and GPU when present)."""
+    model = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+        for line in cpuinfo:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    parts = [f"CPU {model}", f"{os.cpu_count()} cores", f"torch {torch.__version__}",
+             f"Python {platform.python_version()}"]
+    if torch.cuda.is_available():
+        parts.append(f"GPU {torch.cuda.get_device_name()}")
+    return ", ".join(parts)
+
+
+def run_bench(only: list[str], device: str, quick: bool, threads: int | None = None
+              ) -> list[Table]:
+    """The tables named in ``only`` (see :data:`TABLES`), in that order.
+
+    ``threads``: torch threads of the kernel table (default: torch's current count).
+    """
+    quiet_gymnasium()
+
+    def kernel() -> Table:
+        with torch_threads(threads or torch.get_num_threads()):
+            return kernel_table(torch.device(device), quick)
+
+    builders: dict[str, Callable[[], Table]] = {
+        "kernel": kernel,
+        "update": lambda: update_table(quick),
+        "throughput": lambda: throughput_table(quick),
+        "memory": lambda: memory_table(quick),
+    }
+    return [builders[name]() for name in only]
+
+
+def add_bench_parser(commands: argparse._SubParsersAction) -> None:
+    """Register ``lpdm bench`` on the CLI's subcommands."""
+    parser = commands.add_parser("bench", help="measure kernels, update cost, throughput, memory")
+    parser.add_argument("--markdown", metavar="FILE", help="also write the tables to FILE")
+    parser.add_argument("--only", default=",".join(TABLES),
+                        help=f"comma-separated tables to run, of {', '.join(TABLES)} "
+                        "(default: all)")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
+                        help="device of the kernel table (default: cpu)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads of the kernel table (default: torch's default, "
+                        f"{torch.get_num_threads()} here); the other tables use 1, as training")
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny sizes, seconds in all (for tests; numbers not meaningful)")
+    parser.set_defaults(handler=cmd_bench)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from lpdm.config import ConfigError
+
+    only = [name.strip() for name in args.only.split(",") if name.strip()]
+    if unknown := [name for name in only if name not in TABLES]:
+        raise ConfigError(f"--only: unknown table {', '.join(unknown)}; "
+                          f"choose from {', '.join(TABLES)}")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: no CUDA device is available")
+    if args.threads is not None and args.threads < 1:
+        raise ConfigError(f"--threads must be at least 1, got {args.threads}")
+    machine = machine_description()
+    print(f"machine: {machine}\n", flush=True)
+    tables = []
+    for name in only:
+        table = run_bench([name], args.device, args.quick, args.threads)[0]
+        print(table.text() + "\n", flush=True)
+        tables.append(table)
+    if args.markdown:
+        body = "\n\n".join(t.markdown() for t in tables)
+        Path(args.markdown).write_text(
+            f"Measured by `lpdm bench{' --quick' if args.quick else ''}` on {machine}.\n\n"
+            f"{body}\n")
+        print(f"wrote {args.markdown}")
+    return 0

@@ -1,0 +1,170 @@
+/* Pairwise l1 distances of the rows of a float32 matrix, and their gradient.
+ *
+ * Plain C (no Python or torch headers), so it compiles in well under a second;
+ * lpdm.kernels builds it on first use and calls it through ctypes. z is [n, d] row-major.
+ *
+ *   lpdm_l1_forward:  out[i, j] = sum_k |z[i, k] - z[j, k]|            out is [n, n]
+ *   lpdm_l1_backward: grad[i, k] = sum_j (g[i, j] + g[j, i]) sign(z[i, k] - z[j, k])
+ *                     with sign(0) = 0, as torch.cdist's gradient      g [n, n], grad [n, d]
+ *
+ * Both passes work on tiles of T rows so that every row loaded from memory serves T rows
+ * of the other side (the inner loops over features vectorise); narrow rows (d < NARROW)
+ * vectorise over rows instead. The forward pass computes each unordered pair once and
+ * writes both halves of the symmetric matrix. Both passes are parallel over rows with
+ * OpenMP when threads > 1 (and compiled with it); with threads == 1 no OpenMP region is
+ * entered. The caller allocates all scratch memory (see the *_scratch functions).
+ */
+#include <stdint.h>
+#include <string.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#define THREAD_ID omp_get_thread_num()
+#else
+#define THREAD_ID 0
+#endif
+
+#define T 4       /* rows per tile */
+#define NARROW 32 /* below this width the forward pass vectorises over rows */
+#define PAGE_FLOATS 1024 /* 4 KiB */
+
+static inline int64_t clamp_row(int64_t r, int64_t n) { return r < n ? r : n - 1; }
+
+/* Distances between rows i0..i0+T-1 and j0..j0+T-1 (clamped to n), written both ways. */
+static void forward_tile(const float *z, float *out, int64_t n, int64_t d, int64_t i0,
+                         int64_t j0) {
+    const float *a0 = z + clamp_row(i0, n) * d, *a1 = z + clamp_row(i0 + 1, n) * d;
+    const float *a2 = z + clamp_row(i0 + 2, n) * d, *a3 = z + clamp_row(i0 + 3, n) * d;
+    const float *b0 = z + clamp_row(j0, n) * d, *b1 = z + clamp_row(j0 + 1, n) * d;
+    const float *b2 = z + clamp_row(j0 + 2, n) * d, *b3 = z + clamp_row(j0 + 3, n) * d;
+    float s00 = 0, s01 = 0, s02 = 0, s03 = 0, s10 = 0, s11 = 0, s12 = 0, s13 = 0;
+    float s20 = 0, s21 = 0, s22 = 0, s23 = 0, s30 = 0, s31 = 0, s32 = 0, s33 = 0;
+#pragma omp simd reduction(+ : s00, s01, s02, s03, s10, s11, s12, s13, s20, s21, s22, s23, \
+                               s30, s31, s32, s33)
+    for (int64_t k = 0; k < d; k++) {
+        const float x0 = a0[k], x1 = a1[k], x2 = a2[k], x3 = a3[k];
+        const float y0 = b0[k], y1 = b1[k], y2 = b2[k], y3 = b3[k];
+        s00 += __builtin_fabsf(x0 - y0); s01 += __builtin_fabsf(x0 - y1);
+        s02 += __builtin_fabsf(x0 - y2); s03 += __builtin_fabsf(x0 - y3);
+        s10 += __builtin_fabsf(x1 - y0); s11 += __builtin_fabsf(x1 - y1);
+        s12 += __builtin_fabsf(x1 - y2); s13 += __builtin_fabsf(x1 - y3);
+        s20 += __builtin_fabsf(x2 - y0); s21 += __builtin_fabsf(x2 - y1);
+        s22 += __builtin_fabsf(x2 - y2); s23 += __builtin_fabsf(x2 - y3);
+        s30 += __builtin_fabsf(x3 - y0); s31 += __builtin_fabsf(x3 - y1);
+        s32 += __builtin_fabsf(x3 - y2); s33 += __builtin_fabsf(x3 - y3);
+    }
+    const float s[T][T] = {{s00, s01, s02, s03}, {s10, s11, s12, s13},
+                           {s20, s21, s22, s23}, {s30, s31, s32, s33}};
+    for (int64_t r = 0; r < T && i0 + r < n; r++)
+        for (int64_t c = 0; c < T && j0 + c < n; c++) {
+            const float v = (i0 + r == j0 + c) ? 0.0f : s[r][c];
+            out[(i0 + r) * n + j0 + c] = v;
+            out[(j0 + c) * n + i0 + r] = v;
+        }
+}
+
+static void forward_rows(const float *z, float *out, int64_t n, int64_t d, int64_t i0) {
+    for (int64_t j0 = i0; j0 < n; j0 += T) forward_tile(z, out, n, d, i0, j0);
+}
+
+/* Narrow rows (d < NARROW): vectorise over j instead, on the transposed zt [d, n]. Fills
+ * the upper triangle of row i; the caller mirrors it. */
+static void forward_narrow_row(const float *zt, float *out, int64_t n, int64_t d, int64_t i) {
+    float *row = out + i * n;
+    for (int64_t j = i; j < n; j++) row[j] = 0.0f;
+    for (int64_t k = 0; k < d; k++) {
+        const float a = zt[k * n + i];
+        const float *b = zt + k * n;
+#pragma omp simd
+        for (int64_t j = i + 1; j < n; j++) row[j] += __builtin_fabsf(a - b[j]);
+    }
+}
+
+static void forward_narrow(const float *z, float *out, int64_t n, int64_t d, int threads,
+                           float *zt) {
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t k = 0; k < d; k++) zt[k * n + i] = z[i * d + k];
+    if (threads > 1) {
+#pragma omp parallel for schedule(dynamic, 8) num_threads(threads)
+        for (int64_t i = 0; i < n; i++) forward_narrow_row(zt, out, n, d, i);
+    } else {
+        for (int64_t i = 0; i < n; i++) forward_narrow_row(zt, out, n, d, i);
+    }
+    for (int64_t i = 1; i < n; i++)
+        for (int64_t j = 0; j < i; j++) out[i * n + j] = out[j * n + i];
+}
+
+/* scratch: n * d floats, used when d < NARROW. */
+void lpdm_l1_forward(const float *z, float *out, int64_t n, int64_t d, int threads,
+                     float *scratch) {
+    if (d < NARROW) {
+        forward_narrow(z, out, n, d, threads, scratch);
+    } else if (threads > 1) {
+#pragma omp parallel for schedule(dynamic, 2) num_threads(threads)
+        for (int64_t i0 = 0; i0 < n; i0 += T) forward_rows(z, out, n, d, i0);
+    } else {
+        for (int64_t i0 = 0; i0 < n; i0 += T) forward_rows(z, out, n, d, i0);
+    }
+}
+
+static inline float signed_weight(float t, float s) {
+    return (t > 0.0f ? s : 0.0f) - (t < 0.0f ? s : 0.0f);
+}
+
+/* grad rows i0..i0+T-1 (clamped rows are computed but not stored). */
+static void backward_rows(const float *z, const float *g, float *grad, int64_t n, int64_t d,
+                          int64_t i0, float *acc /* [T * d + PAGE_FLOATS] scratch */) {
+    const int64_t rows = (n - i0) < T ? (n - i0) : T;
+    const float *a0 = z + clamp_row(i0, n) * d, *a1 = z + clamp_row(i0 + 1, n) * d;
+    const float *a2 = z + clamp_row(i0 + 2, n) * d, *a3 = z + clamp_row(i0 + 3, n) * d;
+    /* place the accumulator rows at the same offsets within a 4 KiB page as the rows they
+     * accumulate for, so their stores never falsely alias the loads of other rows */
+    acc += (((uintptr_t)a0 - (uintptr_t)acc) & (PAGE_FLOATS * sizeof(float) - 1)) / sizeof(float);
+    float *g0 = acc, *g1 = acc + d, *g2 = acc + 2 * d, *g3 = acc + 3 * d;
+    memset(acc, 0, (size_t)(T * d) * sizeof(float));
+    for (int64_t j = 0; j < n; j++) {
+        float w[T];
+        for (int64_t r = 0; r < T; r++) {
+            const int64_t i = clamp_row(i0 + r, n);
+            w[r] = (i == j) ? 0.0f : g[i * n + j] + g[j * n + i];
+        }
+        const float w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3];
+        const float *b = z + j * d;
+#pragma omp simd
+        for (int64_t k = 0; k < d; k++) {
+            const float y = b[k];
+            g0[k] += signed_weight(a0[k] - y, w0);
+            g1[k] += signed_weight(a1[k] - y, w1);
+            g2[k] += signed_weight(a2[k] - y, w2);
+            g3[k] += signed_weight(a3[k] - y, w3);
+        }
+    }
+    memcpy(grad + i0 * d, acc, (size_t)(rows * d) * sizeof(float));
+}
+
+/* scratch: threads * (T * d + PAGE_FLOATS) floats. */
+void lpdm_l1_backward(const float *z, const float *g, float *grad, int64_t n, int64_t d,
+                      int threads, float *scratch) {
+    if (threads > 1) {
+#pragma omp parallel for schedule(static) num_threads(threads)
+        for (int64_t i0 = 0; i0 < n; i0 += T)
+            backward_rows(z, g, grad, n, d, i0, scratch + THREAD_ID * (T * d + PAGE_FLOATS));
+    } else {
+        for (int64_t i0 = 0; i0 < n; i0 += T) backward_rows(z, g, grad, n, d, i0, scratch);
+    }
+}
+
+/* Scratch floats the passes need, for the Python side to allocate. */
+int64_t lpdm_l1_forward_scratch(int64_t n, int64_t d) { return d < NARROW ? n * d : 0; }
+int64_t lpdm_l1_backward_scratch(int64_t d, int threads) {
+    return (int64_t)threads * (T * d + PAGE_FLOATS);
+}
+
+/* 1 when built with OpenMP (threads > 1 then runs in parallel). */
+int lpdm_l1_openmp(void) {
+#ifdef _OPENMP
+    return 1;
+#else
+    return 0;
+#endif
+}
