@@ -134,3 +134,44 @@ def test_eval_command(tmp_path, capsys):
 def test_eval_of_a_directory_without_a_run_fails_cleanly(tmp_path, capsys):
     assert main(["eval", str(tmp_path)]) == 2
     assert "not a run directory" in capsys.readouterr().err
+
+
+def test_eval_records_video_where_rendering_works(tmp_path, capsys):
+    pytest.importorskip("moviepy")
+    out = tmp_path / "run"
+    main(["train", "--total-steps", "300", "--out", str(out), "--no-progress"])
+    assert main(["eval", str(out), "--episodes", "2", "--video"]) == 0
+    assert len(list((out / "videos").glob("*.mp4"))) == 2
+
+
+def test_eval_video_says_why_when_rendering_fails(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("moviepy")
+
+    def broken_render(self):
+        raise RuntimeError("no OpenGL context")
+
+    out = tmp_path / "run"
+    main(["train", "--total-steps", "300", "--out", str(out), "--no-progress"])
+    from gymnasium.envs.classic_control.cartpole import CartPoleEnv
+
+    monkeypatch.setattr(CartPoleEnv, "render", broken_render)
+    capsys.readouterr()
+    assert main(["eval", str(out), "--episodes", "1", "--video"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("lpdm: error: cannot render CartPole-v1") and "no OpenGL" in err
+    assert not (out / "videos").exists()
+
+
+def test_tensorboard_logs_alongside_csv(tmp_path):
+    pytest.importorskip("tensorboard")
+    out = tmp_path / "run"
+    assert main(["train", "--algo", "ppo", "--total-steps", "1024", "--tensorboard",
+                 "--out", str(out), "--no-progress"]) == 0
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(out / "tensorboard"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"charts/episodic_return", "losses/policy_loss", "eval/mean_return",
+            "diagnostics/actor_l1_distance_corr"} <= tags
+    assert (out / "metrics.csv").exists()

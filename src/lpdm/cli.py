@@ -103,6 +103,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         finally:
             evaluator.close()
     except VideoError as error:
+        if video_dir and Path(video_dir).is_dir() and not any(Path(video_dir).iterdir()):
+            Path(video_dir).rmdir()
         raise RunError(str(error)) from None
     finally:
         agent.close()

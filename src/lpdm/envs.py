@@ -42,6 +42,7 @@ class EnvError(ValueError):
 def quiet_gymnasium() -> None:
     """Silence Gymnasium's deprecation chatter (e.g. about the -v4 MuJoCo versions)."""
     warnings.filterwarnings("ignore", module=r"gymnasium(\.|$)")
+    warnings.filterwarnings("ignore", module=r"glfw(\.|$)")  # MuJoCo probing for a display
     gym.logger.min_level = 40
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -57,6 +58,9 @@ class Evaluator:
 
 
 def _check_video_support() -> None:
+    # pygame-rendered environments need no window: keep SDL off any display or sound device
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+    os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
     try:
         import moviepy  # noqa: F401  (Gymnasium's RecordVideo writes MP4 with it)
     except ImportError:
