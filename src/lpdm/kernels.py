@@ -64,9 +64,10 @@ class CompiledKernel:
         """Raw l1 distances ``[N, N]`` of a contiguous float32 CPU ``z`` ``[N, d]``."""
         n, d = z.shape
         out = torch.empty(n, n, dtype=z.dtype)
-        scratch = torch.empty(int(self.library.lpdm_l1_forward_scratch(n, d)), dtype=z.dtype)
+        size = self.library.lpdm_l1_forward_scratch(n, d)
+        scratch = torch.empty(size, dtype=z.dtype) if size else None
         self.library.lpdm_l1_forward(z.data_ptr(), out.data_ptr(), n, d, threads,
-                                     scratch.data_ptr())
+                                     None if scratch is None else scratch.data_ptr())
         return out
 
     def backward(self, z: Tensor, grad_distances: Tensor, threads: int) -> Tensor:
@@ -191,6 +192,7 @@ class _KernelState:
         self.kernel: CompiledKernel | None = None
         self.error: str | None = None
         self.tried = False
+        self.disabled = False  # $LPDM_NO_KERNEL, as read on first use
         self.parallel_used = False  # an OpenMP thread pool exists in this process
         self.forked = False  # this process is a fork of one that had used that pool
 
@@ -198,19 +200,24 @@ class _KernelState:
         if not self.tried:
             with self.lock:
                 if not self.tried:
-                    try:
-                        self.kernel = build_kernel()
-                    except RuntimeError as error:
-                        self.error = str(error)
-                        warnings.warn(f"lpdm: using torch.cdist for l1 distances: {error}",
-                                      RuntimeWarning, stacklevel=3)
+                    self.disabled = kernel_disabled()
+                    if not self.disabled:
+                        self._build()
                     self.tried = True
         return self.kernel
+
+    def _build(self) -> None:
+        try:
+            self.kernel = build_kernel()
+        except RuntimeError as error:
+            self.error = str(error)
+            warnings.warn(f"lpdm: using torch.cdist for l1 distances: {error}",
+                          RuntimeWarning, stacklevel=4)
 
     def reset(self) -> None:
         """Forget the loaded kernel (tests: rebuild under other settings)."""
         with self.lock:
-            self.kernel, self.error, self.tried = None, None, False
+            self.kernel, self.error, self.tried, self.disabled = None, None, False, False
 
     def after_fork_in_child(self) -> None:
         # GNU OpenMP's thread pool does not survive fork(); a child of a process that used
@@ -224,19 +231,23 @@ if hasattr(os, "register_at_fork"):
 
 
 def kernel_disabled() -> bool:
+    """Whether ``$LPDM_NO_KERNEL`` asks for torch.cdist everywhere."""
     return os.environ.get(DISABLE_ENV, "").strip().lower() not in ("", "0", "false", "no")
 
 
 def load_kernel() -> CompiledKernel | None:
-    """The compiled kernel, building it on first call; None when disabled or impossible."""
-    return None if kernel_disabled() else _STATE.get()
+    """The compiled kernel, building it on first call; None when disabled or impossible.
+
+    ``$LPDM_NO_KERNEL`` is read on the first call (and after :func:`reset_kernel`).
+    """
+    return _STATE.get()
 
 
 def kernel_status() -> str:
     """One line: which implementation :func:`pairwise_l1` uses on CPU float32, and why."""
-    if kernel_disabled():
-        return f"torch.cdist ({DISABLE_ENV} is set)"
     kernel = load_kernel()
+    if _STATE.disabled:
+        return f"torch.cdist ({DISABLE_ENV} is set)"
     if kernel is None:
         return f"torch.cdist (C kernel unavailable: {_STATE.error})"
     return f"C kernel {kernel.path} ({'OpenMP' if kernel.openmp else 'single-threaded build'})"
@@ -345,7 +356,8 @@ def pairwise_l1_backward(z: Tensor, grad_distances: Tensor) -> Tensor:
     """The gradient ``[N, d]`` of ``sum(grad_distances * pairwise_l1(z))`` with respect to ``z``.
 
     ``grad_distances`` is ``[N, N]``. For callers that compute gradients by hand, with
-    no autograd graph: the C kernel where it applies, else :func:`l1_gradient_chunked`.
+    no autograd graph; bit for bit what backpropagating through :func:`pairwise_l1` gives
+    (the same implementation is chosen).
     """
     z = z.detach()
     if kernel_applies(z):
@@ -353,4 +365,6 @@ def pairwise_l1_backward(z: Tensor, grad_distances: Tensor) -> Tensor:
         assert kernel is not None  # kernel_applies checked it
         return kernel.backward(z.contiguous(), grad_distances.to(z.dtype).contiguous(),
                                _threads(*z.shape))
-    return l1_gradient_chunked(z, grad_distances)
+    with torch.enable_grad():
+        leaf = z.requires_grad_()
+        return torch.autograd.grad(pairwise_l1_cdist(leaf), leaf, grad_distances)[0]

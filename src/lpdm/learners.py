@@ -117,8 +117,14 @@ class LocalLearner(Learner):
     def features(self, obs: Tensor, performance: Tensor | None = None) -> Tensor:
         if self.guided and performance is None:
             raise ValueError("lpdm-guided needs a performance value per sample")
+        blocks = self._chunks(obs.shape[0])
+        if len(blocks) == 1:  # the batch in order is the one block: nothing to gather
+            h, report = self.trainer.update(obs, performance, self._take_diagnostics_request())
+            if report:
+                self.diagnostics = report
+            return h
         out = torch.empty(obs.shape[0], self.trunk.out_dim, dtype=obs.dtype, device=obs.device)
-        for index in self._chunks(obs.shape[0]):
+        for index in blocks:
             index = index.to(obs.device)
             block_performance = None if performance is None else performance[index]
             h, report = self.trainer.update(obs[index], block_performance,

@@ -1,21 +1,24 @@
 """The local update of a trunk: every hidden layer learns from its own distance-matching loss.
 
 Layer ``l`` sees its input detached, computes ``Y_l = tanh(W_l h_{l-1} + b_l)`` and is
-stepped by its own Adam on ``||target - D(Y_l)||_F``; the next layer receives ``Y_l``
+stepped by Adam on its own ``||target - D(Y_l)||_F``; the next layer receives ``Y_l``
 detached, as computed before the step. No gradient crosses a layer boundary.
 
 For the default l1 distances scaled by width (or unscaled), each layer's gradient is
-computed in closed form, without autograd: ``dL/dD`` from the Frobenius norm, the l1
+computed in closed form, without autograd: ``dL/dD`` of the Frobenius norm, the l1
 kernel's backward (:func:`lpdm.kernels.pairwise_l1_backward`), ``tanh``'s derivative and
-the two products of a linear layer. The same values as backpropagation, but layer by
-layer with nothing kept (memory flat with depth) and without autograd's per-operation cost.
+the products of a linear layer, in the order autograd computes them. Dense matching gives
+bit for bit the weights of backpropagation; sparse matching the same up to float rounding
+(the autograd path sums the masked pairs in another order). Nothing is kept from one
+layer to the next, so memory stays flat with depth, and autograd's per-operation cost
+is gone.
 
 Other metrics and scalings backpropagate, in one of two modes that give identical weights:
 
 - ``fused``: every layer's loss is computed with the pre-update weights, then one
-  backward pass over their sum and one step of each optimizer. Because inputs are
-  detached, each layer's gradient is exactly that of its own loss, and Adam is
-  elementwise, so this equals stepping layer by layer.
+  backward pass over their sum and one optimizer step. Because inputs are detached,
+  each layer's gradient is exactly that of its own loss, and Adam is elementwise, so
+  this equals stepping layer by layer.
 - ``streaming``: layer by layer, each loss backpropagated and its graph freed before
   the next layer runs, so memory stays flat with depth.
 
@@ -40,11 +43,10 @@ from lpdm.distances import (
     off_diagonal_correlation,
     pairwise_distances,
     quantile_mask,
-    raw_pairwise_distances,
     sparse_distance_matching_loss,
     width_divisor,
 )
-from lpdm.kernels import pairwise_l1_backward
+from lpdm.kernels import pairwise_l1, pairwise_l1_backward
 from lpdm.networks import Trunk
 
 SATURATION_THRESHOLD = 0.99
@@ -85,20 +87,24 @@ def closed_form_gradients(cfg: LocalConfig) -> bool:
 
 
 class LocalTrunkTrainer:
-    """Owns one Adam per hidden layer of ``trunk`` and applies the local update."""
+    """Owns the trunk's Adam and applies the local update.
+
+    One Adam over all hidden layers: Adam is elementwise, with a state per parameter, so
+    this is exactly one Adam per layer (each layer steps only on its own gradient, at the
+    same learning rate), in one optimizer call per update instead of one per layer.
+    """
 
     def __init__(self, trunk: Trunk, cfg: LocalConfig, lr: float, guided: bool) -> None:
         self.trunk = trunk
         self.cfg = cfg
         self.guided = guided
-        self.optimizers = [torch.optim.Adam(layer.parameters(), lr=lr) for layer in trunk.layers]
+        self.optimizer = torch.optim.Adam(trunk.parameters(), lr=lr)
         self.base_lr = lr
         self.closed_form = closed_form_gradients(cfg)
 
     def set_lr_scale(self, fraction: float) -> None:
-        for optimizer in self.optimizers:
-            for group in optimizer.param_groups:
-                group["lr"] = self.base_lr * fraction
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.base_lr * fraction
 
     def _target(self, global_distances: Tensor, layer_input: Tensor,
                 performance: Tensor | None) -> Tensor:
@@ -149,12 +155,11 @@ class LocalTrunkTrainer:
         cfg = self.cfg
         report: list[LayerDiagnostics] = []
         with torch.no_grad():
-            for layer, optimizer in zip(self.trunk.layers, self.optimizers, strict=True):
+            for layer in self.trunk.layers:
                 target, mask = targets(h)
                 y = torch.tanh(F.linear(h, layer.weight, layer.bias))
                 width = y.shape[1]
-                d_y = apply_scale(raw_pairwise_distances(y, cfg.metric), cfg.metric, cfg.scale,
-                                  width)
+                d_y = apply_scale(pairwise_l1(y), cfg.metric, cfg.scale, width)
                 diff = target - d_y
                 if mask is not None:
                     diff = diff * mask
@@ -167,10 +172,10 @@ class LocalTrunkTrainer:
                 grad_pre = torch.ops.aten.tanh_backward(pairwise_l1_backward(y, grad_distances), y)
                 layer.weight.grad = grad_pre.t().mm(h)
                 layer.bias.grad = grad_pre.sum(0)
-                optimizer.step()
                 if diagnostics:
                     report.append(layer_diagnostics(target, y, loss, cfg, d_y))
                 h = y
+        self.optimizer.step()
         return h, report
 
     def _loss(self, target: Tensor, mask: Tensor | None, y: Tensor) -> Tensor:
@@ -184,30 +189,43 @@ class LocalTrunkTrainer:
         streaming = self.cfg.update_mode == "streaming"
         losses: list[Tensor] = []
         report: list[LayerDiagnostics] = []
-        for layer, optimizer in zip(self.trunk.layers, self.optimizers, strict=True):
+        for layer in self.trunk.layers:
             target, mask = targets(h)
             y = torch.tanh(layer(h))
             loss = self._loss(target, mask, y)
             if diagnostics:
                 report.append(layer_diagnostics(target, y, loss, self.cfg))
-            if streaming:
-                optimizer.zero_grad(set_to_none=True)
+            if streaming:  # only this layer has gradients when the optimizer steps
+                self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                optimizer.step()
+                self.optimizer.step()
             else:
                 losses.append(loss)
             h = y.detach()
         if not streaming:
-            for optimizer in self.optimizers:
-                optimizer.zero_grad(set_to_none=True)
+            self.optimizer.zero_grad(set_to_none=True)
             torch.stack(losses).sum().backward()
-            for optimizer in self.optimizers:
-                optimizer.step()
+            self.optimizer.step()
         return h, report
 
     def state_dict(self) -> dict:
-        return {"optimizers": [o.state_dict() for o in self.optimizers]}
+        return {"optimizer": self.optimizer.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
-        for optimizer, saved in zip(self.optimizers, state["optimizers"], strict=True):
-            optimizer.load_state_dict(saved)
+        if "optimizers" in state:  # saved with one Adam per layer
+            state = {"optimizer": _merge_optimizer_states(state["optimizers"])}
+        self.optimizer.load_state_dict(state["optimizer"])
+
+
+def _merge_optimizer_states(states: list[dict]) -> dict:
+    """One Adam state dict (one parameter group) from per-layer ones, in layer order."""
+    merged: dict = {"state": {}, "param_groups": [{**states[0]["param_groups"][0],
+                                                   "params": []}]}
+    for saved in states:
+        for group in saved["param_groups"]:
+            for i in group["params"]:
+                index = len(merged["param_groups"][0]["params"])
+                merged["param_groups"][0]["params"].append(index)
+                if i in saved["state"]:
+                    merged["state"][index] = saved["state"][i]
+    return merged

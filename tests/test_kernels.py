@@ -1,0 +1,260 @@
+"""The l1 kernel against torch.cdist, its build and fallbacks, and the closed-form update."""
+
+import copy
+import subprocess
+import sys
+import warnings
+
+import pytest
+import torch
+
+from lpdm import kernels
+from lpdm.bench import torch_threads
+from lpdm.config import LocalConfig
+from lpdm.local import LocalTrunkTrainer
+from lpdm.networks import Trunk
+
+needs_kernel = pytest.mark.skipif(kernels.load_kernel() is None,
+                                  reason=f"no C kernel: {kernels.kernel_status()}")
+
+
+def reference(z: torch.Tensor, upstream: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Distances and the gradient of ``sum(upstream * D)``, by cdist in float64."""
+    leaf = z.detach().double().requires_grad_()
+    distances = torch.cdist(leaf, leaf, p=1.0)
+    distances.backward(upstream.double())
+    return distances.detach(), leaf.grad
+
+
+def assert_matches(actual: torch.Tensor, expected: torch.Tensor) -> None:
+    """Relative tolerance 1e-5, with an absolute floor of 1e-5 of the largest entry."""
+    scale = max(expected.abs().max().item(), 1e-30)
+    torch.testing.assert_close(actual.double(), expected, rtol=1e-5, atol=1e-5 * scale)
+
+
+def kernel_distances_and_grad(z: torch.Tensor, upstream: torch.Tensor):
+    leaf = z.detach().clone().requires_grad_()
+    distances = kernels.pairwise_l1_kernel(leaf)
+    distances.backward(upstream)
+    return distances.detach(), leaf.grad
+
+
+SHAPES = [(1, 1), (1, 7), (2, 1), (2, 3), (3, 5), (5, 1), (7, 31), (9, 32), (17, 33),
+          (64, 256), (67, 129), (130, 11)]
+
+
+@needs_kernel
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize(("n", "d"), SHAPES)
+def test_kernel_values_and_gradients_match_cdist(n, d, threads, monkeypatch):
+    monkeypatch.setattr(kernels, "PARALLEL_MIN_WORK", 0)  # threads > 1 even when small
+    generator = torch.Generator().manual_seed(n * 1000 + d)
+    z = torch.tanh(torch.randn(n, d, generator=generator))
+    if n > 2:
+        z[1] = z[0]  # identical rows: zero differences, whose sign is 0
+        z[2, : d // 2] = 1.0  # saturated features, equal across rows
+        z[0, : d // 2] = 1.0
+    upstream = torch.randn(n, n, generator=generator)
+    with torch_threads(threads):
+        distances, grad = kernel_distances_and_grad(z, upstream)
+    expected_distances, expected_grad = reference(z, upstream)
+    assert_matches(distances, expected_distances)
+    assert_matches(grad, expected_grad)
+    assert torch.equal(distances, distances.T)
+    assert torch.all(distances.diagonal() == 0)
+
+
+@needs_kernel
+def test_non_contiguous_input():
+    base = torch.tanh(torch.randn(40, 90))
+    for z in (base[:, ::3], base.T, base[::2]):
+        assert not z.is_contiguous()
+        upstream = torch.randn(z.shape[0], z.shape[0])
+        distances, grad = kernel_distances_and_grad(z, upstream)
+        expected_distances, expected_grad = reference(z, upstream)
+        assert_matches(distances, expected_distances)
+        assert_matches(grad, expected_grad)
+        assert grad.shape == z.shape
+
+
+@needs_kernel
+def test_dispatch_uses_the_kernel_on_cpu_float32_and_cdist_otherwise(monkeypatch):
+    calls = []
+    original = kernels.pairwise_l1_kernel
+    monkeypatch.setattr(kernels, "pairwise_l1_kernel",
+                        lambda z: calls.append(z.dtype) or original(z))
+    z32 = torch.randn(64, 64)
+    z64 = z32.double().requires_grad_()
+    kernels.pairwise_l1(z32)
+    distances = kernels.pairwise_l1(z64)  # float64: torch.cdist, differentiable
+    distances.sum().backward()
+    kernels.pairwise_l1(torch.randn(4, 4))  # tiny: torch.cdist (no compile, no overhead)
+    assert calls == [torch.float32]
+    assert_matches(distances.detach(), reference(z64, torch.ones(64, 64))[0])
+
+
+@needs_kernel
+@pytest.mark.parametrize(("n", "d"), [(3, 2), (64, 256)])  # below and above KERNEL_MIN_WORK
+def test_backward_by_hand_is_bit_for_bit_autograd(n, d):
+    z = torch.tanh(torch.randn(n, d))
+    upstream = torch.randn(n, n)
+    leaf = z.clone().requires_grad_()
+    kernels.pairwise_l1(leaf).backward(upstream)
+    assert torch.equal(kernels.pairwise_l1_backward(z, upstream), leaf.grad)
+
+
+@pytest.mark.parametrize("chunk", [1, 50, 1 << 24])
+def test_chunked_gradient_matches_cdist(chunk, monkeypatch):
+    monkeypatch.setattr(kernels, "CHUNK_ELEMENTS", chunk)
+    z = torch.tanh(torch.randn(13, 5, dtype=torch.float64))
+    z[3] = z[4]
+    upstream = torch.randn(13, 13, dtype=torch.float64)
+    leaf = z.clone().requires_grad_()
+    distances = kernels.pairwise_l1_chunked(leaf)
+    distances.backward(upstream)
+    expected_distances, expected_grad = reference(z, upstream)
+    assert_matches(distances.detach(), expected_distances)
+    assert_matches(leaf.grad, expected_grad)
+
+
+# --------------------------------------------------------------------------- build
+
+
+@pytest.fixture
+def fresh_kernel(tmp_path, monkeypatch):
+    """A kernel state with an empty cache directory; restored afterwards."""
+    monkeypatch.setenv(kernels.CACHE_ENV, str(tmp_path / "cache"))
+    kernels.reset_kernel()
+    yield tmp_path / "cache"
+    monkeypatch.undo()
+    kernels.reset_kernel()
+
+
+def test_without_a_compiler_everything_falls_back_to_cdist(fresh_kernel, monkeypatch):
+    monkeypatch.setenv("CC", "no-such-compiler-lpdm")
+    with pytest.warns(RuntimeWarning, match="torch.cdist"):
+        assert kernels.load_kernel() is None
+    assert "unavailable" in kernels.kernel_status()
+    z = torch.randn(64, 64, requires_grad=True)
+    upstream = torch.randn(64, 64)
+    kernels.pairwise_l1(z).backward(upstream)
+    expected_distances, expected_grad = reference(z, upstream)
+    assert_matches(kernels.pairwise_l1(z).detach(), expected_distances)
+    assert_matches(z.grad, expected_grad)
+    assert_matches(kernels.pairwise_l1_backward(z, upstream), expected_grad)
+    assert not kernels.kernel_applies(z)
+
+
+def test_a_failing_compile_falls_back_to_cdist(fresh_kernel, monkeypatch, tmp_path):
+    broken = tmp_path / "broken-cc"
+    broken.write_text("#!/bin/sh\necho 'simulated compiler failure' >&2\nexit 1\n")
+    broken.chmod(0o755)
+    monkeypatch.setenv("CC", str(broken))
+    with pytest.warns(RuntimeWarning, match="simulated compiler failure"):
+        assert kernels.load_kernel() is None
+    assert not list(fresh_kernel.glob("*.so"))  # no half-written library left behind
+    assert not list(fresh_kernel.glob(".build-*"))
+
+
+def test_disabled_by_environment(fresh_kernel, monkeypatch):
+    monkeypatch.setenv(kernels.DISABLE_ENV, "1")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert kernels.load_kernel() is None
+    assert kernels.DISABLE_ENV in kernels.kernel_status()
+    assert not fresh_kernel.exists()  # nothing compiled
+
+
+@needs_kernel
+def test_built_once_into_the_cache_and_reused(fresh_kernel, monkeypatch):
+    kernel = kernels.load_kernel()
+    assert kernel is not None and kernel.path.parent == fresh_kernel
+    assert kernel.path.name.startswith("pairwise_l1-")
+    kernels.reset_kernel()
+    monkeypatch.setattr(kernels, "_compile", lambda *a: pytest.fail("compiled again"))
+    assert kernels.load_kernel().path == kernel.path
+
+
+@needs_kernel
+def test_concurrent_first_builds_in_separate_processes(fresh_kernel):
+    code = ("import torch; from lpdm import kernels; "
+            "z = torch.randn(64, 64); "
+            "assert kernels.load_kernel() is not None; "
+            "print(float((kernels.pairwise_l1(z) - torch.cdist(z, z, p=1)).abs().max()))")
+    processes = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    for process in processes:
+        out, err = process.communicate(timeout=120)
+        assert process.returncode == 0, err
+        assert float(out) < 1e-3
+    assert len(list(fresh_kernel.glob("pairwise_l1-*.so"))) == 1
+    assert not list(fresh_kernel.glob(".build-*"))
+
+
+# --------------------------------------------------------------------------- local update
+
+
+def twin_trainers(cfg: LocalConfig, guided: bool):
+    torch.manual_seed(3)
+    trunk = Trunk(11, (64, 128, 32))
+    twin = copy.deepcopy(trunk)
+    closed = LocalTrunkTrainer(trunk, cfg, 1e-2, guided)
+    autograd = LocalTrunkTrainer(twin, cfg, 1e-2, guided)
+    assert closed.closed_form
+    autograd.closed_form = False
+    return trunk, twin, closed, autograd
+
+
+@pytest.mark.parametrize("guided", [False, True])
+@pytest.mark.parametrize("overrides", [
+    {}, {"scale": "none"}, {"target": "local"}, {"update_mode": "streaming"},
+])
+def test_closed_form_update_is_bit_for_bit_backpropagation(overrides, guided):
+    trunk, twin, closed, autograd = twin_trainers(LocalConfig(**overrides), guided)
+    for n in (5, 64, 100):
+        x, performance = torch.randn(n, 11), torch.randn(n)
+        out_closed, report_closed = closed.update(x, performance, diagnostics=True)
+        out_autograd, report_autograd = autograd.update(x, performance, diagnostics=True)
+        assert torch.equal(out_closed, out_autograd)
+        assert report_closed == report_autograd
+    for a, b in zip(trunk.parameters(), twin.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_closed_form_sparse_update_matches_backpropagation():
+    trunk, twin, closed, autograd = twin_trainers(LocalConfig(sparse=True), False)
+    x = torch.randn(64, 11)
+    closed.update(x)
+    autograd.update(x)
+    for a, b in zip(trunk.parameters(), twin.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_other_metrics_backpropagate():
+    assert not LocalTrunkTrainer(Trunk(3, (4,)), LocalConfig(metric="l2"), 1e-3, False
+                                 ).closed_form
+    assert not LocalTrunkTrainer(Trunk(3, (4,)), LocalConfig(scale="max"), 1e-3, False
+                                 ).closed_form
+
+
+def test_optimizer_state_saved_per_layer_still_loads():
+    torch.manual_seed(4)
+    trunk = Trunk(5, (8, 6))
+    twin = copy.deepcopy(trunk)
+    per_layer = [torch.optim.Adam(layer.parameters(), lr=1e-2) for layer in trunk.layers]
+    for _ in range(3):
+        for p in trunk.parameters():
+            p.grad = torch.randn_like(p)
+        for optimizer in per_layer:
+            optimizer.step()
+    twin.load_state_dict(trunk.state_dict())
+    trainer = LocalTrunkTrainer(twin, LocalConfig(), 1e-2, False)
+    trainer.load_state_dict(copy.deepcopy({"optimizers": [o.state_dict() for o in per_layer]}))
+    grads = [torch.randn_like(p) for p in trunk.parameters()]
+    for p, q, g in zip(trunk.parameters(), twin.parameters(), grads, strict=True):
+        p.grad, q.grad = g.clone(), g.clone()
+    for optimizer in per_layer:
+        optimizer.step()
+    trainer.optimizer.step()
+    for a, b in zip(trunk.parameters(), twin.parameters(), strict=True):
+        assert torch.equal(a, b)
