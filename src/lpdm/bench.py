@@ -29,17 +29,21 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from lpdm import kernels
-from lpdm.config import Config, LocalConfig, resolve, with_values
-from lpdm.envs import EnvRunner, make_vector_env, quiet_gymnasium
+from lpdm.config import Config, ConfigError, LocalConfig, resolve, with_values
+
+if TYPE_CHECKING:  # the environment modules (gymnasium) load only for the tables using them
+    from lpdm.algorithms import Algorithm
+    from lpdm.envs import EnvRunner
 
 TABLES = ("kernel", "update", "throughput", "memory")
 BENCH_ENV = "Hopper-v4"
@@ -242,14 +246,16 @@ class Agent:
 
     config: Config
     runner: EnvRunner
-    algo: object
+    algo: Algorithm
 
     def close(self) -> None:
         self.runner.close()
 
 
 def make_agent(config: Config, seed: int = 0) -> Agent:
+    """The algorithm of ``config`` on its environments, reset with ``seed``."""
     from lpdm.algorithms import make_algorithm
+    from lpdm.envs import EnvRunner, make_vector_env
 
     torch.manual_seed(seed)
     runner = EnvRunner(make_vector_env(config, config.envs.num_envs))
@@ -271,10 +277,9 @@ def reinforce_batch(steps: int, seed: int = 0) -> tuple[np.ndarray, ...]:
     ``(observations, actions, rewards, ends)``; episodes end where Hopper falls, and the
     batch's last step ends the last one.
     """
-    import gymnasium as gym
+    from lpdm.envs import make_env
 
-    quiet_gymnasium()
-    env = gym.make(BENCH_ENV)
+    env = make_env(BENCH_ENV)
     env.action_space.seed(seed)
     obs, _ = env.reset(seed=seed)
     observations, actions, rewards, ends = [], [], [], []
@@ -382,6 +387,8 @@ def _sb3_model(config: Config) -> object:
 
 def throughput_table(quick: bool) -> Table:
     """(c) End-to-end training steps per second, PPO against SB3 PPO and the bare env."""
+    from lpdm.envs import EnvRunner, make_vector_env
+
     repeats = 1 if quick else 3
     table = Table("(c) end-to-end PPO training on Hopper-v4, environment steps per second "
                   "(1 torch thread)", ["trainer", "steps/s", "vs SB3 PPO", "vs env alone"])
@@ -557,7 +564,10 @@ def run_bench(only: list[str], device: str, quick: bool, threads: int | None = N
 
     ``threads``: torch threads of the kernel table (default: torch's current count).
     """
-    quiet_gymnasium()
+    if only != ["kernel"]:
+        from lpdm.envs import quiet_gymnasium
+
+        quiet_gymnasium()
 
     def kernel() -> Table:
         with torch_threads(threads or torch.get_num_threads()):
@@ -590,8 +600,7 @@ def add_bench_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from lpdm.config import ConfigError
-
+    """Run the tables asked for, print them, and write them as Markdown if asked."""
     only = [name.strip() for name in args.only.split(",") if name.strip()]
     if unknown := [name for name in only if name not in TABLES]:
         raise ConfigError(f"--only: unknown table {', '.join(unknown)}; "
@@ -614,3 +623,20 @@ def cmd_bench(args: argparse.Namespace) -> int:
             f"{body}\n")
         print(f"wrote {args.markdown}")
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m lpdm.bench``: the same as ``lpdm bench``, needing only torch and numpy
+    for the kernel table (e.g. ``python -m lpdm.bench --only kernel --device cuda``)."""
+    parser = argparse.ArgumentParser(prog="python -m lpdm.bench")
+    add_bench_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["bench", *(sys.argv[1:] if argv is None else argv)])
+    try:
+        return cmd_bench(args)
+    except ConfigError as error:
+        print(f"lpdm bench: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
