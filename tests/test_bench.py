@@ -58,3 +58,14 @@ def test_candidates_are_timed_in_turns():
     assert set(medians) == {"x", "y"}
     # two warm-up calls each, then rounds alternating between the candidates
     assert order == ["x", "x", "y", "y", "x", "y", "x", "y", "x", "y"]
+
+
+def test_markdown_replaces_only_the_marked_section_of_a_page(tmp_path):
+    page = tmp_path / "performance.md"
+    page.write_text(f"# Prose\n\n{bench.MARKDOWN_BEGIN}\nold tables\n{bench.MARKDOWN_END}\nmore\n")
+    bench.write_markdown(page, "new tables\n")
+    assert page.read_text() == (f"# Prose\n\n{bench.MARKDOWN_BEGIN}\nnew tables\n"
+                                f"{bench.MARKDOWN_END}\nmore\n")
+    other = tmp_path / "other.md"
+    bench.write_markdown(other, "tables\n")
+    assert other.read_text() == "tables\n"

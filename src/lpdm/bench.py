@@ -617,12 +617,30 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(table.text() + "\n", flush=True)
         tables.append(table)
     if args.markdown:
+        command = " ".join(["lpdm bench", *([f"--only {','.join(only)}"] if only != list(TABLES)
+                                             else []),
+                            *([f"--device {args.device}"] if args.device != "cpu" else []),
+                            *([f"--threads {args.threads}"] if args.threads else []),
+                            *(["--quick"] if args.quick else [])])
         body = "\n\n".join(t.markdown() for t in tables)
-        Path(args.markdown).write_text(
-            f"Measured by `lpdm bench{' --quick' if args.quick else ''}` on {machine}.\n\n"
-            f"{body}\n")
+        write_markdown(Path(args.markdown), f"Measured by `{command}` on {machine}.\n\n{body}\n")
         print(f"wrote {args.markdown}")
     return 0
+
+
+MARKDOWN_BEGIN = "<!-- lpdm bench: begin -->"
+MARKDOWN_END = "<!-- lpdm bench: end -->"
+
+
+def write_markdown(path: Path, tables: str) -> None:
+    """Write ``tables`` to ``path``; in a page with the bench markers, only between them."""
+    page = path.read_text() if path.exists() else ""
+    if MARKDOWN_BEGIN in page and MARKDOWN_END in page:
+        before = page[:page.index(MARKDOWN_BEGIN) + len(MARKDOWN_BEGIN)]
+        after = page[page.index(MARKDOWN_END):]
+        path.write_text(f"{before}\n{tables}{after}")
+    else:
+        path.write_text(tables)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -11,8 +11,9 @@
  * of the other side (the inner loops over features vectorise); narrow rows (d < NARROW)
  * vectorise over rows instead. The forward pass computes each unordered pair once and
  * writes both halves of the symmetric matrix. Both passes are parallel over rows with
- * OpenMP when threads > 1 (and compiled with it); with threads == 1 no OpenMP region is
- * entered. The caller allocates all scratch memory (see the *_scratch functions).
+ * OpenMP when threads > 1 (and compiled with it), handing rows out dynamically so that a
+ * thread descheduled on a busy machine holds up only its own rows; with threads == 1 no
+ * OpenMP region is entered. The caller allocates all scratch memory (*_scratch functions).
  */
 #include <stdint.h>
 #include <string.h>
@@ -146,7 +147,7 @@ static void backward_rows(const float *z, const float *g, float *grad, int64_t n
 void lpdm_l1_backward(const float *z, const float *g, float *grad, int64_t n, int64_t d,
                       int threads, float *scratch) {
     if (threads > 1) {
-#pragma omp parallel for schedule(static) num_threads(threads)
+#pragma omp parallel for schedule(dynamic, 2) num_threads(threads)
         for (int64_t i0 = 0; i0 < n; i0 += T)
             backward_rows(z, g, grad, n, d, i0, scratch + THREAD_ID * (T * d + PAGE_FLOATS));
     } else {
