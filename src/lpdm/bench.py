@@ -220,7 +220,10 @@ def kernel_table(device: torch.device, quick: bool) -> Table:
         + (f", {threads} torch thread(s) for both" if threads else ""))
     table.notes.append("max rel diff: max |ours - cdist| / max |cdist|, over all entries")
     if device.type == "cpu":
-        table.notes.append(f"kernel: {kernels.kernel_status()}")
+        kernel = kernels.load_kernel()
+        build = "OpenMP" if kernel is not None and kernel.openmp else "single-threaded"
+        table.notes.append(f"lpdm kernel: lpdm/pairwise_l1.c, {build} build, called "
+                           "through a custom autograd function (as pairwise_l1 does)")
     else:
         table.notes.append("lpdm chunked: cdist forward, l1 gradient in row blocks without "
                            "cdist's [N, N, d] buffer; lpdm's closed-form local update uses "
@@ -313,7 +316,8 @@ def update_table(quick: bool) -> Table:
         c = next(iter(agents.values())).config
         with torch_threads(1):
             seconds = _ppo_update_seconds(agents, repeats)
-        batch = f"{c.ppo.num_steps}×{c.ppo.update_epochs} ep, {c.ppo.num_minibatches} mb"
+        batch = (f"{c.ppo.num_steps} steps, {c.ppo.update_epochs} epochs × "
+                 f"{c.ppo.num_minibatches} minibatches")
         for name, value in seconds.items():
             table.rows.append(["PPO", batch, name, f"{value:.3f}",
                                fmt_ratio(value / seconds["bp"])])
