@@ -589,7 +589,9 @@ def run_bench(only: list[str], device: str, quick: bool, threads: int | None = N
 def add_bench_parser(commands: argparse._SubParsersAction) -> None:
     """Register ``lpdm bench`` on the CLI's subcommands."""
     parser = commands.add_parser("bench", help="measure kernels, update cost, throughput, memory")
-    parser.add_argument("--markdown", metavar="FILE", help="also write the tables to FILE")
+    parser.add_argument("--markdown", metavar="FILE",
+                        help="also write the tables to FILE (only between its "
+                        f"'{MARKDOWN_BEGIN}' and '{MARKDOWN_END}' lines if it has them)")
     parser.add_argument("--only", default=",".join(TABLES),
                         help=f"comma-separated tables to run, of {', '.join(TABLES)} "
                         "(default: all)")
