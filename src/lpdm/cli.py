@@ -99,6 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     add_config_arguments(train)
     train.set_defaults(handler=cmd_train)
+
+    from lpdm.report.command import add_report_command
+    from lpdm.sweeps.command import add_sweep_command
+
+    add_sweep_command(commands)
+    add_report_command(commands)
     return parser
 
 
