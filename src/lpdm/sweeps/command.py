@@ -64,7 +64,7 @@ def spec_from_args(args: argparse.Namespace) -> SweepSpec:
     def axis(name: str, suite_values: tuple | None) -> tuple:
         if name in given:
             return tuple(given.pop(name)[ALL_ALGOS])
-        return suite_values if suite else (OPTIONS[name].default,)
+        return suite_values if suite and suite_values else (OPTIONS[name].default,)
 
     envs, algos = axis("env", suite), axis("algo", ALGOS)
     learners = axis("learner", LEARNERS)
@@ -97,16 +97,16 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     spec = spec_from_args(args)
     cells = expand(spec)
     check_cells(cells)
-    record_spec(out, spec, len(cells))
-    statuses = [cell_status(out, cell) for cell in cells]
-    counts = {status: statuses.count(status) for status in
-              ("finished", "running", "failed", "pending")}
     backend = make_backend(args)
-    where = f"Ray ({args.address or 'local instance'})" if args.backend == "ray" else "local"
-    print(f"sweep {out}: {len(cells)} cells ({counts['finished']} finished, "
-          f"{counts['running']} to resume, {counts['failed']} failed to retry, "
-          f"{counts['pending']} to start) on {backend.workers} {where} workers", flush=True)
     try:
+        record_spec(out, spec, len(cells))
+        statuses = [cell_status(out, cell) for cell in cells]
+        counts = {status: statuses.count(status) for status in
+                  ("finished", "running", "failed", "pending")}
+        where = f"Ray ({args.address or 'local instance'})" if args.backend == "ray" else "local"
+        print(f"sweep {out}: {len(cells)} cells ({counts['finished']} finished, "
+              f"{counts['running']} to resume, {counts['failed']} failed to retry, "
+              f"{counts['pending']} to start) on {backend.workers} {where} workers", flush=True)
         outcome = run_cells(out, cells, backend, progress=not args.no_progress)
     finally:
         backend.close()
