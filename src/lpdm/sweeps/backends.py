@@ -7,9 +7,9 @@ Every worker runs one cell at a time with one torch thread.
 
 from __future__ import annotations
 
-import ipaddress
 import multiprocessing
 import os
+import signal
 import threading
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -34,8 +34,9 @@ class Backend(Protocol):
     def recover(self) -> None:
         """Make the backend usable again after a worker died."""
 
-    def close(self) -> None:
-        """Stop the workers (cells still running are interrupted; they resume on a rerun)."""
+    def close(self, interrupt: bool = False) -> None:
+        """Release the workers; ``interrupt`` stops the cells still running (they resume on
+        a rerun)."""
 
 
 # --------------------------------------------------------------------------- local
@@ -84,23 +85,14 @@ class LocalBackend:
             self.executor.shutdown(wait=False, cancel_futures=True)
             self.executor = self._start()
 
-    def close(self) -> None:
+    def close(self, interrupt: bool = False) -> None:
+        if interrupt:  # a Ctrl-C in a terminal reached the workers already; a `kill -INT` not
+            for worker in multiprocessing.active_children():
+                os.kill(worker.pid, signal.SIGINT)
         self.executor.shutdown(wait=True, cancel_futures=True)
 
 
 # --------------------------------------------------------------------------- ray
-
-
-def _is_loopback(address: str | None) -> bool:
-    if address is None:
-        return True
-    host = address.rsplit(":", 1)[0].strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _token_available() -> bool:
@@ -118,8 +110,9 @@ class RayBackend:
     """
 
     def __init__(self, address: str | None, workers: int | None) -> None:
-        if _is_loopback(address):
-            # Ray's single-node mode: it binds to 127.0.0.1 instead of the machine's address.
+        if address is None:
+            # Ray's single-node mode: it binds to 127.0.0.1 instead of the machine's address
+            # (read when ray is imported).
             os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         if address is not None and "RAY_AUTH_MODE" not in os.environ and _token_available():
             # Clusters started by `ray start` (Ray >= 2.59) ask for the token they wrote.
@@ -148,5 +141,5 @@ class RayBackend:
     def recover(self) -> None:
         """Ray replaces dead workers itself."""
 
-    def close(self) -> None:
-        self.ray.shutdown()
+    def close(self, interrupt: bool = False) -> None:
+        self.ray.shutdown()  # tasks whose driver is gone are cancelled by Ray

@@ -98,6 +98,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     cells = expand(spec)
     check_cells(cells)
     backend = make_backend(args)
+    interrupted = False
     try:
         record_spec(out, spec, len(cells))
         statuses = [cell_status(out, cell) for cell in cells]
@@ -108,8 +109,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
               f"{counts['running']} to resume, {counts['failed']} failed to retry, "
               f"{counts['pending']} to start) on {backend.workers} {where} workers", flush=True)
         outcome = run_cells(out, cells, backend, progress=not args.no_progress)
+    except KeyboardInterrupt:
+        interrupted = True
+        print(f"sweep {out}: interrupted; rerun the same command to resume", flush=True)
+        return 130
     finally:
-        backend.close()
+        backend.close(interrupted)
     print(f"sweep {out}: {outcome.finished} of {outcome.total} cells finished, "
           f"{len(outcome.failed)} failed")
     for path, error in sorted(outcome.failed.items()):
