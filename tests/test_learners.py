@@ -136,9 +136,13 @@ def test_local_learner_splits_large_batches_into_distance_blocks():
     assert out.shape == (100, 32)
 
 
-def test_diagnostics_are_reported_per_layer():
-    _, _, learner, _, obs, _ = setup("lpdm")
-    learner.features(obs)
+@pytest.mark.parametrize("name", LEARNERS)
+def test_diagnostics_are_reported_per_layer_once_per_request(name):
+    _, _, learner, _, obs, performance = setup(name)
+    learner.features(obs, performance)
+    assert learner.diagnostics == []  # nothing measured unless asked
+    learner.request_diagnostics()
+    learner.features(obs, performance)
     assert len(learner.diagnostics) == 2
     for layer in learner.diagnostics:
         assert layer.local_loss > 0

@@ -88,6 +88,35 @@ def _print_summary(out: Path, summary: dict) -> None:
     print(f"results: {out}")
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from lpdm.evaluation import Evaluator, VideoError
+    from lpdm.runs import load_agent
+
+    if args.episodes < 1:
+        raise ConfigError(f"--episodes must be at least 1, got {args.episodes}")
+    agent = load_agent(Path(args.dir))
+    video_dir = str(Path(args.dir) / "videos") if args.video else None
+    try:
+        evaluator = Evaluator(agent.config, video_dir=video_dir)
+        try:
+            returns = evaluator.run(agent.algo.act, agent.normalization, args.episodes, args.seed)
+        finally:
+            evaluator.close()
+    except VideoError as error:
+        if video_dir and Path(video_dir).is_dir() and not any(Path(video_dir).iterdir()):
+            Path(video_dir).rmdir()
+        raise RunError(str(error)) from None
+    finally:
+        agent.close()
+    c = agent.config
+    print(f"{c.env} {c.algo} {c.learner} seed {c.seed}, checkpoint at step {agent.global_step}: "
+          f"return {returns.mean():.2f} ± {returns.std():.2f} over {returns.size} episodes "
+          f"(min {returns.min():.2f}, max {returns.max():.2f})")
+    if video_dir:
+        print(f"videos: {video_dir}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lpdm", description="Backpropagation-free RL with Local Pairwise Distance Matching")
@@ -99,6 +128,16 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     add_config_arguments(train)
     train.set_defaults(handler=cmd_train)
+
+    evaluate = commands.add_parser(
+        "eval", help="evaluate a run's last checkpoint with the deterministic policy")
+    evaluate.add_argument("dir", help="run directory")
+    evaluate.add_argument("--episodes", type=int, default=10, help="episodes (default: 10)")
+    evaluate.add_argument("--seed", type=int, default=12345,
+                          help="seed of the evaluation episodes (default: 12345)")
+    evaluate.add_argument("--video", action="store_true",
+                          help="record the episodes as MP4 into DIR/videos")
+    evaluate.set_defaults(handler=cmd_eval)
 
     from lpdm.report.command import add_report_command
     from lpdm.sweeps.command import add_sweep_command

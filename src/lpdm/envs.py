@@ -42,6 +42,7 @@ class EnvError(ValueError):
 def quiet_gymnasium() -> None:
     """Silence Gymnasium's deprecation chatter (e.g. about the -v4 MuJoCo versions)."""
     warnings.filterwarnings("ignore", module=r"gymnasium(\.|$)")
+    warnings.filterwarnings("ignore", module=r"glfw(\.|$)")  # MuJoCo probing for a display
     gym.logger.min_level = 40
 
 
@@ -88,12 +89,14 @@ def env_spaces(env_id: str) -> tuple[gym.Space, gym.Space]:
     return spaces
 
 
-def make_vector_env(config: Config, num_envs: int, render_mode: str | None = None
+def make_vector_env(config: Config, num_envs: int, video_dir: str | None = None
                     ) -> gym.vector.VectorEnv:
     """``num_envs`` copies of ``config.env`` with episode statistics and optional normalisation.
 
     Episode returns are recorded before any reward scaling, so they are the true returns.
+    With ``video_dir``, every episode is rendered and saved there as MP4.
     """
+    render_mode = "rgb_array" if video_dir else None
     make_env(config.env).close()  # fail early, with a clear message, on bad ids or spaces
 
     def factory() -> gym.Env:
@@ -105,6 +108,8 @@ def make_vector_env(config: Config, num_envs: int, render_mode: str | None = Non
         envs: gym.vector.VectorEnv = gym.vector.AsyncVectorEnv(factories)
     else:
         envs = gym.vector.SyncVectorEnv(factories)
+    if video_dir:
+        envs = vector_wrappers.RecordVideo(envs, video_dir, episode_trigger=lambda _: True)
     envs = vector_wrappers.RecordEpisodeStatistics(envs)
     if config.envs.norm_obs:
         envs = vector_wrappers.NormalizeObservation(envs)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -13,12 +14,19 @@ MOVING_AVERAGE_WINDOW = 10
 FINAL_FRACTION = 0.1
 
 
+class VideoError(RuntimeError):
+    """Episodes cannot be recorded here; the message says why, in one line."""
+
+
 class Evaluator:
     """Runs deterministic episodes on its own environment with frozen normalisation."""
 
-    def __init__(self, config: Config, render_mode: str | None = None) -> None:
+    def __init__(self, config: Config, video_dir: str | None = None) -> None:
         self.config = config
-        self.runner = EnvRunner(make_vector_env(config, 1, render_mode=render_mode))
+        self.video = video_dir is not None
+        if self.video:
+            _check_video_support()
+        self.runner = EnvRunner(make_vector_env(config, 1, video_dir=video_dir))
 
     def run(self, act: Callable[[np.ndarray], np.ndarray], normalization: dict,
             episodes: int, seed: int) -> np.ndarray:
@@ -26,7 +34,7 @@ class Evaluator:
         load_normalization_state(self.runner.envs, normalization, freeze=True)
         returns = []
         for k in range(episodes):
-            self.runner.reset(derive_seed(seed, k))
+            self._reset(derive_seed(seed, k))
             while True:
                 step = self.runner.step(act(self.runner.obs))
                 if step.episodes:
@@ -34,8 +42,39 @@ class Evaluator:
                     break
         return np.asarray(returns, dtype=np.float64)
 
+    def _reset(self, seed: int) -> None:
+        if not self.video:
+            self.runner.reset(seed)
+            return
+        try:
+            self.runner.reset(seed)
+        except Exception as error:  # rendering backends fail in many ways
+            raise VideoError(f"cannot render {self.config.env}: {type(error).__name__}: "
+                             f"{str(error).splitlines()[0] if str(error) else ''}"
+                             f"{_render_hint(self.config.env)}") from None
+
     def close(self) -> None:
         self.runner.close()
+
+
+def _check_video_support() -> None:
+    # pygame-rendered environments need no window: keep SDL off any display or sound device
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+    os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+    try:
+        import moviepy  # noqa: F401  (Gymnasium's RecordVideo writes MP4 with it)
+    except ImportError:
+        raise VideoError("--video needs moviepy: pip install 'lpdm[video]'") from None
+
+
+def _render_hint(env_id: str) -> str:
+    import gymnasium as gym
+
+    entry = str(gym.spec(env_id).entry_point)
+    if "mujoco" in entry:
+        return ("; MuJoCo renders through OpenGL: on a machine without a display set "
+                "MUJOCO_GL=egl (GPU) or MUJOCO_GL=osmesa (with the OSMesa library installed)")
+    return ""
 
 
 def max_score(returns: Sequence[float], window: int = MOVING_AVERAGE_WINDOW) -> float:

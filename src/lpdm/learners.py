@@ -33,6 +33,15 @@ class Learner(ABC):
         self.cfg = cfg
         self.lr = lr
         self.diagnostics: list[LayerDiagnostics] = []
+        self._diagnose = False
+
+    def request_diagnostics(self) -> None:
+        """Measure per-layer diagnostics on the next block of features (if enabled)."""
+        self._diagnose = self.cfg.diagnostics
+
+    def _take_diagnostics_request(self) -> bool:
+        requested, self._diagnose = self._diagnose, False
+        return requested
 
     @abstractmethod
     def features(self, obs: Tensor, performance: Tensor | None = None) -> Tensor:
@@ -60,7 +69,7 @@ class Learner(ABC):
 
     def _observe(self, obs: Tensor, features: Tensor) -> None:
         """Diagnostics for learners whose trunk is not trained locally (one block)."""
-        if not self.cfg.diagnostics:
+        if not self._take_diagnostics_request():
             return
         with torch.no_grad():
             rows = obs[: self.cfg.distance_batch]
@@ -112,7 +121,8 @@ class LocalLearner(Learner):
         for index in self._chunks(obs.shape[0]):
             index = index.to(obs.device)
             block_performance = None if performance is None else performance[index]
-            h, report = self.trainer.update(obs[index], block_performance, self.cfg.diagnostics)
+            h, report = self.trainer.update(obs[index], block_performance,
+                                            self._take_diagnostics_request())
             out[index] = h
             if report:
                 self.diagnostics = report

@@ -171,6 +171,65 @@ def _state_to_numpy(state: dict) -> dict:
     return {k: v.numpy() if isinstance(v, torch.Tensor) else v for k, v in state.items()}
 
 
+def read_checkpoint(path: Path, device: str = "cpu") -> dict:
+    """Load a checkpoint without unpickling arbitrary objects (``weights_only``)."""
+    if not path.exists():
+        raise RunError(f"{path.parent} has no checkpoint yet")
+    checkpoint = torch.load(path, map_location=device, weights_only=True)
+    if checkpoint.get("format") != CHECKPOINT_FORMAT:
+        raise RunError(f"{path}: unknown checkpoint format")
+    return checkpoint
+
+
+@dataclass
+class TrainedAgent:
+    """A run's algorithm with its last checkpoint loaded, for evaluation."""
+
+    config: Config
+    algo: Algorithm
+    normalization: dict
+    global_step: int
+
+    def close(self) -> None:
+        self.algo.runner.close()
+
+
+def load_agent(path: Path) -> TrainedAgent:
+    """The agent of run directory ``path`` as of its last checkpoint."""
+    directory = RunDirectory(Path(path))
+    config = directory.read_config()
+    checkpoint = read_checkpoint(directory.checkpoint, config.run.device)
+    algo = make_algorithm(config, EnvRunner(make_vector_env(config, 1)))
+    algo.load_state_dict(checkpoint["algorithm"])
+    return TrainedAgent(config, algo, _state_to_numpy(checkpoint["normalization"]),
+                        int(checkpoint["progress"]["global_step"]))
+
+
+class TensorBoardLog:
+    """Optional TensorBoard mirror of the CSV logs (``--tensorboard``)."""
+
+    def __init__(self, path: Path, purge_step: int) -> None:
+        writer_class = tensorboard_writer_class()
+        self.writer = writer_class(str(path), purge_step=purge_step or None)
+
+    def scalars(self, prefix: str, values: dict[str, float], step: int) -> None:
+        for key, value in values.items():
+            if value is not None and math.isfinite(value):
+                self.writer.add_scalar(f"{prefix}/{key}", value, step)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def tensorboard_writer_class() -> type:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise ConfigError("--tensorboard needs the tensorboard extra: "
+                          "pip install 'lpdm[tensorboard]'") from None
+    return SummaryWriter
+
+
 class Trainer:
     """Drives an :class:`Algorithm` to ``total_steps``, logging, evaluating, checkpointing."""
 
@@ -204,10 +263,7 @@ class Trainer:
         os.replace(tmp, self.dir.checkpoint)
 
     def load_checkpoint(self) -> dict:
-        checkpoint = torch.load(self.dir.checkpoint, map_location=self.config.run.device,
-                                weights_only=True)
-        if checkpoint.get("format") != CHECKPOINT_FORMAT:
-            raise RunError(f"{self.dir.checkpoint}: unknown checkpoint format")
+        checkpoint = read_checkpoint(self.dir.checkpoint, self.config.run.device)
         self.state = Progress(**checkpoint["progress"])
         torch.set_rng_state(checkpoint["torch_rng"])
         self.algo.load_state_dict(checkpoint["algorithm"])
@@ -267,6 +323,8 @@ class Trainer:
         evaluations = CsvLog(self.dir.evaluations, EVALUATION_COLUMNS,
                              checkpoint["evaluations_bytes"] if checkpoint else None)
         s = self.state
+        board = (TensorBoardLog(self.dir.path / "tensorboard", s.global_step)
+                 if c.run.tensorboard else None)
         self.runner.reset(derive_seed(c.seed, s.segment))
         write_json_atomic(self.dir.summary, self.summary("running"))
         started = time.perf_counter() - s.wall_seconds
@@ -285,12 +343,22 @@ class Trainer:
                     s.returns.append(episodic_return)
                     recent.append(episodic_return)
                 s.episodes += len(iteration.episodes)
+                if board:
+                    for step, episodic_return, length in iteration.episodes:
+                        board.scalars("charts", {"episodic_return": episodic_return,
+                                                 "episodic_length": length}, step)
+                    board.scalars("losses", iteration.stats, s.global_step)
+                    board.scalars("diagnostics", diagnostics, s.global_step)
+                    board.scalars("charts", {"steps_per_second": s.global_step / max(
+                        time.perf_counter() - started, 1e-9)}, s.global_step)
                 bar.update(iteration.steps)
                 if recent:
                     bar.set_postfix(ret=f"{np.mean(recent):.1f}", refresh=False)
                 done = s.global_step >= c.total_steps
                 if s.global_step >= s.next_eval or done:
                     self.evaluate(evaluations)
+                    if board and s.eval_steps and s.eval_steps[-1] == s.global_step:
+                        board.scalars("eval", {"mean_return": s.eval_means[-1]}, s.global_step)
                     while s.next_eval <= s.global_step:
                         s.next_eval += c.run.eval_every
                 if s.global_step >= s.next_checkpoint or done:
@@ -316,6 +384,8 @@ class Trainer:
             raise
         finally:
             bar.close()
+            if board:
+                board.close()
             metrics.close()
             evaluations.close()
             self.runner.close()
@@ -332,6 +402,8 @@ def prepare_run(config: Config, out: Path) -> Config:
                        "or choose another --out")
     _, action_space = env_spaces(config.env)
     resolved = resolve(config, isinstance(action_space, gym.spaces.Discrete))
+    if resolved.run.tensorboard:
+        tensorboard_writer_class()
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(directory.config, to_dict(resolved))
     return resolved

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from lpdm.algorithms.base import Algorithm, Iteration
+from lpdm.algorithms.ppo import PPO
 from lpdm.algorithms.reinforce import Reinforce
 from lpdm.config import Config
 from lpdm.envs import EnvRunner
@@ -12,7 +13,9 @@ def make_algorithm(config: Config, runner: EnvRunner) -> Algorithm:
     """The algorithm named by ``config.algo`` over ``runner``'s environments."""
     if config.algo == "reinforce":
         return Reinforce(config, runner)
+    if config.algo == "ppo":
+        return PPO(config, runner)
     raise ValueError(f"unknown algorithm {config.algo!r}")
 
 
-__all__ = ["Algorithm", "Iteration", "Reinforce", "make_algorithm"]
+__all__ = ["PPO", "Algorithm", "Iteration", "Reinforce", "make_algorithm"]

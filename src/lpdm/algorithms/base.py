@@ -60,6 +60,7 @@ class Iteration:
     steps: int  # valid environment steps collected
     episodes: list[tuple[int, float, int]] = field(default_factory=list)
     # (global step at which the episode ended, return, length)
+    stats: dict[str, float] = field(default_factory=dict)  # losses etc. of the update
 
 
 class Algorithm(ABC):
@@ -111,6 +112,9 @@ class Algorithm(ABC):
             network.learner.set_lr_scale(fraction)
 
     def timed_update(self) -> _UpdateTimer:
+        """Context of one update phase: timed, and the learners report diagnostics once."""
+        for network in self.networks:
+            network.learner.request_diagnostics()
         return _UpdateTimer(self)
 
     def diagnostic_names(self) -> list[str]:

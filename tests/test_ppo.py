@@ -1,0 +1,109 @@
+"""PPO: GAE with truncation, next-step autoreset, and the actor-critic update."""
+
+import json
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from lpdm.algorithms.ppo import generalized_advantages
+from lpdm.cli import main
+from lpdm.config import Config, resolve
+from lpdm.envs import EnvRunner, make_vector_env, normalization_state
+
+
+def gae_case(terminal_kind: str):
+    # t0, t1 (episode ends: truncated or terminated), t2 the dummy autoreset step, t3.
+    # values[2] is V of the true final observation returned with the end of the episode.
+    rewards = np.array([[1.0], [1.0], [0.0], [1.0]])
+    values = np.array([[0.5], [0.6], [2.0], [0.4]])
+    terminated = np.zeros((4, 1), dtype=bool)
+    truncated = np.zeros((4, 1), dtype=bool)
+    (truncated if terminal_kind == "truncated" else terminated)[1, 0] = True
+    return generalized_advantages(rewards, values, np.array([0.3]), terminated, truncated,
+                                  gamma=0.9, gae_lambda=0.5)
+
+
+def test_gae_bootstraps_a_truncation_from_the_final_observation():
+    advantages, returns = gae_case("truncated")
+    # t3: 1 + 0.9*0.3 - 0.4 = 0.87
+    # t1: 1 + 0.9*2.0 - 0.6 = 2.2 (bootstrapped from V(final obs); recursion stops)
+    # t0: (1 + 0.9*0.6 - 0.5) + 0.9*0.5*2.2 = 1.04 + 0.99 = 2.03
+    assert advantages[3, 0] == pytest.approx(0.87)
+    assert advantages[1, 0] == pytest.approx(2.2)
+    assert advantages[0, 0] == pytest.approx(2.03)
+    assert returns[0, 0] == pytest.approx(2.53)
+    assert returns[1, 0] == pytest.approx(2.8)
+
+
+def test_gae_does_not_bootstrap_a_termination():
+    advantages, _ = gae_case("terminated")
+    assert advantages[1, 0] == pytest.approx(0.4)  # 1 - 0.6
+    assert advantages[0, 0] == pytest.approx(1.04 + 0.45 * 0.4)
+    assert advantages[3, 0] == pytest.approx(0.87)
+
+
+def test_runner_flags_the_autoreset_step_and_returns_the_final_observation():
+    config = resolve(Config(env="CartPole-v1", algo="ppo"), discrete_actions=True)
+    runner = EnvRunner(make_vector_env(config, 2))
+    runner.reset(seed=0)
+    seen_end = False
+    for _ in range(200):
+        before = runner._autoreset.copy()
+        step = runner.step(np.zeros(2, dtype=np.int64))  # always push left: short episodes
+        assert np.array_equal(step.valid, ~before)
+        assert not (step.terminated & ~step.valid).any()
+        for i in np.flatnonzero(step.terminated):
+            seen_end = True
+            # the final observation is out of bounds: a true terminal state, not a reset
+            x, theta = step.next_obs[i, 0], step.next_obs[i, 2]
+            assert abs(x) > 2.4 or abs(theta) > 0.2095
+    runner.close()
+    assert seen_end
+
+
+@pytest.mark.parametrize("learner", ["bp", "lpdm-guided"])
+def test_ppo_runs_on_box_actions_with_normalisation(tmp_path, learner):
+    out = tmp_path / learner
+    rc = main(["train", "--env", "Pendulum-v1", "--algo", "ppo", "--learner", learner,
+               "--total-steps", "1024", "--num-steps", "256", "--num-minibatches", "4",
+               "--update-epochs", "2", "--guidance-signal", "advantages", "--out", str(out),
+               "--no-progress"])
+    assert rc == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["envs"]["norm_obs"] and config["envs"]["norm_reward"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["steps"] == 1024
+
+
+def test_cleanrl_defaults_are_resolved_per_action_space():
+    discrete = resolve(Config(algo="ppo"), discrete_actions=True)
+    assert (discrete.envs.num_envs, discrete.ppo.num_steps, discrete.ppo.num_minibatches,
+            discrete.ppo.update_epochs, discrete.network.lr, discrete.ent_coef) == \
+        (4, 128, 4, 4, 2.5e-4, 0.01)
+    continuous = resolve(Config(algo="ppo", env="Hopper-v4"), discrete_actions=False)
+    assert (continuous.envs.num_envs, continuous.ppo.num_steps, continuous.ppo.num_minibatches,
+            continuous.ppo.update_epochs, continuous.network.lr, continuous.ent_coef) == \
+        (1, 2048, 32, 10, 3e-4, 0.0)
+    assert continuous.network.hidden_sizes == (128, 256)
+    assert continuous.envs.norm_obs and not discrete.envs.norm_obs
+
+
+def test_normalisation_state_round_trips():
+    config = resolve(Config(env="Pendulum-v1", algo="ppo"), discrete_actions=False)
+    envs = make_vector_env(config, 1)
+    envs.reset(seed=0)
+    for _ in range(50):
+        envs.step(np.zeros((1, 1), dtype=np.float32))
+    state = normalization_state(envs)
+    assert state["obs_count"] > 50 and np.any(state["obs_mean"] != 0)
+    fresh = make_vector_env(config, 1)
+    from lpdm.envs import load_normalization_state
+
+    load_normalization_state(fresh, state, freeze=True)
+    restored = normalization_state(fresh)
+    for key, value in state.items():
+        assert np.allclose(restored[key], value)
+    envs.close()
+    fresh.close()
+    assert isinstance(envs.single_action_space, gym.spaces.Box)

@@ -1,0 +1,177 @@
+"""Checkpoints: an interrupted run resumed from its last checkpoint equals the uninterrupted run."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from lpdm.algorithms.base import Algorithm
+from lpdm.cli import main
+from lpdm.envs import derive_seed
+from lpdm.evaluation import Evaluator
+from lpdm.runs import RunDirectory, load_agent, read_checkpoint
+
+PPO_ARGS = ["--env", "CartPole-v1", "--algo", "ppo", "--learner", "lpdm", "--seed", "1",
+            "--total-steps", "4096", "--checkpoint-every", "1024", "--eval-every", "1024",
+            "--eval-episodes", "2", "--no-progress"]
+
+
+def same_files(a, b):
+    for name in ("metrics.csv", "evaluations.csv"):
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+    sa, sb = (json.loads((d / "summary.json").read_text()) for d in (a, b))
+    for key in ("status", "steps", "final_score", "max_score", "episodes", "iterations"):
+        assert sa[key] == sb[key], key
+    wa = read_checkpoint(a / "checkpoint.pt")["algorithm"]["networks"]
+    wb = read_checkpoint(b / "checkpoint.pt")["algorithm"]["networks"]
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_interrupted_ppo_run_resumes_exactly(tmp_path, monkeypatch):
+    reference = tmp_path / "reference"
+    assert main(["train", *PPO_ARGS, "--out", str(reference)]) == 0
+
+    interrupted = tmp_path / "interrupted"
+    calls = {"n": 0}
+    original = Algorithm.timed_update
+
+    def interrupt_on_sixth_update(self):
+        calls["n"] += 1
+        if calls["n"] == 6:
+            raise KeyboardInterrupt
+        return original(self)
+
+    monkeypatch.setattr(Algorithm, "timed_update", interrupt_on_sixth_update)
+    rc = main(["train", *PPO_ARGS, "--out", str(interrupted)])
+    assert rc == 130
+    summary = json.loads((interrupted / "summary.json").read_text())
+    assert summary["status"] == "failed" and "--resume" in summary["error"]
+    assert 0 < summary["steps"] < 4096
+    monkeypatch.setattr(Algorithm, "timed_update", original)
+
+    assert main(["train", "--resume", str(interrupted), "--no-progress"]) == 0
+    same_files(reference, interrupted)
+
+
+def test_resume_of_a_finished_run_does_nothing(tmp_path, capsys):
+    out = tmp_path / "run"
+    main(["train", "--env", "CartPole-v1", "--total-steps", "500", "--out", str(out),
+          "--no-progress"])
+    before = (out / "metrics.csv").read_bytes()
+    assert main(["train", "--resume", str(out)]) == 0
+    assert (out / "metrics.csv").read_bytes() == before
+    assert "finished" in capsys.readouterr().out
+
+
+def test_resume_refuses_new_options(tmp_path, capsys):
+    out = tmp_path / "run"
+    main(["train", "--total-steps", "300", "--out", str(out), "--no-progress"])
+    assert main(["train", "--resume", str(out), "--total-steps", "600"]) == 2
+    assert "--total-steps" in capsys.readouterr().err
+
+
+def run_cli(*args):
+    return subprocess.Popen([sys.executable, "-m", "lpdm.cli", "train", *args],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+@pytest.mark.parametrize("algo", ["reinforce", "ppo"])
+def test_sigkilled_run_resumes_to_the_same_rows(tmp_path, algo):
+    args = ["--env", "CartPole-v1", "--algo", algo, "--learner", "lpdm-guided", "--seed", "2",
+            "--total-steps", "6000", "--checkpoint-every", "1500", "--eval-every", "2000",
+            "--eval-episodes", "1", "--no-progress"]
+    reference, killed = tmp_path / "reference", tmp_path / "killed"
+    assert run_cli(*args, "--out", str(reference)).wait() == 0
+
+    process = run_cli(*args, "--out", str(killed))
+    deadline = time.time() + 120
+    while time.time() < deadline:  # kill it once a checkpoint exists, mid-way
+        summary = RunDirectory(killed).read_summary() if (killed / "summary.json").exists() else {}
+        if (killed / "checkpoint.pt").exists() and summary.get("steps", 0) >= 3000:
+            break
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    summary = json.loads((killed / "summary.json").read_text())
+    assert summary["status"] == "running"  # a killed run never looks finished
+    assert summary["steps"] < 6000
+
+    assert run_cli("--resume", str(killed)).wait() == 0
+    same_files(reference, killed)
+
+
+def test_checkpoint_round_trip_keeps_normalisation_and_evaluation(tmp_path):
+    out = tmp_path / "pendulum"
+    assert main(["train", "--env", "Pendulum-v1", "--algo", "ppo", "--learner", "lpdm",
+                 "--total-steps", "2048", "--num-steps", "512", "--eval-every", "1024",
+                 "--eval-episodes", "2", "--out", str(out), "--no-progress"]) == 0
+    agent = load_agent(out)
+    assert agent.normalization["obs_count"] > 2048
+    last = RunDirectory(out).read_evaluations()[-1]
+    evaluator = Evaluator(agent.config)
+    summary = json.loads((out / "summary.json").read_text())
+    seed = derive_seed(agent.config.seed, 1_000_000 + summary["evaluations"] - 1)
+    returns = evaluator.run(agent.algo.act, agent.normalization, 2, seed)
+    evaluator.close()
+    agent.close()
+    assert float(last["mean_return"]) == pytest.approx(returns.mean(), rel=1e-5)
+
+
+def test_eval_command(tmp_path, capsys):
+    out = tmp_path / "run"
+    main(["train", "--total-steps", "1000", "--out", str(out), "--no-progress"])
+    capsys.readouterr()
+    assert main(["eval", str(out), "--episodes", "3"]) == 0
+    line = capsys.readouterr().out
+    assert "over 3 episodes" in line and "±" in line
+
+
+def test_eval_of_a_directory_without_a_run_fails_cleanly(tmp_path, capsys):
+    assert main(["eval", str(tmp_path)]) == 2
+    assert "not a run directory" in capsys.readouterr().err
+
+
+def test_eval_records_video_where_rendering_works(tmp_path, capsys):
+    pytest.importorskip("moviepy")
+    out = tmp_path / "run"
+    main(["train", "--total-steps", "300", "--out", str(out), "--no-progress"])
+    assert main(["eval", str(out), "--episodes", "2", "--video"]) == 0
+    assert len(list((out / "videos").glob("*.mp4"))) == 2
+
+
+def test_eval_video_says_why_when_rendering_fails(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("moviepy")
+
+    def broken_render(self):
+        raise RuntimeError("no OpenGL context")
+
+    out = tmp_path / "run"
+    main(["train", "--total-steps", "300", "--out", str(out), "--no-progress"])
+    from gymnasium.envs.classic_control.cartpole import CartPoleEnv
+
+    monkeypatch.setattr(CartPoleEnv, "render", broken_render)
+    capsys.readouterr()
+    assert main(["eval", str(out), "--episodes", "1", "--video"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("lpdm: error: cannot render CartPole-v1") and "no OpenGL" in err
+    assert not (out / "videos").exists()
+
+
+def test_tensorboard_logs_alongside_csv(tmp_path):
+    pytest.importorskip("tensorboard")
+    out = tmp_path / "run"
+    assert main(["train", "--algo", "ppo", "--total-steps", "1024", "--tensorboard",
+                 "--out", str(out), "--no-progress"]) == 0
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(out / "tensorboard"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"charts/episodic_return", "losses/policy_loss", "eval/mean_return",
+            "diagnostics/actor_l1_distance_corr"} <= tags
+    assert (out / "metrics.csv").exists()
