@@ -15,8 +15,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $(STAMP)
 
+# The demo study: CartPole-v1, REINFORCE and PPO, the four learners, 3 seeds (24 runs on
+# all cores, about 5 minutes on 2 cores), then its report. Rerunning resumes the sweep.
+DEMO := demo/cartpole
 demo: $(STAMP)
-	$(BIN)/lpdm train --env CartPole-v1 --algo reinforce --learner lpdm --total-steps 50000 --out demo/cartpole-lpdm
+	$(BIN)/lpdm sweep --env CartPole-v1 --algo reinforce,ppo --learner bp,lpdm,lpdm-guided,frozen \
+		--seeds 3 --total-steps reinforce=25000,ppo=20000 --out $(DEMO); \
+	status=$$?; $(BIN)/lpdm report $(DEMO) || exit 1; exit $$status
 
 # pytest exits 5 when it collects no test: that is not a failure of the suite.
 test: $(STAMP)
