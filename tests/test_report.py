@@ -90,7 +90,9 @@ def test_report_files_tables_and_verdicts(synthetic):
     assert "**2 run(s) did not finish and are left out of every statistic** (1 failed, " \
            "1 not started)" in text
     assert "| CartPole-v1/reinforce/lpdm-guided/s2 | failed | RuntimeError: boom |" in text
-    assert "| lpdm vs bp | final score | 1 | 0 | 0 | 0 |" in text
+    assert "| lpdm vs bp | final score | 1 | 0 | 0 | 0 | 0 | 0 |" in text
+    assert "lpdm-guided on CartPole-v1 with reinforce: scores lower than bp in final score, " \
+           "not significantly" in text
     assert report.headline().startswith("**Final score**")
 
     with (out / "runs.csv").open() as f:
@@ -126,7 +128,8 @@ def test_a_single_seed_gives_estimates_without_intervals(tmp_path):
     assert float(scores["lpdm"]["final_score_iqm"]) == 200
     assert scores["lpdm"]["final_score_iqm_low"] == "" and scores["lpdm"]["final_score_std"] == ""
     text = (tmp_path / "report" / "report.md").read_text()
-    assert "scores lower than bp in final score, too few runs for an interval" in text
+    assert "lpdm on CartPole-v1 with reinforce: cannot be compared with bp in final score: " \
+           "too few runs" in text
 
 
 def test_report_of_a_real_sweep_and_of_a_folder_of_runs(tmp_path, capsys):

@@ -7,6 +7,7 @@ from lpdm.report.stats import (
     average_probability_of_improvement,
     iqm,
     iqm_band,
+    mann_whitney_p,
     min_max_normalise,
     performance_profile,
     probability_of_improvement,
@@ -75,6 +76,14 @@ def test_clearly_separated_samples_have_a_certain_improvement():
     assert (poi.value, poi.low, poi.high) == (1.0, 1.0, 1.0)
     tie = probability_of_improvement(rng.normal(0, 1, 200), rng.normal(0, 1, 200))
     assert tie.low < 0.5 < tie.high
+
+
+def test_mann_whitney_p_values_by_hand():
+    # 3 runs against 3, fully separated: 2 of the C(6, 3) = 20 orderings are as extreme
+    assert mann_whitney_p(np.array([1.0, 2, 3]), np.array([4.0, 5, 6])) == pytest.approx(0.1)
+    # 5 against 5: 2 of C(10, 5) = 252
+    assert mann_whitney_p(np.arange(5.0), np.arange(5.0) + 10) == pytest.approx(2 / 252)
+    assert mann_whitney_p(np.full(3, 500.0), np.full(3, 500.0)) == 1.0
 
 
 def test_stratified_bootstrap_resamples_each_task_on_its_own():

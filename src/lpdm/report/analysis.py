@@ -16,9 +16,11 @@ import numpy as np
 from lpdm.config import LEARNERS, LOCAL_LEARNERS
 from lpdm.report.collect import RunRecord
 from lpdm.report.stats import (
+    SIGNIFICANCE,
     Estimate,
     ScoreSummary,
     average_probability_of_improvement,
+    mann_whitney_p,
     min_max_normalise,
     probability_of_improvement,
     stratified_iqm,
@@ -26,6 +28,8 @@ from lpdm.report.stats import (
 )
 
 SCORES = ("final_score", "max_score")
+OUTCOMES = ("loses", "lower, not significant", "no clear difference", "higher, not significant",
+            "beats", "too few runs")
 BASELINE = "bp"
 CONTROL = "frozen"
 
@@ -77,8 +81,9 @@ class Verdict:
     learner: str
     reference: str
     score: str
-    outcome: str  # "loses", "beats", "no clear difference", "too few runs"
+    outcome: str  # one of OUTCOMES
     poi: Estimate  # P(learner > reference)
+    p_value: float  # two-sided Mann-Whitney U test
     iqm: Estimate
     reference_iqm: Estimate
 
@@ -167,18 +172,24 @@ def stuck_thresholds(groups: list[Group], given: dict[str, float]) -> dict[str, 
 
 
 def _verdict(group: Group, reference: Group, score: str) -> Verdict:
-    """Loses (beats) when the CI of P(group > reference) lies below (above) 0.5."""
-    poi = probability_of_improvement(group.values(score), reference.values(score))
-    if not poi.has_interval:
+    """Loses (beats) when the Mann-Whitney test finds a difference at SIGNIFICANCE and a run
+    of ``group`` is more likely to score lower (higher) than a run of ``reference``; short
+    of that, lower (higher) when that probability and the IQMs agree on it."""
+    x, y = group.values(score), reference.values(score)
+    poi, p_value = probability_of_improvement(x, y), mann_whitney_p(x, y)
+    iqm, reference_iqm = group.scores[score].iqm, reference.scores[score].iqm
+    if min(x.size, y.size) < 2:
         outcome = "too few runs"
-    elif poi.high < 0.5:
-        outcome = "loses"
-    elif poi.low > 0.5:
-        outcome = "beats"
+    elif p_value < SIGNIFICANCE and poi.value != 0.5:
+        outcome = "loses" if poi.value < 0.5 else "beats"
+    elif poi.value < 0.5 and iqm.value < reference_iqm.value:
+        outcome = "lower, not significant"
+    elif poi.value > 0.5 and iqm.value > reference_iqm.value:
+        outcome = "higher, not significant"
     else:
         outcome = "no clear difference"
     return Verdict(group.setting, group.learner, reference.learner, score, outcome, poi,
-                   group.scores[score].iqm, reference.scores[score].iqm)
+                   p_value, iqm, reference_iqm)
 
 
 def analyse(runs: list[RunRecord], given_thresholds: dict[str, float] | None = None

@@ -6,9 +6,9 @@ import math
 from pathlib import Path
 
 from lpdm.evaluation import FINAL_FRACTION, MOVING_AVERAGE_WINDOW
-from lpdm.report.analysis import BASELINE, CONTROL, Analysis, Group, Verdict
+from lpdm.report.analysis import BASELINE, CONTROL, OUTCOMES, Analysis, Group, Verdict
 from lpdm.report.document import Block, Bullets, Figure, Heading, Paragraph, Table
-from lpdm.report.stats import CONFIDENCE, RESAMPLES, Estimate
+from lpdm.report.stats import CONFIDENCE, RESAMPLES, SIGNIFICANCE, Estimate
 
 SCORE_NAMES = {"final_score": "final score", "max_score": "max score"}
 
@@ -32,22 +32,16 @@ def _where(verdict: Verdict) -> str:
 
 def _clause(v: Verdict) -> str:
     """How ``v.learner`` does against the reference on one score, with the numbers."""
-    score = SCORE_NAMES[v.score]
+    score, ref = SCORE_NAMES[v.score], v.reference
     numbers = (f"(IQM {estimate(v.iqm)} vs {estimate(v.reference_iqm)}; "
-               f"P({v.learner} > {v.reference}) = {estimate(v.poi, 2)})")
-    if v.outcome == "loses":
-        return f"**loses to {v.reference} in {score}** {numbers}"
-    if v.outcome == "beats":
-        return f"**beats {v.reference} in {score}** {numbers}"
-    if v.iqm.value < v.reference_iqm.value:
-        direction = f"scores lower than {v.reference}"
-    elif v.iqm.value > v.reference_iqm.value:
-        direction = f"scores higher than {v.reference}"
-    else:
-        direction = f"scores the same as {v.reference}"
-    if v.outcome == "too few runs":
-        return f"{direction} in {score}, too few runs for an interval {numbers}"
-    return f"{direction} in {score}, not significantly {numbers}"
+               f"P({v.learner} > {ref}) = {estimate(v.poi, 2)}; p = {number(v.p_value, 3)})")
+    text = {"loses": f"**loses to {ref} in {score}**",
+            "beats": f"**beats {ref} in {score}**",
+            "lower, not significant": f"scores lower than {ref} in {score}, not significantly",
+            "higher, not significant": f"scores higher than {ref} in {score}, not significantly",
+            "no clear difference": f"shows no clear difference from {ref} in {score}",
+            "too few runs": f"cannot be compared with {ref} in {score}: too few runs"}
+    return f"{text[v.outcome]} {numbers}"
 
 
 def verdict_sentences(verdicts: list[Verdict]) -> list[str]:
@@ -60,9 +54,6 @@ def verdict_sentences(verdicts: list[Verdict]) -> list[str]:
         sentences.append(f"{learner} on {_where(mine[0])}: "
                          + "; ".join(_clause(v) for v in mine) + ".")
     return sentences
-
-
-OUTCOMES = ("loses", "no clear difference", "beats", "too few runs")
 
 
 def tally(verdicts: list[Verdict]) -> Table:
@@ -182,7 +173,11 @@ def compose(analysis: Analysis, figures: list[Figure], source: Path) -> list[Blo
                   f"deterministic evaluation return over the last {FINAL_FRACTION:.0%} of "
                   f"training. Intervals are {CONFIDENCE:.0%} percentile bootstrap intervals "
                   f"({RESAMPLES} resamples); P(A > B) is the probability that a run of A "
-                  f"scores higher than a run of B (ties count half)."),
+                  f"scores higher than a run of B (ties count half). A learner **loses** "
+                  f"(**beats**) another when a two-sided Mann-Whitney U test finds a "
+                  f"difference (p < {SIGNIFICANCE}) and P is below (above) 0.5. With few "
+                  f"seeds no difference can be significant (3 runs against 3: p >= 0.1), and "
+                  f"the bootstrap intervals are then too narrow to trust."),
         Heading("Verdict"),
     ]
     if analysis.verdicts:
