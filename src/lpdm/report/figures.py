@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import EngFormatter, MaxNLocator
 
 from lpdm.config import LEARNERS
 from lpdm.evaluation import MOVING_AVERAGE_WINDOW
@@ -96,6 +97,8 @@ def learning_curves(analysis: Analysis, path: Path) -> bool:
         for algo, ax in zip(algos, row, strict=True):
             ax.set_title(_title(env, algo, variant), fontsize=9)
             ax.set_xlabel("environment steps")
+            ax.xaxis.set_major_locator(MaxNLocator(5))
+            ax.xaxis.set_major_formatter(EngFormatter(sep=""))  # 20000 -> 20k
             ax.set_ylabel(f"return ({MOVING_AVERAGE_WINDOW}-episode mean)")
             for learner in analysis.learners:
                 group = analysis.group(Setting(env, algo, variant), learner)
@@ -122,19 +125,17 @@ def _strip(ax: Axes, position: float, values: np.ndarray, colour: str) -> None:
 
 
 def score_distributions(analysis: Analysis, path: Path) -> bool:
-    """Per setting: violin and points of the final and max scores of each learner."""
-    rows, algos = _rows(analysis), analysis.algos
-    figure, axes = _grid(len(rows), 2 * len(algos))
-    learners = analysis.learners
+    """Per setting (a row): violin and points of the final and max scores of each learner."""
+    settings, learners = analysis.settings, analysis.learners
+    figure, axes = _grid(len(settings), 2)
     drawn = False
-    for (env, variant), row in zip(rows, axes, strict=True):
-        for i, (algo, score) in enumerate((a, s) for a in algos
-                                          for s in ("final_score", "max_score")):
-            ax = row[i]
-            ax.set_title(_title(env, algo, variant, score.replace("_", " ")), fontsize=9)
+    for setting, row in zip(settings, axes, strict=True):
+        for ax, score in zip(row, ("final_score", "max_score"), strict=True):
+            ax.set_title(_title(setting.env, setting.algo, setting.variant,
+                                score.replace("_", " ")), fontsize=9)
             ax.set_xticks(range(len(learners)), learners, fontsize=8)
             for position, learner in enumerate(learners):
-                group = analysis.group(Setting(env, algo, variant), learner)
+                group = analysis.group(setting, learner)
                 values = group.values(score) if group else np.array([])
                 if values.size >= 2 and np.ptp(values) > 0:
                     parts = ax.violinplot(values, [position], widths=0.8, showextrema=False)
@@ -144,7 +145,7 @@ def score_distributions(analysis: Analysis, path: Path) -> bool:
                 if values.size:
                     _strip(ax, position, values, color(learner))
                     drawn = True
-            threshold = analysis.thresholds.get(env, np.nan)
+            threshold = analysis.thresholds.get(setting.env, np.nan)
             if score == "final_score" and np.isfinite(threshold):
                 ax.axhline(threshold, color="#d62728", ls="--", lw=1, label="stuck threshold")
                 ax.legend(fontsize=7, loc="lower right", frameon=False)
