@@ -103,10 +103,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         record_spec(out, spec, len(cells))
         statuses = [cell_status(out, cell) for cell in cells]
         counts = {status: statuses.count(status) for status in
-                  ("finished", "running", "failed", "pending")}
+                  ("finished", "interrupted", "failed", "pending")}
         where = f"Ray ({args.address or 'local instance'})" if args.backend == "ray" else "local"
         print(f"sweep {out}: {len(cells)} cells ({counts['finished']} finished, "
-              f"{counts['running']} to resume, {counts['failed']} failed to retry, "
+              f"{counts['interrupted']} to resume, {counts['failed']} failed to retry, "
               f"{counts['pending']} to start) on {backend.workers} {where} workers", flush=True)
         outcome = run_cells(out, cells, backend, progress=not args.no_progress)
     except KeyboardInterrupt:

@@ -37,8 +37,13 @@ class SweepOutcome:
 
 
 def cell_status(sweep_dir: Path, cell: Cell) -> str:
-    """``finished``, ``failed``, ``running`` (or interrupted) or ``pending``."""
-    return RunDirectory(sweep_dir / cell.path).read_summary().get("status", "pending")
+    """``finished``, ``failed``, ``interrupted`` (killed or stopped part-way) or ``pending``."""
+    summary = RunDirectory(sweep_dir / cell.path).read_summary()
+    status = summary.get("status", "pending")
+    if status == "running" or (status == "failed"
+                               and summary.get("error", "").startswith("interrupted")):
+        return "interrupted"
+    return status
 
 
 class _Display:
