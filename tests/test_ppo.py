@@ -107,3 +107,12 @@ def test_normalisation_state_round_trips():
     envs.close()
     fresh.close()
     assert isinstance(envs.single_action_space, gym.spaces.Box)
+
+
+def test_async_vector_envs_give_the_same_run_as_sync(tmp_path):
+    args = ["train", "--env", "CartPole-v1", "--algo", "ppo", "--learner", "bp",
+            "--total-steps", "1024", "--no-progress"]
+    assert main([*args, "--out", str(tmp_path / "sync")]) == 0
+    assert main([*args, "--async-envs", "--out", str(tmp_path / "async")]) == 0
+    assert (tmp_path / "sync" / "metrics.csv").read_bytes() == \
+        (tmp_path / "async" / "metrics.csv").read_bytes()
