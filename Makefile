@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+RAY_STAMP := $(VENV)/.installed-ray
 
 .PHONY: setup demo test lint clean
 
@@ -15,11 +16,23 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $(STAMP)
 
+# The demo study: CartPole-v1, REINFORCE and PPO, the four learners, 3 seeds (24 runs on
+# all cores, about 5 minutes on 2 cores), then its report. Rerunning resumes the sweep.
+DEMO := demo/cartpole
 demo: $(STAMP)
-	$(BIN)/lpdm train --env CartPole-v1 --algo reinforce --learner lpdm --total-steps 50000 --out demo/cartpole-lpdm
+	$(BIN)/lpdm sweep --env CartPole-v1 --algo reinforce,ppo --learner bp,lpdm,lpdm-guided,frozen \
+		--seeds 3 --total-steps reinforce=25000,ppo=20000 --out $(DEMO); \
+	status=$$?; $(BIN)/lpdm report $(DEMO) || exit 1; exit $$status
+
+# The tests also install the ray extra (about 30 s), for the test of the Ray backend; where
+# it cannot be installed, that one test is skipped.
+$(RAY_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[ray]' || \
+		echo "Ray did not install: the test of the Ray backend will be skipped"
+	touch $(RAY_STAMP)
 
 # pytest exits 5 when it collects no test: that is not a failure of the suite.
-test: $(STAMP)
+test: $(STAMP) $(RAY_STAMP)
 	$(BIN)/python -m pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then exit 0; else exit $$rc; fi
 
 lint: $(STAMP)

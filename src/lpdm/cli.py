@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lpdm.bench import add_bench_parser
 from lpdm.config import OPTIONS, Config, ConfigError, Option, with_values
 from lpdm.envs import EnvError, quiet_gymnasium
 from lpdm.runs import RunError
@@ -140,6 +139,12 @@ def build_parser() -> argparse.ArgumentParser:
                           help="record the episodes as MP4 into DIR/videos")
     evaluate.set_defaults(handler=cmd_eval)
 
+    from lpdm.bench import add_bench_parser
+    from lpdm.report.command import add_report_command
+    from lpdm.sweeps.command import add_sweep_command
+
+    add_sweep_command(commands)
+    add_report_command(commands)
     add_bench_parser(commands)
     return parser
 

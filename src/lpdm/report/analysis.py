@@ -1,0 +1,265 @@
+"""From runs to findings: per-setting statistics, stuck runs, and each learner against bp.
+
+A *setting* is an environment × algorithm (× swept option values); a *group* is the runs
+of one learner in one setting. Only finished runs enter the statistics; a finished run
+without a score (NaN) is left out of that score's statistics only.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from lpdm.config import LEARNERS, LOCAL_LEARNERS
+from lpdm.report.collect import RunRecord
+from lpdm.report.stats import (
+    SIGNIFICANCE,
+    Estimate,
+    ScoreSummary,
+    average_probability_of_improvement,
+    mann_whitney_p,
+    min_max_normalise,
+    probability_of_improvement,
+    stratified_iqm,
+    summarize,
+)
+
+SCORES = ("final_score", "max_score")
+OUTCOMES = ("loses", "lower, not significant", "no clear difference", "higher, not significant",
+            "beats", "too few runs")
+BASELINE = "bp"
+CONTROL = "frozen"
+
+
+@dataclass(frozen=True)
+class Setting:
+    env: str
+    algo: str
+    variant: str
+
+    @property
+    def label(self) -> str:
+        text = f"{self.env} · {self.algo}"
+        return f"{text} · {self.variant}" if self.variant else text
+
+
+@dataclass
+class Group:
+    """The runs of one learner in one setting, and their statistics."""
+
+    setting: Setting
+    learner: str
+    runs: list[RunRecord]
+    scores: dict[str, ScoreSummary] = field(default_factory=dict)  # by SCORES name
+    stuck_fraction: float = math.nan
+    versus_bp: dict[str, Estimate] = field(default_factory=dict)  # P(this > bp) by score
+    versus_frozen: dict[str, Estimate] = field(default_factory=dict)
+
+    @property
+    def finished(self) -> list[RunRecord]:
+        return [r for r in self.runs if r.finished]
+
+    def values(self, score: str) -> np.ndarray:
+        """Finite ``score`` values of the finished runs ``[n]``."""
+        x = np.array([getattr(r, score) for r in self.finished], dtype=np.float64)
+        return x[np.isfinite(x)]
+
+    def mean_of(self, attribute: str) -> float:
+        x = np.array([getattr(r, attribute) for r in self.finished], dtype=np.float64)
+        x = x[np.isfinite(x)]
+        return float(x.mean()) if x.size else math.nan
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A learner against a reference learner in one setting, on one score."""
+
+    setting: Setting
+    learner: str
+    reference: str
+    score: str
+    outcome: str  # one of OUTCOMES
+    poi: Estimate  # P(learner > reference)
+    p_value: float  # two-sided Mann-Whitney U test
+    iqm: Estimate
+    reference_iqm: Estimate
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    """One learner under one algorithm over every environment (normalised scores)."""
+
+    algo: str
+    variant: str
+    learner: str
+    environments: int
+    normalised_iqm: Estimate
+    versus_bp: Estimate | None
+
+
+@dataclass
+class Analysis:
+    runs: list[RunRecord]
+    groups: list[Group]
+    thresholds: dict[str, float]  # stuck threshold of each environment's final score
+    threshold_given: dict[str, bool]
+    normalisation: dict[str, tuple[float, float]]  # env -> (min, max) of final scores
+    verdicts: list[Verdict]
+    control_verdicts: list[Verdict]
+    aggregates: list[Aggregate]
+
+    @property
+    def settings(self) -> list[Setting]:
+        return list(dict.fromkeys(g.setting for g in self.groups))
+
+    @property
+    def envs(self) -> list[str]:
+        return list(dict.fromkeys(r.env for r in self.runs))
+
+    @property
+    def algos(self) -> list[str]:
+        return list(dict.fromkeys(r.algo for r in self.runs))
+
+    @property
+    def learners(self) -> list[str]:
+        return list(dict.fromkeys(g.learner for g in self.groups))
+
+    @property
+    def unfinished(self) -> list[RunRecord]:
+        return [r for r in self.runs if not r.finished]
+
+    def group(self, setting: Setting, learner: str) -> Group | None:
+        return next((g for g in self.groups if g.setting == setting and g.learner == learner),
+                    None)
+
+
+def _learner_order(learner: str) -> int:
+    return LEARNERS.index(learner) if learner in LEARNERS else len(LEARNERS)
+
+
+def make_groups(runs: Iterable[RunRecord]) -> list[Group]:
+    """Runs grouped by setting and learner, in the order runs come, learners as LEARNERS."""
+    keyed: dict[tuple[Setting, str], list[RunRecord]] = {}
+    for run in runs:
+        keyed.setdefault((Setting(run.env, run.algo, run.variant), run.learner), []).append(run)
+    settings = list(dict.fromkeys(setting for setting, _ in keyed))
+    return [Group(setting, learner, keyed[setting, learner])
+            for setting in settings
+            for learner in sorted({lr for s, lr in keyed if s == setting}, key=_learner_order)]
+
+
+def stuck_thresholds(groups: list[Group], given: dict[str, float]) -> dict[str, float]:
+    """Per environment: the given threshold, or half-way from ``min(0, worst final score)``
+    to the best learner's median final score (half that median when scores are >= 0)."""
+    thresholds = {}
+    for env in dict.fromkeys(g.setting.env for g in groups):
+        if env in given:
+            thresholds[env] = given[env]
+            continue
+        in_env = [g for g in groups if g.setting.env == env]
+        medians = [g.scores["final_score"].median.value for g in in_env]
+        medians = [m for m in medians if math.isfinite(m)]
+        values = np.concatenate([g.values("final_score") for g in in_env])
+        if not medians or not values.size:
+            thresholds[env] = math.nan
+            continue
+        floor = min(0.0, float(values.min()))
+        thresholds[env] = floor + (max(medians) - floor) / 2
+    return thresholds
+
+
+def _verdict(group: Group, reference: Group, score: str) -> Verdict:
+    """Loses (beats) when the Mann-Whitney test finds a difference at SIGNIFICANCE and a run
+    of ``group`` is more likely to score lower (higher) than a run of ``reference``; short
+    of that, lower (higher) when that probability and the IQMs agree on it."""
+    x, y = group.values(score), reference.values(score)
+    poi, p_value = probability_of_improvement(x, y), mann_whitney_p(x, y)
+    iqm, reference_iqm = group.scores[score].iqm, reference.scores[score].iqm
+    if min(x.size, y.size) < 2:
+        outcome = "too few runs"
+    elif p_value < SIGNIFICANCE and poi.value != 0.5:
+        outcome = "loses" if poi.value < 0.5 else "beats"
+    elif poi.value < 0.5 and iqm.value < reference_iqm.value:
+        outcome = "lower, not significant"
+    elif poi.value > 0.5 and iqm.value > reference_iqm.value:
+        outcome = "higher, not significant"
+    else:
+        outcome = "no clear difference"
+    return Verdict(group.setting, group.learner, reference.learner, score, outcome, poi,
+                   p_value, iqm, reference_iqm)
+
+
+def analyse(runs: list[RunRecord], given_thresholds: dict[str, float] | None = None
+            ) -> Analysis:
+    """Statistics of every group, stuck fractions, verdicts and cross-environment aggregates."""
+    given_thresholds = given_thresholds or {}
+    groups = make_groups(runs)
+    for group in groups:
+        group.scores = {score: summarize(group.values(score)) for score in SCORES}
+    thresholds = stuck_thresholds(groups, given_thresholds)
+    verdicts, control_verdicts = [], []
+    for group in groups:
+        finals = group.values("final_score")
+        threshold = thresholds[group.setting.env]
+        if finals.size and math.isfinite(threshold):
+            group.stuck_fraction = float(np.mean(finals < threshold))
+        for reference_name, store, out in ((BASELINE, group.versus_bp, verdicts),
+                                           (CONTROL, group.versus_frozen, control_verdicts)):
+            reference = next((g for g in groups if g.setting == group.setting
+                              and g.learner == reference_name), None)
+            if reference is None or group.learner == reference_name:
+                continue
+            compare = group.learner in LOCAL_LEARNERS or (reference_name == BASELINE
+                                                          and group.learner == CONTROL)
+            for score in SCORES:
+                verdict = _verdict(group, reference, score)
+                store[score] = verdict.poi
+                if compare and group.values(score).size and reference.values(score).size:
+                    out.append(verdict)
+    normalisation = _normalisation(groups)
+    return Analysis(runs, groups, thresholds,
+                    {env: env in given_thresholds for env in thresholds}, normalisation,
+                    verdicts, control_verdicts, _aggregates(groups, normalisation))
+
+
+def _normalisation(groups: list[Group]) -> dict[str, tuple[float, float]]:
+    bounds = {}
+    for env in dict.fromkeys(g.setting.env for g in groups):
+        values = np.concatenate([g.values("final_score") for g in groups if g.setting.env == env])
+        if values.size:
+            bounds[env] = (float(values.min()), float(values.max()))
+    return bounds
+
+
+def normalised_finals(group: Group, normalisation: dict[str, tuple[float, float]]
+                      ) -> np.ndarray:
+    """The group's final scores, min-max normalised within its environment."""
+    if group.setting.env not in normalisation:
+        return np.array([])
+    return min_max_normalise(group.values("final_score"), *normalisation[group.setting.env])
+
+
+def _aggregates(groups: list[Group], normalisation: dict[str, tuple[float, float]]
+                ) -> list[Aggregate]:
+    """Per algorithm, variant and learner over all environments, when there are several."""
+    if len({g.setting.env for g in groups}) < 2:
+        return []
+    aggregates = []
+    keys = dict.fromkeys((g.setting.algo, g.setting.variant, g.learner) for g in groups)
+    for algo, variant, learner in keys:
+        mine = [g for g in groups if (g.setting.algo, g.setting.variant, g.learner)
+                == (algo, variant, learner)]
+        tasks = [normalised_finals(g, normalisation) for g in mine]
+        pairs = []
+        for g in mine:
+            bp = next((b for b in groups if b.setting == g.setting and b.learner == BASELINE),
+                      None)
+            if bp is not None and learner != BASELINE:
+                pairs.append((g.values("final_score"), bp.values("final_score")))
+        aggregates.append(Aggregate(algo, variant, learner, len(mine), stratified_iqm(tasks),
+                                    average_probability_of_improvement(pairs) if pairs
+                                    else None))
+    return aggregates

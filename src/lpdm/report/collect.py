@@ -1,0 +1,96 @@
+"""The runs a report covers: the cells of a sweep, or every run directory under a folder."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lpdm.runs import RunDirectory, RunError
+from lpdm.sweeps.cell import is_locked
+from lpdm.sweeps.grid import expand, read_spec
+
+REPORT_DIR = "report"
+NOT_STARTED = "not started"
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One run as the report sees it; scores are NaN where the run has none."""
+
+    path: Path
+    env: str
+    algo: str
+    learner: str
+    variant: str  # the swept option values, "" if none
+    seed: int
+    status: str  # finished, failed, running, interrupted, not started
+    final_score: float
+    max_score: float
+    total_steps: int
+    seconds_per_iteration: float
+    update_seconds_per_iteration: float
+    seconds_per_1k_steps: float
+    error: str = ""
+
+    @property
+    def method(self) -> str:
+        """The learner, with the swept option values when there are any."""
+        return f"{self.learner} [{self.variant}]" if self.variant else self.learner
+
+    @property
+    def finished(self) -> bool:
+        return self.status == "finished"
+
+    def training_returns(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(global_step [E], episodic_return [E])`` of the run's finished episodes."""
+        rows = RunDirectory(self.path).read_metrics()
+        steps = np.array([float(r["global_step"]) for r in rows])
+        returns = np.array([float(r["episodic_return"]) for r in rows])
+        return steps, returns
+
+
+def _number(value: object) -> float:
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else math.nan
+
+
+def _record(path: Path, env: str, algo: str, learner: str, variant: str, seed: int) -> RunRecord:
+    run = RunDirectory(path)
+    summary = run.read_summary()
+    status = summary.get("status", NOT_STARTED)
+    if status == "running" and not is_locked(path):
+        status = "interrupted"
+    steps, wall = _number(summary.get("steps")), _number(summary.get("wall_seconds"))
+    return RunRecord(
+        path=path, env=env, algo=algo, learner=learner, variant=variant, seed=seed,
+        status=status, final_score=_number(summary.get("final_score")),
+        max_score=_number(summary.get("max_score")),
+        total_steps=int(summary.get("total_steps") or 0),
+        seconds_per_iteration=_number(summary.get("seconds_per_iteration")),
+        update_seconds_per_iteration=_number(summary.get("update_seconds_per_iteration")),
+        seconds_per_1k_steps=1000 * wall / steps if steps else math.nan,
+        error=summary.get("error", ""))
+
+
+def collect_runs(directory: Path) -> list[RunRecord]:
+    """The runs of the sweep in ``directory`` (from its ``sweep.json``, cells not started
+    included), or else of every run directory found under ``directory``."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise RunError(f"{directory} is not a directory")
+    spec = read_spec(directory)
+    if spec is not None:
+        return [_record(directory / cell.path, cell.env, cell.algo, cell.learner, cell.variant,
+                        cell.seed) for cell in expand(spec)]
+    records = []
+    for config_file in sorted(directory.rglob("config.json")):
+        path = config_file.parent
+        if REPORT_DIR in path.relative_to(directory).parts:
+            continue
+        config = RunDirectory(path).read_config()
+        records.append(_record(path, config.env, config.algo, config.learner, "", config.seed))
+    if not records:
+        raise RunError(f"{directory} holds no runs (no sweep.json and no run directories)")
+    return records

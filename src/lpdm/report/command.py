@@ -1,0 +1,46 @@
+"""``lpdm report``: the command line of a report."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from lpdm.config import ConfigError
+
+
+def add_report_command(commands: argparse._SubParsersAction) -> None:
+    """Register ``lpdm report`` on the ``lpdm`` subcommand parser."""
+    parser = commands.add_parser(
+        "report", help="tables, figures and verdicts of a sweep",
+        description="Write DIR/report/: index.html (self-contained), report.md, scores.csv, "
+                    "runs.csv and the figures as PNG, from a sweep directory or any folder "
+                    "of run directories.")
+    parser.add_argument("directory", metavar="DIR", help="sweep directory or folder of runs")
+    parser.add_argument("--out", metavar="DIR", help="report directory (default: DIR/report)")
+    parser.add_argument("--stuck-threshold", action="append", default=[], metavar="ENV=VALUE",
+                        help="final score under which a run of ENV counts as stuck (default: "
+                             "half the best learner's median); repeatable")
+    parser.set_defaults(handler=cmd_report)
+
+
+def parse_thresholds(items: list[str]) -> dict[str, float]:
+    thresholds = {}
+    for item in items:
+        env, sep, value = item.rpartition("=")
+        try:
+            if not sep or not env:
+                raise ValueError
+            thresholds[env] = float(value)
+        except ValueError:
+            raise ConfigError(f"--stuck-threshold: expected ENV=NUMBER, got {item!r}") from None
+    return thresholds
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from lpdm.report import build_report
+
+    report = build_report(Path(args.directory), Path(args.out) if args.out else None,
+                          parse_thresholds(args.stuck_threshold))
+    print(report.headline())
+    print(f"report: {report.html}")
+    return 0

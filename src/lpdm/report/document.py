@@ -1,0 +1,116 @@
+"""A report as a list of blocks, rendered to Markdown and to one self-contained HTML page.
+
+Text is plain; ``**bold**`` is the only markup, understood by both renderers.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Heading:
+    text: str
+    level: int = 2
+
+
+@dataclass(frozen=True)
+class Paragraph:
+    text: str
+
+
+@dataclass(frozen=True)
+class Bullets:
+    items: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Table:
+    columns: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+
+
+@dataclass(frozen=True)
+class Figure:
+    filename: str  # a PNG next to the report
+    caption: str
+
+
+Block = Heading | Paragraph | Bullets | Table | Figure
+
+_BOLD = re.compile(r"\*\*(.+?)\*\*")
+
+
+# --------------------------------------------------------------------------- markdown
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def to_markdown(blocks: list[Block]) -> str:
+    parts = []
+    for block in blocks:
+        if isinstance(block, Heading):
+            parts.append(f"{'#' * block.level} {block.text}")
+        elif isinstance(block, Paragraph):
+            parts.append(block.text)
+        elif isinstance(block, Bullets):
+            parts.append("\n".join(f"- {item}" for item in block.items))
+        elif isinstance(block, Table):
+            lines = ["| " + " | ".join(map(_md_cell, block.columns)) + " |",
+                     "|" + "|".join("---" for _ in block.columns) + "|"]
+            lines += ["| " + " | ".join(map(_md_cell, row)) + " |" for row in block.rows]
+            parts.append("\n".join(lines))
+        elif isinstance(block, Figure):
+            parts.append(f"![{block.caption}]({block.filename})\n\n*{block.caption}*")
+    return "\n\n".join(parts) + "\n"
+
+
+# --------------------------------------------------------------------------- html
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; max-width: 1300px; margin: 2em auto; padding: 0 1em;
+       color: #222; line-height: 1.45; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: left; }
+th { background: #f2f2f2; }
+tr:nth-child(even) td { background: #fafafa; }
+figure { margin: 1.5em 0; }
+figure img { max-width: 100%; border: 1px solid #ddd; }
+figcaption { color: #555; font-size: 0.9em; }
+"""
+
+
+def _inline(text: str) -> str:
+    return _BOLD.sub(r"<strong>\1</strong>", html.escape(text))
+
+
+def to_html(blocks: list[Block], title: str, figure_dir: Path) -> str:
+    """A standalone page; figures are read from ``figure_dir`` and embedded as base64."""
+    body = []
+    for block in blocks:
+        if isinstance(block, Heading):
+            body.append(f"<h{block.level}>{_inline(block.text)}</h{block.level}>")
+        elif isinstance(block, Paragraph):
+            body.append(f"<p>{_inline(block.text)}</p>")
+        elif isinstance(block, Bullets):
+            items = "".join(f"<li>{_inline(item)}</li>" for item in block.items)
+            body.append(f"<ul>{items}</ul>")
+        elif isinstance(block, Table):
+            head = "".join(f"<th>{_inline(c)}</th>" for c in block.columns)
+            rows = "".join("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in row) + "</tr>"
+                           for row in block.rows)
+            body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+        elif isinstance(block, Figure):
+            data = base64.b64encode((figure_dir / block.filename).read_bytes()).decode("ascii")
+            body.append(f'<figure><img alt="{html.escape(block.caption)}" '
+                        f'src="data:image/png;base64,{data}"><figcaption>'
+                        f"{_inline(block.caption)}</figcaption></figure>")
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head>\n"
+            f"<body>\n" + "\n".join(body) + "\n</body></html>\n")

@@ -1,0 +1,73 @@
+"""Machine-readable results: ``scores.csv`` (one row per setting and learner), ``runs.csv``."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+from lpdm.report.analysis import SCORES, Analysis
+from lpdm.report.stats import Estimate
+
+SCORE_FIELDS = ("n", "mean", "mean_low", "mean_high", "std", "median", "median_low",
+                "median_high", "iqm", "iqm_low", "iqm_high")
+
+
+def _cell(value: object) -> object:
+    if isinstance(value, float):
+        return "" if not math.isfinite(value) else f"{value:.6g}"
+    return value
+
+
+def _estimate(prefix: str, value: Estimate | None) -> dict[str, object]:
+    if value is None:
+        return {}
+    return {prefix: value.value, f"{prefix}_low": value.low, f"{prefix}_high": value.high}
+
+
+def score_rows(analysis: Analysis) -> list[dict[str, object]]:
+    rows = []
+    for group in analysis.groups:
+        s = group.setting
+        row: dict[str, object] = {
+            "env": s.env, "algo": s.algo, "variant": s.variant, "learner": group.learner,
+            "runs": len(group.runs), "finished": len(group.finished)}
+        for score in SCORES:
+            summary = group.scores[score]
+            row[f"{score}_n"] = summary.n
+            row[f"{score}_std"] = summary.std
+            for name in ("mean", "median", "iqm"):
+                row |= _estimate(f"{score}_{name}", getattr(summary, name))
+        row["stuck_threshold"] = analysis.thresholds.get(s.env, math.nan)
+        row["stuck_fraction"] = group.stuck_fraction
+        for score in SCORES:
+            row |= _estimate(f"poi_vs_bp_{score}", group.versus_bp.get(score))
+            row |= _estimate(f"poi_vs_frozen_{score}", group.versus_frozen.get(score))
+        for attribute in ("seconds_per_iteration", "update_seconds_per_iteration",
+                          "seconds_per_1k_steps"):
+            row[attribute] = group.mean_of(attribute)
+        rows.append(row)
+    return rows
+
+
+def write_csv(path: Path, rows: list[dict[str, object]]) -> None:
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, columns, restval="")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: _cell(v) for k, v in row.items()})
+
+
+def write_scores(path: Path, analysis: Analysis) -> None:
+    write_csv(path, score_rows(analysis))
+
+
+def write_runs(path: Path, analysis: Analysis, source: Path) -> None:
+    rows = [{"path": str(r.path.relative_to(source)) if r.path.is_relative_to(source)
+             else str(r.path), "env": r.env, "algo": r.algo, "learner": r.learner,
+             "variant": r.variant, "seed": r.seed, "status": r.status,
+             "final_score": r.final_score, "max_score": r.max_score,
+             "seconds_per_iteration": r.seconds_per_iteration, "error": r.error}
+            for r in analysis.runs]
+    write_csv(path, rows)

@@ -1,0 +1,225 @@
+"""The report's figures, drawn with matplotlib's object API (no pyplot state) into PNGs.
+
+Each function draws one figure from an :class:`~lpdm.report.analysis.Analysis` and returns
+False when there is nothing to draw (e.g. no finished run).
+"""
+
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.ticker import EngFormatter, MaxNLocator
+
+from lpdm.config import LEARNERS
+from lpdm.evaluation import MOVING_AVERAGE_WINDOW
+from lpdm.report.analysis import Analysis, Group, Setting, normalised_finals
+from lpdm.report.stats import iqm_band, performance_profile
+
+CURVE_POINTS = 100
+PROFILE_POINTS = 101
+DPI = 100
+PANEL = (4.6, 3.2)  # inches per subplot
+_COLORS = {"bp": "#1f77b4", "lpdm": "#ff7f0e", "lpdm-guided": "#2ca02c", "frozen": "#7f7f7f"}
+_OTHER = ("#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf")
+
+
+def color(learner: str) -> str:
+    if learner in _COLORS:
+        return _COLORS[learner]
+    return _OTHER[zlib.crc32(learner.encode()) % len(_OTHER)]
+
+
+def _grid(rows: int, cols: int) -> tuple[Figure, np.ndarray]:
+    figure = Figure(figsize=(PANEL[0] * cols, PANEL[1] * rows), dpi=DPI, layout="constrained")
+    axes = np.atleast_2d(figure.subplots(rows, cols, squeeze=False))
+    return figure, axes
+
+
+def _legend(figure: Figure, learners: list[str]) -> None:
+    handles = [figure.axes[0].plot([], [], color=color(lr), lw=3)[0] for lr in learners]
+    figure.legend(handles, learners, loc="outside upper center", ncols=len(learners),
+                  frameon=False)
+
+
+def _rows(analysis: Analysis) -> list[tuple[str, str]]:
+    """(env, variant) pairs: one row of panels each."""
+    return list(dict.fromkeys((s.env, s.variant) for s in analysis.settings))
+
+
+def _title(env: str, algo: str, variant: str, what: str = "") -> str:
+    parts = [env, algo, *([variant] if variant else []), *([what] if what else [])]
+    return " · ".join(parts)
+
+
+def _save(figure: Figure, path: Path) -> bool:
+    figure.savefig(path)
+    return True
+
+
+# --------------------------------------------------------------------------- learning curves
+
+
+def returns_on_grid(steps: np.ndarray, returns: np.ndarray, grid: np.ndarray,
+                    window: int = MOVING_AVERAGE_WINDOW) -> np.ndarray:
+    """Training return averaged over the last ``window`` episodes, at each step of ``grid``.
+
+    ``steps [E]`` are the global steps at which episodes ended. NaN before the first one.
+    """
+    sums = np.cumsum(np.concatenate([[0.0], returns]))
+    counts = np.minimum(np.arange(1, returns.size + 1), window)
+    ends = np.arange(1, returns.size + 1)
+    smoothed = (sums[ends] - sums[ends - counts]) / counts
+    index = np.searchsorted(steps, grid, side="right") - 1
+    return np.where(index >= 0, smoothed[np.clip(index, 0, None)], np.nan)
+
+
+def _curves(group: Group) -> tuple[np.ndarray, np.ndarray] | None:
+    data = [run.training_returns() for run in group.finished]
+    data = [(s, r) for s, r in data if s.size]
+    if not data:
+        return None
+    start = max(s[0] for s, _ in data)
+    end = max(run.total_steps for run in group.finished)
+    grid = np.linspace(start, max(end, start), CURVE_POINTS)
+    return grid, np.stack([returns_on_grid(s, r, grid) for s, r in data])
+
+
+def learning_curves(analysis: Analysis, path: Path) -> bool:
+    """IQM across seeds of the smoothed training return, with 95% CI bands."""
+    rows, algos = _rows(analysis), analysis.algos
+    figure, axes = _grid(len(rows), len(algos))
+    drawn = False
+    for (env, variant), row in zip(rows, axes, strict=True):
+        for algo, ax in zip(algos, row, strict=True):
+            ax.set_title(_title(env, algo, variant), fontsize=9)
+            ax.set_xlabel("environment steps")
+            ax.xaxis.set_major_locator(MaxNLocator(5))
+            ax.xaxis.set_major_formatter(EngFormatter(sep=""))  # 20000 -> 20k
+            ax.set_ylabel(f"return ({MOVING_AVERAGE_WINDOW}-episode mean)")
+            for learner in analysis.learners:
+                group = analysis.group(Setting(env, algo, variant), learner)
+                curves = _curves(group) if group else None
+                if curves is None:
+                    continue
+                grid, values = curves
+                middle, low, high = iqm_band(values)
+                ax.plot(grid, middle, color=color(learner), lw=1.6)
+                ax.fill_between(grid, low, high, color=color(learner), alpha=0.2, lw=0)
+                drawn = True
+    if drawn:
+        _legend(figure, analysis.learners)
+    return drawn and _save(figure, path)
+
+
+# --------------------------------------------------------------------------- distributions
+
+
+def _strip(ax: Axes, position: float, values: np.ndarray, colour: str) -> None:
+    jitter = np.random.default_rng(0).uniform(-0.12, 0.12, values.size)
+    ax.scatter(position + jitter, values, s=14, color=colour, edgecolor="black", lw=0.4,
+               zorder=3)
+
+
+def score_distributions(analysis: Analysis, path: Path) -> bool:
+    """Per setting (a row): violin and points of the final and max scores of each learner."""
+    settings, learners = analysis.settings, analysis.learners
+    figure, axes = _grid(len(settings), 2)
+    drawn = False
+    for setting, row in zip(settings, axes, strict=True):
+        for ax, score in zip(row, ("final_score", "max_score"), strict=True):
+            ax.set_title(_title(setting.env, setting.algo, setting.variant,
+                                score.replace("_", " ")), fontsize=9)
+            ax.set_xticks(range(len(learners)), learners, fontsize=8)
+            for position, learner in enumerate(learners):
+                group = analysis.group(setting, learner)
+                values = group.values(score) if group else np.array([])
+                if values.size >= 2 and np.ptp(values) > 0:
+                    parts = ax.violinplot(values, [position], widths=0.8, showextrema=False)
+                    for body in parts["bodies"]:
+                        body.set_facecolor(color(learner))
+                        body.set_alpha(0.3)
+                if values.size:
+                    _strip(ax, position, values, color(learner))
+                    drawn = True
+            threshold = analysis.thresholds.get(setting.env, np.nan)
+            if score == "final_score" and np.isfinite(threshold):
+                ax.axhline(threshold, color="#d62728", ls="--", lw=1, label="stuck threshold")
+                ax.legend(fontsize=7, loc="lower right", frameon=False)
+    return drawn and _save(figure, path)
+
+
+# --------------------------------------------------------------------------- profiles
+
+
+def performance_profiles(analysis: Analysis, path: Path) -> bool:
+    """Fraction of runs whose normalised final score exceeds τ, averaged over environments."""
+    panels = list(dict.fromkeys((s.algo, s.variant) for s in analysis.settings))
+    figure, axes = _grid(1, len(panels))
+    taus = np.linspace(0.0, 1.0, PROFILE_POINTS)
+    drawn = False
+    for (algo, variant), ax in zip(panels, axes[0], strict=True):
+        ax.set_title(_title(f"{len(analysis.envs)} environment(s)", algo, variant), fontsize=9)
+        ax.set_xlabel("normalised final score τ (min-max per environment)")
+        ax.set_ylabel("fraction of runs with score > τ")
+        ax.set_ylim(-0.02, 1.02)
+        for learner in analysis.learners:
+            groups = [g for g in analysis.groups if (g.setting.algo, g.setting.variant,
+                                                     g.learner) == (algo, variant, learner)]
+            tasks = [normalised_finals(g, analysis.normalisation) for g in groups]
+            tasks = [t for t in tasks if t.size]
+            if not tasks:
+                continue
+            value, low, high = performance_profile(tasks, taus)
+            ax.step(taus, value, where="post", color=color(learner), lw=1.6)
+            ax.fill_between(taus, low, high, step="post", color=color(learner), alpha=0.2, lw=0)
+            drawn = True
+    if drawn:
+        _legend(figure, analysis.learners)
+    return drawn and _save(figure, path)
+
+
+# --------------------------------------------------------------------------- wall time
+
+
+def wall_time(analysis: Analysis, path: Path) -> bool:
+    """Milliseconds per iteration (whole, and the update alone) and per 1000 steps."""
+    envs, algos = analysis.envs, analysis.algos
+    learners = [lr for lr in LEARNERS if lr in analysis.learners] + \
+        [lr for lr in analysis.learners if lr not in LEARNERS]
+    figure, axes = _grid(2, len(algos))
+    width = 0.8 / max(len(learners), 1)
+    drawn = False
+    for column, algo in enumerate(algos):
+        top, bottom = axes[0][column], axes[1][column]
+        for k, learner in enumerate(learners):
+            per_iteration, update, per_steps = [], [], []
+            for env in envs:
+                groups = [g for g in analysis.groups if g.setting.env == env
+                          and g.setting.algo == algo and g.learner == learner]
+                runs = [r for g in groups for r in g.finished]
+                per_iteration.append(1000 * _mean([r.seconds_per_iteration for r in runs]))
+                update.append(1000 * _mean([r.update_seconds_per_iteration for r in runs]))
+                per_steps.append(1000 * _mean([r.seconds_per_1k_steps for r in runs]))
+            x = np.arange(len(envs)) - 0.4 + width * (k + 0.5)
+            top.bar(x, per_iteration, width, color=color(learner), alpha=0.45)
+            top.bar(x, update, width, color=color(learner), hatch="//", edgecolor="white")
+            bottom.bar(x, per_steps, width, color=color(learner))
+            drawn |= bool(np.isfinite(per_iteration).any())
+        top.set_title(f"{algo}: ms per iteration (hatched: the update)", fontsize=9)
+        bottom.set_title(f"{algo}: ms per 1000 environment steps", fontsize=9)
+        for ax in (top, bottom):
+            ax.set_xticks(range(len(envs)), envs, fontsize=8, rotation=15)
+            ax.set_ylabel("milliseconds")
+    if drawn:
+        _legend(figure, learners)
+    return drawn and _save(figure, path)
+
+
+def _mean(values: list[float]) -> float:
+    x = np.asarray(values, dtype=np.float64)
+    x = x[np.isfinite(x)]
+    return float(x.mean()) if x.size else np.nan

@@ -1,0 +1,123 @@
+"""``lpdm sweep``: the command line of a sweep."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from lpdm.config import ALGOS, LEARNERS, OPTIONS, ConfigError
+from lpdm.envs import BENCHMARK_SUITES
+from lpdm.sweeps.backends import Backend, LocalBackend, RayBackend
+from lpdm.sweeps.grid import (
+    ALL_ALGOS,
+    SweepSpec,
+    check_cells,
+    expand,
+    parse_values,
+    record_spec,
+)
+from lpdm.sweeps.scheduler import cell_status, run_cells
+
+DESCRIPTION = """\
+Run a grid of experiments: environments x algorithms x learners x seeds x every option
+given a list of values (comma separated; '/' between values of --hidden-sizes). A value
+may apply to one algorithm only: --total-steps reinforce=50000,ppo=100000. Each cell is
+a run directory DIR/ENV/ALGO/LEARNER[/OPTION=VALUE,...]/sSEED. Rerunning the same command
+resumes the sweep: finished cells are skipped, interrupted and failed ones resume from
+their checkpoints. Exit status 1 if any cell failed."""
+
+
+def add_sweep_command(commands: argparse._SubParsersAction) -> None:
+    """Register ``lpdm sweep`` on the ``lpdm`` subcommand parser."""
+    from lpdm.cli import add_config_arguments
+
+    parser = commands.add_parser("sweep", help="run a grid of experiments, resumably",
+                                 description=DESCRIPTION,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", required=True, metavar="DIR", help="sweep directory")
+    parser.add_argument("--suite", choices=sorted(BENCHMARK_SUITES),
+                        help="the suite's environments, with every algorithm and learner "
+                             "unless --algo/--learner narrow them")
+    parser.add_argument("--seeds", type=int, metavar="K", help="seeds 0..K-1 (default 1; "
+                        "or list seeds with --seed)")
+    parser.add_argument("--workers", type=int, metavar="W", help="cells run at once, one "
+                        "torch thread each (default: CPU cores here, or the Ray cluster's CPUs)")
+    parser.add_argument("--backend", choices=("local", "ray"), default="local",
+                        help="local process pool (default), or Ray tasks")
+    parser.add_argument("--address", metavar="HOST:PORT",
+                        help="Ray cluster to run on (default: a local Ray instance on loopback)")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bar; one line per ended cell")
+    add_config_arguments(parser, as_lists=True)
+    parser.set_defaults(handler=cmd_sweep)
+
+
+def spec_from_args(args: argparse.Namespace) -> SweepSpec:
+    """The grid that the command line describes."""
+    given = {name: parse_values(OPTIONS[name], text) for name, text in vars(args).items()
+             if name in OPTIONS}
+    suite = BENCHMARK_SUITES[args.suite] if args.suite else None
+    if suite and "env" in given:
+        raise ConfigError("--suite and --env exclude each other")
+
+    def axis(name: str, suite_values: tuple | None) -> tuple:
+        if name in given:
+            return tuple(given.pop(name)[ALL_ALGOS])
+        return suite_values if suite and suite_values else (OPTIONS[name].default,)
+
+    envs, algos = axis("env", suite), axis("algo", ALGOS)
+    learners = axis("learner", LEARNERS)
+    if args.seeds is not None and "seed" in given:
+        raise ConfigError("--seeds and --seed exclude each other")
+    if args.seeds is not None and args.seeds < 1:
+        raise ConfigError(f"--seeds must be at least 1, got {args.seeds}")
+    seeds = tuple(range(args.seeds)) if args.seeds is not None else axis("seed", None)
+    for name, keyed in given.items():
+        for key in keyed:
+            if key != ALL_ALGOS and key not in algos:
+                raise ConfigError(f"{OPTIONS[name].flag}: {key}= names an algorithm this "
+                                  f"sweep does not run ({', '.join(algos)})")
+    return SweepSpec(envs, algos, learners, seeds, given)
+
+
+def make_backend(args: argparse.Namespace) -> Backend:
+    if args.workers is not None and args.workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {args.workers}")
+    if args.backend == "ray":
+        return RayBackend(args.address, args.workers)
+    if args.address:
+        raise ConfigError("--address needs --backend ray")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return LocalBackend(args.workers or cores or 1)
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    spec = spec_from_args(args)
+    cells = expand(spec)
+    check_cells(cells)
+    backend = make_backend(args)
+    interrupted = False
+    try:
+        record_spec(out, spec, len(cells))
+        statuses = [cell_status(out, cell) for cell in cells]
+        counts = {status: statuses.count(status) for status in
+                  ("finished", "interrupted", "failed", "pending")}
+        where = f"Ray ({args.address or 'local instance'})" if args.backend == "ray" else "local"
+        print(f"sweep {out}: {len(cells)} cells ({counts['finished']} finished, "
+              f"{counts['interrupted']} to resume, {counts['failed']} failed to retry, "
+              f"{counts['pending']} to start) on {backend.workers} {where} workers", flush=True)
+        outcome = run_cells(out, cells, backend, progress=not args.no_progress)
+    except KeyboardInterrupt:
+        interrupted = True
+        print(f"sweep {out}: interrupted; rerun the same command to resume", flush=True)
+        return 130
+    finally:
+        backend.close(interrupted)
+    print(f"sweep {out}: {outcome.finished} of {outcome.total} cells finished, "
+          f"{len(outcome.failed)} failed")
+    for path, error in sorted(outcome.failed.items()):
+        print(f"  failed {path}: {error}")
+    print(f"report: lpdm report {out}")
+    return 1 if outcome.failed else 0

@@ -1,0 +1,167 @@
+"""``lpdm report``: files, tables, verdicts, left-out runs, on synthetic and real sweeps."""
+
+import csv
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from lpdm.cli import build_parser, main
+from lpdm.report import build_report
+from lpdm.sweeps.command import spec_from_args
+from lpdm.sweeps.grid import expand, record_spec
+
+FIGURES = ("learning_curves.png", "score_distributions.png", "performance_profiles.png",
+           "wall_time.png")
+
+
+def fake_sweep(root: Path, argv: list[str], runs: dict) -> None:
+    """A sweep directory whose runs are written by hand: ``runs[(env, learner, seed)]`` is
+    ``(status, final_score, max_score)``; cells missing from ``runs`` are not started."""
+    spec = spec_from_args(build_parser().parse_args(["sweep", "--out", str(root), *argv]))
+    cells = expand(spec)
+    record_spec(root, spec, len(cells))
+    for cell in cells:
+        if (cell.env, cell.learner, cell.seed) not in runs:
+            continue
+        status, final, best = runs[cell.env, cell.learner, cell.seed]
+        path = root / cell.path
+        path.mkdir(parents=True)
+        summary = {"status": status, "env": cell.env, "algo": cell.algo,
+                   "learner": cell.learner, "seed": cell.seed, "steps": 1000,
+                   "total_steps": 1000, "final_score": final, "max_score": best,
+                   "wall_seconds": 10.0, "iterations": 50, "seconds_per_iteration": 0.2,
+                   "update_seconds_per_iteration": 0.05}
+        if status == "failed":
+            summary["error"] = "RuntimeError: boom"
+        (path / "summary.json").write_text(json.dumps(summary))
+        rows = [f"{step},{best * step / 1000:.1f},20" for step in range(100, 1001, 100)]
+        (path / "metrics.csv").write_text("global_step,episodic_return,episodic_length\n"
+                                          + "\n".join(rows) + "\n")
+
+
+def read_scores(report_dir: Path) -> dict[str, dict[str, str]]:
+    with (report_dir / "scores.csv").open() as f:
+        return {row["learner"]: row for row in csv.DictReader(f)}
+
+
+FINALS = {"bp": [500, 500, 490, 500, 480], "lpdm": [100, 120, 90, 150, 110],
+          "lpdm-guided": [480, 500, 470, 500, 490], "frozen": [20, 25, 30, 22, 28]}
+
+
+@pytest.fixture
+def synthetic(tmp_path):
+    runs = {("CartPole-v1", learner, seed): ("finished", float(final), float(final))
+            for learner, finals in FINALS.items() for seed, final in enumerate(finals)}
+    runs["CartPole-v1", "bp", 4] = ("finished", None, 480.0)  # no final score
+    runs["CartPole-v1", "lpdm-guided", 2] = ("failed", None, 300.0)
+    del runs["CartPole-v1", "frozen", 4]  # never started
+    root = tmp_path / "study"
+    fake_sweep(root, ["--learner", "bp,lpdm,lpdm-guided,frozen", "--seeds", "5"], runs)
+    return root
+
+
+def test_report_files_tables_and_verdicts(synthetic):
+    report = build_report(synthetic)
+    out = synthetic / "report"
+    for name in ("index.html", "report.md", "scores.csv", "runs.csv", *FIGURES):
+        assert (out / name).stat().st_size > 0, name
+
+    page = (out / "index.html").read_text()
+    assert page.count('src="data:image/png;base64,') == len(FIGURES)
+    assert len(re.findall(r'(?:src|href)="', page)) == len(FIGURES)  # nothing external
+
+    scores = read_scores(out)
+    assert scores["bp"]["runs"] == "5" and scores["bp"]["finished"] == "5"
+    assert scores["bp"]["final_score_n"] == "4" and scores["bp"]["max_score_n"] == "5"
+    assert float(scores["bp"]["final_score_median"]) == 500
+    assert float(scores["lpdm"]["final_score_iqm"]) == pytest.approx((100 + 110 + 120) / 3)
+    assert float(scores["lpdm"]["final_score_mean"]) == pytest.approx(114)
+    assert float(scores["lpdm"]["stuck_threshold"]) == 250  # half of bp's median
+    assert float(scores["lpdm"]["stuck_fraction"]) == 1.0
+    assert float(scores["bp"]["stuck_fraction"]) == 0.0
+    assert float(scores["lpdm"]["poi_vs_bp_final_score"]) == 0.0
+    assert scores["lpdm-guided"]["finished"] == "4" and scores["frozen"]["runs"] == "5"
+
+    text = (out / "report.md").read_text()
+    assert "lpdm on CartPole-v1 with reinforce: **loses to bp in final score**" in text
+    assert "frozen on CartPole-v1 with reinforce: **loses to bp in final score**" in text
+    assert "**2 run(s) did not finish and are left out of every statistic** (1 failed, " \
+           "1 not started)" in text
+    assert "| CartPole-v1/reinforce/lpdm-guided/s2 | failed | RuntimeError: boom |" in text
+    assert "| lpdm vs bp | final score | 1 | 0 | 0 | 0 | 0 | 0 |" in text
+    assert "lpdm-guided on CartPole-v1 with reinforce: scores lower than bp in final score, " \
+           "not significantly" in text
+    assert report.headline().startswith("**Final score**")
+
+    with (out / "runs.csv").open() as f:
+        statuses = [row["status"] for row in csv.DictReader(f)]
+    assert statuses.count("finished") == 18 and statuses.count("not started") == 1
+
+
+def test_stuck_threshold_can_be_given(synthetic):
+    build_report(synthetic, stuck_thresholds={"CartPole-v1": 100.0})
+    scores = read_scores(synthetic / "report")
+    assert float(scores["lpdm"]["stuck_fraction"]) == pytest.approx(1 / 5)  # only 90 < 100
+    assert "CartPole-v1 100.0 (given)" in (synthetic / "report" / "report.md").read_text()
+
+
+def test_negative_returns_get_a_meaningful_default_threshold(tmp_path):
+    finals = {"bp": [-200, -180, -220], "lpdm": [-1200, -1300, -250]}
+    runs = {("Pendulum-v1", learner, seed): ("finished", float(v), float(v))
+            for learner, values in finals.items() for seed, v in enumerate(values)}
+    fake_sweep(tmp_path, ["--env", "Pendulum-v1", "--learner", "bp,lpdm", "--seeds", "3"], runs)
+    build_report(tmp_path)
+    scores = read_scores(tmp_path / "report")
+    # half-way from min(0, lowest score) = -1300 to the best median -200
+    assert float(scores["lpdm"]["stuck_threshold"]) == -750
+    assert float(scores["lpdm"]["stuck_fraction"]) == pytest.approx(2 / 3)
+
+
+def test_a_single_seed_gives_estimates_without_intervals(tmp_path):
+    runs = {("CartPole-v1", "bp", 0): ("finished", 500.0, 480.0),
+            ("CartPole-v1", "lpdm", 0): ("finished", 200.0, 210.0)}
+    fake_sweep(tmp_path, ["--learner", "bp,lpdm"], runs)
+    build_report(tmp_path)
+    scores = read_scores(tmp_path / "report")
+    assert float(scores["lpdm"]["final_score_iqm"]) == 200
+    assert scores["lpdm"]["final_score_iqm_low"] == "" and scores["lpdm"]["final_score_std"] == ""
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "lpdm on CartPole-v1 with reinforce: cannot be compared with bp in final score: " \
+           "too few runs" in text
+
+
+def test_report_of_a_real_sweep_and_of_a_folder_of_runs(tmp_path, capsys):
+    sweep = tmp_path / "sweep"
+    assert main(["sweep", "--learner", "bp,lpdm", "--seeds", "2", "--total-steps", "1500",
+                 "--eval-every", "500", "--no-progress", "--out", str(sweep)]) == 0
+    capsys.readouterr()
+    assert main(["report", str(sweep)]) == 0
+    stdout = capsys.readouterr().out
+    assert f"report: {sweep / 'report' / 'index.html'}" in stdout
+    assert "| CartPole-v1 · reinforce |" in stdout
+    scores = read_scores(sweep / "report")
+    assert {learner: row["finished"] for learner, row in scores.items()} == \
+        {"bp": "2", "lpdm": "2"}
+    for learner, row in scores.items():
+        assert 8 <= float(row["max_score_iqm"]) <= 500, learner
+        assert float(row["seconds_per_iteration"]) > 0
+    for name in FIGURES:
+        assert (sweep / "report" / name).exists(), name
+
+    # without a sweep.json, every run directory below the folder is found
+    assert main(["report", str(tmp_path), "--out", str(tmp_path / "folder-report")]) == 0
+    assert {k: v["finished"] for k, v in read_scores(tmp_path / "folder-report").items()} == \
+        {"bp": "2", "lpdm": "2"}
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["report", "/no/such/dir"], "is not a directory"),
+    (["report", "{tmp}"], "holds no runs"),
+    (["report", "{tmp}", "--stuck-threshold", "CartPole-v1"], "expected ENV=NUMBER"),
+])
+def test_bad_report_input_is_a_one_line_error(tmp_path, capsys, argv, message):
+    rc = main([a.replace("{tmp}", str(tmp_path)) for a in argv])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and message in err, err
