@@ -212,20 +212,4 @@ class LocalTrunkTrainer:
         return {"optimizer": self.optimizer.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
-        if "optimizers" in state:  # saved with one Adam per layer
-            state = {"optimizer": _merge_optimizer_states(state["optimizers"])}
         self.optimizer.load_state_dict(state["optimizer"])
-
-
-def _merge_optimizer_states(states: list[dict]) -> dict:
-    """One Adam state dict (one parameter group) from per-layer ones, in layer order."""
-    merged: dict = {"state": {}, "param_groups": [{**states[0]["param_groups"][0],
-                                                   "params": []}]}
-    for saved in states:
-        for group in saved["param_groups"]:
-            for i in group["params"]:
-                index = len(merged["param_groups"][0]["params"])
-                merged["param_groups"][0]["params"].append(index)
-                if i in saved["state"]:
-                    merged["state"][index] = saved["state"][i]
-    return merged
