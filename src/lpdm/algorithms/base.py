@@ -64,7 +64,12 @@ class Iteration:
 
 
 class Algorithm(ABC):
-    """A learner-agnostic RL algorithm over an :class:`EnvRunner`."""
+    """A learner-agnostic RL algorithm over an :class:`EnvRunner`.
+
+    Subclasses set ``self.policy``, the network whose head chooses actions.
+    """
+
+    policy: LearnedNetwork
 
     def __init__(self, config: Config, runner: EnvRunner, networks: list[LearnedNetwork]) -> None:
         self.config = config
@@ -88,9 +93,17 @@ class Algorithm(ABC):
     def iterate(self, global_step: int, budget: int) -> Iteration:
         """Collect at most ``budget`` valid steps, then update; ``global_step`` before it."""
 
-    @abstractmethod
+    @torch.no_grad()
     def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
-        """Actions ``[E, ...]`` for observations ``[E, obs_dim]`` (no learning)."""
+        """Actions ``[E, ...]`` of ``self.policy`` for observations ``[E, obs_dim]``.
+
+        Deterministic: the argmax or the mean action; else a sample. No learning.
+        """
+        features = self.policy.trunk(self.tensor(obs))
+        head = self.policy.head
+        actions = head.deterministic(features) if deterministic else \
+            head.distribution(features).sample()
+        return actions.cpu().numpy()
 
     def tensor(self, array: np.ndarray) -> Tensor:
         return torch.as_tensor(np.asarray(array), dtype=torch.float32, device=self.device)

@@ -58,25 +58,19 @@ class PPO(Algorithm):
     def __init__(self, config: Config, runner: EnvRunner) -> None:
         obs_dim, action_space = self.spaces(runner)
         width = config.network.hidden_sizes[-1]
-        self.actor = LearnedNetwork("actor", obs_dim, make_policy_head(action_space, width), config)
+        head = make_policy_head(action_space, width)
+        self.policy = LearnedNetwork("actor", obs_dim, head, config)
         self.critic = LearnedNetwork("critic", obs_dim, ValueHead(width), config)
-        super().__init__(config, runner, [self.actor, self.critic])
+        super().__init__(config, runner, [self.policy, self.critic])
         self.action_shape = action_space.shape
-
-    @torch.no_grad()
-    def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
-        features = self.actor.trunk(self.tensor(obs))
-        if deterministic:
-            return self.actor.head.deterministic(features).cpu().numpy()
-        return self.actor.head.distribution(features).sample().cpu().numpy()
 
     @torch.no_grad()
     def _policy_step(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Sampled actions, their log-probabilities and the values of ``obs`` ``[E, ...]``."""
         obs_t = self.tensor(obs)
-        dist = self.actor.head.distribution(self.actor.trunk(obs_t))
+        dist = self.policy.head.distribution(self.policy.trunk(obs_t))
         actions = dist.sample()
-        log_prob = self.actor.head.log_prob(dist, actions)
+        log_prob = self.policy.head.log_prob(dist, actions)
         value = self.critic.head(self.critic.trunk(obs_t))
         return actions.cpu().numpy(), log_prob.cpu().numpy(), value.cpu().numpy()
 
@@ -148,12 +142,12 @@ class PPO(Algorithm):
         c, ppo = self.config, self.config.ppo
         advantages = mb["advantages"]
         guidance = advantages if c.local.guidance_signal == "advantages" else mb["returns"]
-        actor_features = self.actor.learner.features(mb["obs"], guidance)
+        actor_features = self.policy.learner.features(mb["obs"], guidance)
         critic_features = self.critic.learner.features(mb["obs"], guidance)
 
-        dist = self.actor.head.distribution(actor_features)
-        log_prob = self.actor.head.log_prob(dist, mb["actions"])
-        entropy = self.actor.head.entropy(dist).mean()
+        dist = self.policy.head.distribution(actor_features)
+        log_prob = self.policy.head.log_prob(dist, mb["actions"])
+        entropy = self.policy.head.entropy(dist).mean()
         log_ratio = log_prob - mb["log_probs"]
         ratio = log_ratio.exp()
         with torch.no_grad():

@@ -10,7 +10,6 @@ its local updates over blocks of ``distance_batch`` samples with ``G_t`` as guid
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from lpdm.algorithms.base import Algorithm, Iteration, LearnedNetwork, discounted_returns
 from lpdm.config import Config
@@ -24,13 +23,6 @@ class Reinforce(Algorithm):
         head = make_policy_head(action_space, config.network.hidden_sizes[-1])
         self.policy = LearnedNetwork("policy", obs_dim, head, config)
         super().__init__(config, runner, [self.policy])
-
-    @torch.no_grad()
-    def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
-        features = self.policy.trunk(self.tensor(obs))
-        if deterministic:
-            return self.policy.head.deterministic(features).cpu().numpy()
-        return self.policy.head.distribution(features).sample().cpu().numpy()
 
     def iterate(self, global_step: int, budget: int) -> Iteration:
         observations, actions, rewards, ends = [], [], [], []
