@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from lpdm.cli import build_parser, main
-from lpdm.report import build_report
+from lpdm.report.build import build_report
 from lpdm.sweeps.command import spec_from_args
 from lpdm.sweeps.grid import expand, record_spec
 

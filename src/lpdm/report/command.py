@@ -37,7 +37,7 @@ def parse_thresholds(items: list[str]) -> dict[str, float]:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from lpdm.report import build_report
+    from lpdm.report.build import build_report
 
     report = build_report(Path(args.directory), Path(args.out) if args.out else None,
                           parse_thresholds(args.stuck_threshold))

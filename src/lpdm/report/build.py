@@ -1,0 +1,70 @@
+"""Build a report directory: collect the runs, analyse them, write figures, text and CSV."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from lpdm.report import figures
+from lpdm.report.analysis import Analysis, analyse
+from lpdm.report.collect import REPORT_DIR, collect_runs
+from lpdm.report.content import compose, headline_tables
+from lpdm.report.document import Figure, to_html, to_markdown
+from lpdm.report.export import write_runs, write_scores
+
+FIGURES = (
+    ("learning_curves.png", figures.learning_curves,
+     "Learning curves: IQM across seeds of the training return (10-episode moving "
+     "average), with 95% bootstrap bands."),
+    ("score_distributions.png", figures.score_distributions,
+     "Score distributions per setting (as the paper's figure 2): one point per run, violins "
+     "where runs differ; the dashed line is the stuck threshold."),
+    ("performance_profiles.png", figures.performance_profiles,
+     "Performance profiles: fraction of runs whose final score, min-max normalised within "
+     "its environment over all runs, exceeds τ (averaged over environments), with 95% "
+     "stratified bootstrap bands."),
+    ("wall_time.png", figures.wall_time,
+     "Wall time per iteration (light: whole iteration, hatched: the update) and per 1000 "
+     "environment steps, mean over finished runs."),
+)
+
+
+@dataclass(frozen=True)
+class Report:
+    directory: Path
+    analysis: Analysis
+
+    @property
+    def html(self) -> Path:
+        return self.directory / "index.html"
+
+    @property
+    def markdown(self) -> Path:
+        return self.directory / "report.md"
+
+    def headline(self) -> str:
+        """The headline tables as Markdown (what ``lpdm report`` prints)."""
+        return to_markdown(headline_tables(self.analysis))
+
+
+def build_report(source: Path, out: Path | None = None,
+                 stuck_thresholds: dict[str, float] | None = None) -> Report:
+    """Write the report of the runs under ``source`` into ``out`` (default ``source/report``)."""
+    source = Path(source)
+    out = Path(out) if out is not None else source / REPORT_DIR
+    analysis = analyse(collect_runs(source), stuck_thresholds)
+    out.mkdir(parents=True, exist_ok=True)
+    drawn = []
+    for filename, draw, caption in FIGURES:
+        (out / filename).unlink(missing_ok=True)
+        if draw(analysis, out / filename):
+            drawn.append(Figure(filename, caption))
+    blocks = compose(analysis, drawn, source)
+    (out / "report.md").write_text(to_markdown(blocks))
+    (out / "index.html").write_text(to_html(blocks, f"lpdm report: {source.name}", out))
+    write_scores(out / "scores.csv", analysis)
+    write_runs(out / "runs.csv", analysis, source)
+    return Report(out, analysis)
+
+
+__all__ = ["Report", "build_report"]
