@@ -57,8 +57,10 @@ class LocalConfig:
     guidance_signal: str = _opt("returns", "lpdm-guided: performance per sample (PPO may "
                                 "use advantages)", ("returns", "advantages"))
     distance_batch: int = _opt(128, "samples per distance matrix (N)")
-    update_mode: str = _opt("fused", "one backward over all layers' local losses (fused) or "
-                            "layer by layer with flat memory (streaming)",
+    update_mode: str = _opt("fused", "for metrics/scales trained by autograd: one backward "
+                            "over all layers' local losses (fused) or layer by layer with "
+                            "flat memory (streaming); the default l1 path computes its "
+                            "gradients in closed form, flat in memory either way",
                             ("fused", "streaming"))
     diagnostics: bool = _opt(True, "log per-layer loss, distance correlation and saturation")
 
