@@ -67,7 +67,7 @@ class Learner(ABC):
             return [torch.arange(n)]
         return list(torch.randperm(n).tensor_split(count))
 
-    def _observe(self, obs: Tensor, features: Tensor) -> None:
+    def _observe(self, obs: Tensor) -> None:
         """Diagnostics for learners whose trunk is not trained locally (one block)."""
         if not self._take_diagnostics_request():
             return
@@ -80,7 +80,6 @@ class Learner(ABC):
                 h = torch.tanh(layer(h))
                 report.append(layer_diagnostics(target, h, None, self.cfg))
         self.diagnostics = report
-        del features
 
 
 class BackpropLearner(Learner):
@@ -88,7 +87,7 @@ class BackpropLearner(Learner):
 
     def features(self, obs: Tensor, performance: Tensor | None = None) -> Tensor:
         features = self.trunk(obs)
-        self._observe(obs, features)
+        self._observe(obs)
         return features
 
     def rl_parameters(self) -> list[nn.Parameter]:
@@ -101,7 +100,7 @@ class FrozenLearner(Learner):
     def features(self, obs: Tensor, performance: Tensor | None = None) -> Tensor:
         with torch.no_grad():
             features = self.trunk(obs)
-        self._observe(obs, features)
+        self._observe(obs)
         return features
 
 

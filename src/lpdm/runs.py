@@ -251,7 +251,7 @@ class Trainer:
         s = self.state
         checkpoint = {
             "format": CHECKPOINT_FORMAT,
-            "progress": {k: v for k, v in vars(s).items()},
+            "progress": dict(vars(s)),
             "metrics_bytes": metrics.flush(),
             "evaluations_bytes": evaluations.flush(),
             "torch_rng": torch.get_rng_state(),
