@@ -191,6 +191,46 @@ def test_concurrent_first_builds_in_separate_processes(fresh_kernel):
     assert not list(fresh_kernel.glob(".build-*"))
 
 
+# --------------------------------------------------------------------------- vectorisation
+
+gcc_only = pytest.mark.skipif(kernels.vectorization_report("x86-64") is None,
+                              reason="no gcc that compiles for x86-64 here")
+
+
+def test_the_source_marks_its_hot_loops():
+    assert set(kernels.hot_loops()) == {"forward tile", "forward narrow", "backward"}
+
+
+@gcc_only
+@pytest.mark.parametrize("level", kernels.X86_LEVELS)
+def test_every_hot_loop_vectorises_at_every_x86_level(level):
+    """A scalar hot loop made the kernel 3x slower than cdist on AVX2 (issue 9)."""
+    if not kernels.march_supported(level):
+        pytest.skip(f"the compiler does not know -march={level}")
+    verdicts = kernels.vectorization_report(level)
+    assert verdicts is not None
+    assert [v.text() for v in verdicts if not v.vectorized] == []
+
+
+@gcc_only
+def test_the_verdict_names_a_loop_left_scalar(tmp_path, monkeypatch):
+    """The check itself can fail: a conditional in the backward loop is caught at v3."""
+    source = kernels.SOURCE.read_text().replace(
+        "return s * (float)((t > 0.0f) - (t < 0.0f));",
+        "return (t > 0.0f ? s : 0.0f) - (t < 0.0f ? s : 0.0f);")
+    patched = tmp_path / "pairwise_l1.c"
+    patched.write_text(source)
+    monkeypatch.setattr(kernels, "SOURCE", patched)
+    verdicts = {v.name: v for v in kernels.vectorization_report("x86-64-v3")}
+    assert not verdicts["backward"].vectorized
+    assert "control flow" in verdicts["backward"].detail
+    assert verdicts["forward tile"].vectorized
+
+
+def test_isa_level_is_named():
+    assert kernels.isa_level()
+
+
 # --------------------------------------------------------------------------- local update
 
 

@@ -31,9 +31,15 @@ def test_train_writes_the_contract_files(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == "finished"
     assert summary["steps"] == 2000
-    for key in ("final_score", "max_score", "wall_seconds"):
+    for key in ("final_score", "max_score", "eval_score", "wall_seconds"):
         assert isinstance(summary[key], float)
     rows = RunDirectory(out).read_metrics()
+    # final_score: the training returns of the episodes ending in the last 10% of steps
+    late = [float(r["episodic_return"]) for r in rows if int(r["global_step"]) >= 1800]
+    assert summary["final_score"] == pytest.approx(sum(late) / len(late))
+    evaluations = RunDirectory(out).read_evaluations()
+    late_evals = [float(e["mean_return"]) for e in evaluations if int(e["global_step"]) >= 1800]
+    assert summary["eval_score"] == pytest.approx(sum(late_evals) / len(late_evals), rel=1e-5)
     assert rows, "at least one finished episode"
     assert {"global_step", "episodic_return", "policy_l1_local_loss",
             "policy_l2_distance_corr", "policy_l2_saturation"} <= set(rows[0])

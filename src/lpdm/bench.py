@@ -222,13 +222,28 @@ def kernel_table(device: torch.device, quick: bool) -> Table:
     if device.type == "cpu":
         kernel = kernels.load_kernel()
         build = "OpenMP" if kernel is not None and kernel.openmp else "single-threaded"
-        table.notes.append(f"lpdm kernel: lpdm/pairwise_l1.c, {build} build, called "
-                           "through a custom autograd function (as pairwise_l1 does)")
+        table.notes.append(f"lpdm kernel: lpdm/pairwise_l1.c, {build} build for "
+                           f"-march={kernels.kernel_march()}, called through a custom autograd "
+                           "function (as pairwise_l1 does)")
+        table.notes.append(vectorization_note())
     else:
         table.notes.append("lpdm chunked: cdist forward, l1 gradient in row blocks without "
                            "cdist's [N, N, d] buffer; training on CUDA keeps cdist's own "
                            "gradient, which is faster at the block sizes training uses")
     return table
+
+
+def vectorization_note() -> str:
+    """This CPU's ISA level and the compiler's verdict on the kernel's hot loops, one line."""
+    march = kernels.kernel_march()
+    verdicts = kernels.vectorization_report(march)
+    head = f"CPU level {kernels.isa_level()}; hot loops at -march={march}: "
+    if verdicts is None:
+        return head + "no verdict (the compiler is not gcc, or it rejected the flags)"
+    text = "; ".join(v.text() for v in verdicts)
+    if not all(v.vectorized for v in verdicts):
+        text += " -- a scalar hot loop makes the kernel several times slower"
+    return head + text
 
 
 # --------------------------------------------------------------------------- algorithms
@@ -555,8 +570,8 @@ def machine_description() -> str:
             if line.startswith("model name"):
                 model = line.split(":", 1)[1].strip()
                 break
-    parts = [f"CPU {model}", f"{os.cpu_count()} cores", f"torch {torch.__version__}",
-             f"Python {platform.python_version()}"]
+    parts = [f"CPU {model} ({kernels.isa_level()})", f"{os.cpu_count()} cores",
+             f"torch {torch.__version__}", f"Python {platform.python_version()}"]
     if torch.cuda.is_available():
         parts.append(f"GPU {torch.cuda.get_device_name()}")
     return ", ".join(parts)

@@ -84,7 +84,8 @@ def _print_summary(out: Path, summary: dict) -> None:
 
     print(f"{summary['status']}: {summary['env']} {summary['algo']} {summary['learner']} "
           f"seed {summary['seed']}, {summary['steps']} steps in {summary['wall_seconds']:.0f}s; "
-          f"max_score {fmt(summary['max_score'])}, final_score {fmt(summary['final_score'])}")
+          f"max_score {fmt(summary['max_score'])}, final_score {fmt(summary['final_score'])}, "
+          f"eval_score {fmt(summary.get('eval_score'))}")
     print(f"results: {out}")
 
 

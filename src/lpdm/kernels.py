@@ -22,6 +22,7 @@ import ctypes
 import hashlib
 import os
 import platform
+import re
 import shutil
 import subprocess
 import tempfile
@@ -37,10 +38,8 @@ from torch.autograd.function import once_differentiable
 SOURCE = Path(__file__).with_name("pairwise_l1.c")
 CACHE_ENV = "LPDM_KERNEL_CACHE"
 DISABLE_ENV = "LPDM_NO_KERNEL"
+MARCH_ENV = "LPDM_KERNEL_MARCH"
 BASE_FLAGS = ("-O3", "-std=c11", "-shared", "-fPIC")
-# Tried in order; the first that compiles is used (a compiler without OpenMP or without
-# -march=native still gives a working, if slower, kernel).
-FLAG_CHOICES = (("-march=native", "-fopenmp"), ("-fopenmp",), ("-march=native",), ())
 COMPILE_TIMEOUT_S = 120
 # Below KERNEL_MIN_WORK pairwise element operations (N² d) the fixed cost of a custom
 # autograd function outweighs the kernel's speed and torch.cdist is used (this also means
@@ -93,6 +92,22 @@ def cache_dir() -> Path:
     return Path(base) / "lpdm" / "kernels"
 
 
+def kernel_march() -> str:
+    """The ``-march`` the kernel is built for: ``$LPDM_KERNEL_MARCH`` or ``native``.
+
+    E.g. ``LPDM_KERNEL_MARCH=x86-64-v3`` builds (and benchmarks) the AVX2 code on an
+    AVX-512 machine.
+    """
+    return os.environ.get(MARCH_ENV, "").strip() or "native"
+
+
+def flag_choices() -> tuple[tuple[str, ...], ...]:
+    """Extra flags, tried in order; the first that compiles is used (a compiler without
+    OpenMP or without the ``-march`` still gives a working, if slower, kernel)."""
+    march = f"-march={kernel_march()}"
+    return ((march, "-fopenmp"), ("-fopenmp",), (march,), ())
+
+
 def find_compiler() -> str | None:
     """The C compiler to use: ``$CC``, else ``cc``, ``gcc`` or ``clang`` on the PATH."""
     if configured := os.environ.get("CC"):
@@ -123,7 +138,7 @@ def _build_key(compiler: str) -> str:
     digest = hashlib.sha256()
     for part in (SOURCE.read_bytes(), compiler.encode(), version.encode(),
                  _cpu_signature().encode(), platform.machine().encode(),
-                 repr((BASE_FLAGS, FLAG_CHOICES)).encode()):
+                 repr((BASE_FLAGS, flag_choices())).encode()):
         digest.update(part)
         digest.update(b"\0")
     return digest.hexdigest()[:20]
@@ -133,7 +148,7 @@ def _compile(compiler: str, target: Path) -> None:
     """Compile :data:`SOURCE` into ``target``, atomically; raise ``RuntimeError`` if impossible."""
     target.parent.mkdir(parents=True, exist_ok=True)
     errors = []
-    for extra in FLAG_CHOICES:
+    for extra in flag_choices():
         fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=".build-", suffix=".so")
         os.close(fd)
         tmp = Path(tmp_name)
@@ -183,6 +198,126 @@ def build_kernel() -> CompiledKernel:
         return _load(target)
     except (OSError, AttributeError) as error:
         raise RuntimeError(f"cannot load the compiled kernel {target}: {error}") from None
+
+
+# --------------------------------------------------------------------------- vectorisation
+
+# A hot loop is marked in the source by a comment line "/* hot loop: NAME */" just before
+# its "#pragma omp simd"; the compiler reports the loop at a line of the next few.
+HOT_LOOP_PATTERN = re.compile(r"^\s*/\* hot loop: ([a-z ]+) \*/\s*$")
+HOT_LOOP_SPAN = 4
+X86_LEVELS = ("x86-64-v2", "x86-64-v3", "x86-64-v4")
+# /proc/cpuinfo flags each x86-64 micro-architecture level needs (beyond the level below).
+_LEVEL_FLAGS = {
+    "x86-64-v2": {"cx16", "lahf_lm", "popcnt", "sse4_1", "sse4_2", "ssse3"},
+    "x86-64-v3": {"avx", "avx2", "bmi1", "bmi2", "f16c", "fma", "abm", "movbe", "xsave"},
+    "x86-64-v4": {"avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"},
+}
+
+
+@dataclass(frozen=True)
+class LoopVerdict:
+    """The compiler's verdict on one hot loop of the kernel."""
+
+    name: str
+    line: int  # of the marker comment in pairwise_l1.c
+    vectorized: bool
+    detail: str  # "32-byte vectors", or why not
+
+    def text(self) -> str:
+        return f"{self.name}: {'vectorised, ' if self.vectorized else 'NOT vectorised: '}" \
+            f"{self.detail}"
+
+
+def hot_loops(source: Path | None = None) -> dict[str, int]:
+    """The marked hot loops of ``source``: name -> line of the marker (1-based)."""
+    loops = {}
+    for number, line in enumerate((source or SOURCE).read_text().splitlines(), start=1):
+        if match := HOT_LOOP_PATTERN.match(line):
+            loops[match.group(1)] = number
+    return loops
+
+
+def isa_level() -> str:
+    """This CPU's x86-64 micro-architecture level (``x86-64-v1`` … ``-v4``), else its arch."""
+    machine = platform.machine()
+    if machine not in ("x86_64", "AMD64"):
+        return machine
+    flags: set[str] = set()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    break
+    except OSError:
+        return "x86-64 (level unknown)"
+    level = "x86-64-v1"
+    for name in X86_LEVELS:
+        if not _LEVEL_FLAGS[name] <= flags:
+            break
+        level = name
+    return level
+
+
+def _is_gcc(compiler: str) -> bool:
+    try:
+        version = subprocess.run([compiler, "--version"], capture_output=True, text=True,
+                                 timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return "clang" not in version.lower() and ("gcc" in version.lower()
+                                               or "free software foundation" in version.lower())
+
+
+def march_supported(march: str, compiler: str | None = None) -> bool:
+    """Whether the C compiler accepts ``-march=march``."""
+    compiler = compiler or find_compiler()
+    if compiler is None:
+        return False
+    with tempfile.TemporaryDirectory() as tmp:
+        probe = Path(tmp) / "probe.c"
+        probe.write_text("int lpdm_probe(void) { return 0; }\n")
+        result = subprocess.run([compiler, f"-march={march}", "-c", str(probe), "-o",
+                                 str(Path(tmp) / "probe.o")], capture_output=True,
+                                timeout=COMPILE_TIMEOUT_S)
+    return result.returncode == 0
+
+
+def vectorization_report(march: str = "native", compiler: str | None = None
+                         ) -> list[LoopVerdict] | None:
+    """Compile the kernel for ``-march=march`` and read gcc's verdict on each hot loop.
+
+    None when the compiler cannot tell (not gcc, no compiler, or it rejects the flags).
+    """
+    compiler = compiler or find_compiler()
+    if compiler is None or not _is_gcc(compiler):
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        command = [compiler, *BASE_FLAGS, f"-march={march}", "-fopenmp", "-fopt-info-vec-all",
+                   str(SOURCE), "-o", str(Path(tmp) / "kernel.so")]
+        result = subprocess.run(command, capture_output=True, text=True,
+                                timeout=COMPILE_TIMEOUT_S)
+    if result.returncode != 0:
+        return None
+    messages: list[tuple[int, str]] = []
+    pattern = re.compile(re.escape(SOURCE.name) + r":(\d+):\d+: (.*)")
+    for line in result.stderr.splitlines():
+        if match := pattern.search(line):
+            messages.append((int(match.group(1)), match.group(2)))
+    verdicts = []
+    for name, marker in hot_loops().items():
+        near = [text for number, text in messages if marker < number <= marker + HOT_LOOP_SPAN]
+        widths = sorted({int(m.group(1)) for text in near
+                         if (m := re.search(r"loop vectorized using (\d+) byte vectors", text))})
+        if widths:
+            verdicts.append(LoopVerdict(name, marker, True, f"{widths[-1]}-byte vectors"))
+            continue
+        reasons = [text.split("not vectorized:", 1)[1].strip() for text in near
+                   if "not vectorized:" in text]
+        verdicts.append(LoopVerdict(name, marker, False,
+                                    reasons[0] if reasons else "no vectorised loop reported"))
+    return verdicts
 
 
 class _KernelState:

@@ -14,6 +14,11 @@
  * OpenMP when threads > 1 (and compiled with it), handing rows out dynamically so that a
  * thread descheduled on a busy machine holds up only its own rows; with threads == 1 no
  * OpenMP region is entered. The caller allocates all scratch memory (*_scratch functions).
+ *
+ * The loops marked "hot loop: NAME" must vectorise on every x86-64 level from v2 (SSE4.2)
+ * up: lpdm.kernels.vectorization_report reads the compiler's verdict on them, `lpdm bench`
+ * prints it, and tests/test_kernels.py fails if one is left scalar. Keep their bodies free
+ * of conditionals (gcc treats a select as control flow where there are no mask registers).
  */
 #include <stdint.h>
 #include <string.h>
@@ -40,6 +45,7 @@ static void forward_tile(const float *z, float *out, int64_t n, int64_t d, int64
     const float *b2 = z + clamp_row(j0 + 2, n) * d, *b3 = z + clamp_row(j0 + 3, n) * d;
     float s00 = 0, s01 = 0, s02 = 0, s03 = 0, s10 = 0, s11 = 0, s12 = 0, s13 = 0;
     float s20 = 0, s21 = 0, s22 = 0, s23 = 0, s30 = 0, s31 = 0, s32 = 0, s33 = 0;
+    /* hot loop: forward tile */
 #pragma omp simd reduction(+ : s00, s01, s02, s03, s10, s11, s12, s13, s20, s21, s22, s23, \
                                s30, s31, s32, s33)
     for (int64_t k = 0; k < d; k++) {
@@ -76,6 +82,7 @@ static void forward_narrow_row(const float *zt, float *out, int64_t n, int64_t d
     for (int64_t k = 0; k < d; k++) {
         const float a = zt[k * n + i];
         const float *b = zt + k * n;
+        /* hot loop: forward narrow */
 #pragma omp simd
         for (int64_t j = i + 1; j < n; j++) row[j] += __builtin_fabsf(a - b[j]);
     }
@@ -108,8 +115,11 @@ void lpdm_l1_forward(const float *z, float *out, int64_t n, int64_t d, int threa
     }
 }
 
+/* s * sign(t), sign(0) = 0. Written without conditionals: a select here is "control flow
+ * in loop" to gcc's vectoriser on targets without mask registers (AVX2), which then leaves
+ * the backward pass scalar. */
 static inline float signed_weight(float t, float s) {
-    return (t > 0.0f ? s : 0.0f) - (t < 0.0f ? s : 0.0f);
+    return s * (float)((t > 0.0f) - (t < 0.0f));
 }
 
 /* grad rows i0..i0+T-1 (clamped rows are computed but not stored). */
@@ -131,6 +141,7 @@ static void backward_rows(const float *z, const float *g, float *grad, int64_t n
         }
         const float w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3];
         const float *b = z + j * d;
+        /* hot loop: backward */
 #pragma omp simd
         for (int64_t k = 0; k < d; k++) {
             const float y = b[k];

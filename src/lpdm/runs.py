@@ -45,9 +45,9 @@ from lpdm.envs import (
     make_vector_env,
     normalization_state,
 )
-from lpdm.evaluation import Evaluator, final_score, max_score
+from lpdm.evaluation import Evaluator, eval_score, final_score, max_score
 
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2  # 2: progress records the step at which each episode ended
 METRIC_COLUMNS = ("global_step", "episodic_return", "episodic_length")
 EVALUATION_COLUMNS = ("global_step", "mean_return", "std_return", "min_return", "max_return",
                       "episodes")
@@ -159,6 +159,7 @@ class Progress:
     next_checkpoint: int = 0
     wall_seconds: float = 0.0
     returns: list[float] = field(default_factory=list)
+    return_steps: list[int] = field(default_factory=list)  # global step at each episode's end
     eval_steps: list[int] = field(default_factory=list)
     eval_means: list[float] = field(default_factory=list)
 
@@ -177,7 +178,8 @@ def read_checkpoint(path: Path, device: str = "cpu") -> dict:
         raise RunError(f"{path.parent} has no checkpoint yet")
     checkpoint = torch.load(path, map_location=device, weights_only=True)
     if checkpoint.get("format") != CHECKPOINT_FORMAT:
-        raise RunError(f"{path}: unknown checkpoint format")
+        raise RunError(f"{path}: checkpoint format {checkpoint.get('format')} is not this "
+                       f"lpdm's ({CHECKPOINT_FORMAT}); rerun it with the lpdm that started it")
     return checkpoint
 
 
@@ -286,8 +288,10 @@ class Trainer:
             "seed": c.seed,
             "steps": s.global_step,
             "total_steps": c.total_steps,
-            "final_score": _finite_or_none(final_score(s.eval_steps, s.eval_means, c.total_steps)),
+            "final_score": _finite_or_none(final_score(s.return_steps, s.returns,
+                                                       c.total_steps)),
             "max_score": _finite_or_none(max_score(s.returns)),
+            "eval_score": _finite_or_none(eval_score(s.eval_steps, s.eval_means, c.total_steps)),
             "episodes": s.episodes,
             "evaluations": s.evaluations,
             "iterations": s.iterations,
@@ -341,6 +345,7 @@ class Trainer:
                     metrics.write({"global_step": step, "episodic_return": episodic_return,
                                    "episodic_length": length, **diagnostics})
                     s.returns.append(episodic_return)
+                    s.return_steps.append(step)
                     recent.append(episodic_return)
                 s.episodes += len(iteration.episodes)
                 if board:

@@ -27,7 +27,9 @@ from lpdm.report.stats import (
     summarize,
 )
 
-SCORES = ("final_score", "max_score")
+SCORES = ("final_score", "max_score")  # what verdicts judge: the training policy's returns
+# Reported beside them: the deterministic evaluation, which can flatter a weak policy.
+REPORTED_SCORES = (*SCORES, "eval_score")
 OUTCOMES = ("loses", "lower, not significant", "no clear difference", "higher, not significant",
             "beats", "too few runs")
 BASELINE = "bp"
@@ -198,7 +200,7 @@ def analyse(runs: list[RunRecord], given_thresholds: dict[str, float] | None = N
     given_thresholds = given_thresholds or {}
     groups = make_groups(runs)
     for group in groups:
-        group.scores = {score: summarize(group.values(score)) for score in SCORES}
+        group.scores = {score: summarize(group.values(score)) for score in REPORTED_SCORES}
     thresholds = stuck_thresholds(groups, given_thresholds)
     verdicts, control_verdicts = [], []
     for group in groups:

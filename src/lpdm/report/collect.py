@@ -29,6 +29,7 @@ class RunRecord:
     status: str  # finished, failed, running, interrupted, not started
     final_score: float
     max_score: float
+    eval_score: float
     total_steps: int
     seconds_per_iteration: float
     update_seconds_per_iteration: float
@@ -67,6 +68,7 @@ def _record(path: Path, env: str, algo: str, learner: str, variant: str, seed: i
         path=path, env=env, algo=algo, learner=learner, variant=variant, seed=seed,
         status=status, final_score=_number(summary.get("final_score")),
         max_score=_number(summary.get("max_score")),
+        eval_score=_number(summary.get("eval_score")),
         total_steps=int(summary.get("total_steps") or 0),
         seconds_per_iteration=_number(summary.get("seconds_per_iteration")),
         update_seconds_per_iteration=_number(summary.get("update_seconds_per_iteration")),

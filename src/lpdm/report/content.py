@@ -10,7 +10,8 @@ from lpdm.report.analysis import BASELINE, CONTROL, OUTCOMES, Analysis, Group, V
 from lpdm.report.document import Block, Bullets, Figure, Heading, Paragraph, Table
 from lpdm.report.stats import CONFIDENCE, RESAMPLES, SIGNIFICANCE, Estimate
 
-SCORE_NAMES = {"final_score": "final score", "max_score": "max score"}
+SCORE_NAMES = {"final_score": "final score", "max_score": "max score",
+               "eval_score": "eval score"}
 
 
 def number(value: float, digits: int = 1) -> str:
@@ -85,7 +86,10 @@ def headline_tables(analysis: Analysis) -> list[Block]:
     return [Paragraph(f"**Final score**, IQM [{CONFIDENCE:.0%} CI] over seeds:"),
             _headline(analysis, "final_score"),
             Paragraph(f"**Max score**, IQM [{CONFIDENCE:.0%} CI] over seeds:"),
-            _headline(analysis, "max_score")]
+            _headline(analysis, "max_score"),
+            Paragraph(f"**Eval score** (deterministic policy; not judged, since an argmax can "
+                      f"flatter a weak policy), IQM [{CONFIDENCE:.0%} CI] over seeds:"),
+            _headline(analysis, "eval_score")]
 
 
 def _poi(group: Group, store: str, score: str) -> str:
@@ -97,7 +101,7 @@ def _detail_rows(analysis: Analysis) -> tuple[tuple[str, ...], ...]:
     rows = []
     for group in analysis.groups:
         row = [group.setting.label, group.learner, f"{len(group.finished)}/{len(group.runs)}"]
-        for score in ("final_score", "max_score"):
+        for score in ("final_score", "max_score", "eval_score"):
             s = group.scores[score]
             row += [f"{number(s.mean.value)} ± {number(s.std)}", estimate(s.median),
                     estimate(s.iqm)]
@@ -111,6 +115,7 @@ def _detail_rows(analysis: Analysis) -> tuple[tuple[str, ...], ...]:
 
 DETAIL_COLUMNS = ("setting", "learner", "runs", "final mean ± std", "final median [CI]",
                   "final IQM [CI]", "max mean ± std", "max median [CI]", "max IQM [CI]",
+                  "eval mean ± std", "eval median [CI]", "eval IQM [CI]",
                   "stuck", "P(> bp) final", "P(> bp) max", "P(> frozen) final")
 
 
@@ -170,8 +175,11 @@ def compose(analysis: Analysis, figures: list[Figure], source: Path) -> list[Blo
                   f"{len(runs) - finished} not (listed at the end, left out of the "
                   f"statistics). **max score**: the highest {MOVING_AVERAGE_WINDOW}-episode "
                   f"moving average of training returns; **final score**: the mean "
-                  f"deterministic evaluation return over the last {FINAL_FRACTION:.0%} of "
-                  f"training. Intervals are {CONFIDENCE:.0%} percentile bootstrap intervals "
+                  f"training return of the episodes ending in the last {FINAL_FRACTION:.0%} "
+                  f"of steps (the same stochastic policy); **eval score**: the mean "
+                  f"deterministic evaluation return over the last {FINAL_FRACTION:.0%}, shown "
+                  f"but not judged (an argmax can flatter a weak policy). Intervals are "
+                  f"{CONFIDENCE:.0%} percentile bootstrap intervals "
                   f"({RESAMPLES} resamples); P(A > B) is the probability that a run of A "
                   f"scores higher than a run of B (ties count half). A learner **loses** "
                   f"(**beats**) another when a two-sided Mann-Whitney U test finds a "

@@ -6,7 +6,7 @@ import csv
 import math
 from pathlib import Path
 
-from lpdm.report.analysis import SCORES, Analysis
+from lpdm.report.analysis import REPORTED_SCORES, SCORES, Analysis
 from lpdm.report.stats import Estimate
 
 SCORE_FIELDS = ("n", "mean", "mean_low", "mean_high", "std", "median", "median_low",
@@ -32,7 +32,7 @@ def score_rows(analysis: Analysis) -> list[dict[str, object]]:
         row: dict[str, object] = {
             "env": s.env, "algo": s.algo, "variant": s.variant, "learner": group.learner,
             "runs": len(group.runs), "finished": len(group.finished)}
-        for score in SCORES:
+        for score in REPORTED_SCORES:
             summary = group.scores[score]
             row[f"{score}_n"] = summary.n
             row[f"{score}_std"] = summary.std
@@ -68,6 +68,7 @@ def write_runs(path: Path, analysis: Analysis, source: Path) -> None:
              else str(r.path), "env": r.env, "algo": r.algo, "learner": r.learner,
              "variant": r.variant, "seed": r.seed, "status": r.status,
              "final_score": r.final_score, "max_score": r.max_score,
+             "eval_score": r.eval_score,
              "seconds_per_iteration": r.seconds_per_iteration, "error": r.error}
             for r in analysis.runs]
     write_csv(path, rows)
