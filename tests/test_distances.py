@@ -12,6 +12,7 @@ from lpdm import (
     quantile_mask,
     sparse_distance_matching_loss,
 )
+from lpdm.distances import distance_entropy, output_distances, target_distances
 
 Z = torch.tensor([[0.0, 0.0], [1.0, 2.0], [3.0, -1.0]])  # l1: d01=3, d02=4, d12=5
 
@@ -160,3 +161,56 @@ def test_sparse_loss_equals_masked_dense_loss_and_gradients(metric, scale):
     (sparse_grad,) = torch.autograd.grad(sparse, y)
     assert torch.allclose(dense, sparse, rtol=1e-5)
     assert torch.allclose(dense_grad, sparse_grad, rtol=1e-4, atol=1e-6)
+
+
+# --------------------------------------------------------------------------- cross scaling
+
+
+def test_cross_scales_the_target_by_the_output_width_and_the_output_by_the_target_width():
+    # the paper's ||D̄_X/out - D̄_Y/in||_F with in = 2 (Z) and out = 3 (Y)
+    target = target_distances(Z, "l1", "cross", out_width=3)
+    assert torch.allclose(target, sym(1.0, 4 / 3, 5 / 3))
+    y = torch.tensor([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 2.0]])  # raw 1, 2, 3
+    assert torch.allclose(output_distances(pairwise_distances(y, "l1", "none"), "l1", "cross",
+                                           width=3, target_width=2), sym(0.5, 1.0, 1.5))
+    # diff (0.5, 1/3, 1/6) off the diagonal, each twice
+    expected = math.sqrt(2 * (0.5**2 + (1 / 3) ** 2 + (1 / 6) ** 2))
+    loss = distance_matching_loss(target, y, "l1", "cross", target_width=2)
+    assert loss.item() == pytest.approx(expected)
+    mask = torch.zeros(3, 3, dtype=torch.bool)
+    mask[0, 1] = mask[1, 2] = True
+    sparse = sparse_distance_matching_loss(target, y, mask, "l1", "cross", target_width=2)
+    assert sparse.item() == pytest.approx(math.sqrt(0.5**2 + (1 / 6) ** 2))
+
+
+def test_cross_with_l2_and_cosine():
+    raw = sym(math.sqrt(5), math.sqrt(10), math.sqrt(13))
+    assert torch.allclose(target_distances(Z, "l2", "cross", out_width=4), raw / 4)
+    z = torch.tensor([[1.0, 0.0], [0.0, 2.0], [-3.0, 0.0]])
+    assert torch.allclose(target_distances(z, "cosine", "cross", out_width=2),
+                          sym(1.0, 2.0, 1.0) / 2)
+
+
+def test_cross_is_a_pair_scaling():
+    with pytest.raises(ValueError, match="cross"):
+        pairwise_distances(Z, "l1", "cross")
+    with pytest.raises(ValueError, match="target_width"):
+        distance_matching_loss(torch.zeros(3, 3), Z, "l1", "cross")
+
+
+def test_other_scales_build_targets_as_pairwise_distances():
+    for scale in ("dim", "none", "max", "mean"):
+        assert torch.equal(target_distances(Z, "l1", scale, out_width=7),
+                           pairwise_distances(Z, "l1", scale))
+
+
+# --------------------------------------------------------------------------- entropy
+
+
+def test_distance_entropy_hand_computed():
+    # off-diagonal 1, 1, 1, 1, 2, 2: p = 1/8 (x4), 1/4 (x2)
+    expected = (0.5 * math.log(8) + 0.5 * math.log(4)) / math.log(6)
+    assert distance_entropy(sym(1.0, 1.0, 2.0)) == pytest.approx(expected)
+    assert distance_entropy(3.0 * sym(1.0, 1.0, 2.0)) == pytest.approx(expected)  # scale-free
+    assert distance_entropy(sym(2.0, 2.0, 2.0)) == pytest.approx(1.0)  # all equidistant
+    assert math.isnan(distance_entropy(torch.zeros(3, 3)))  # total collapse

@@ -248,6 +248,7 @@ def twin_trainers(cfg: LocalConfig, guided: bool):
 @pytest.mark.parametrize("guided", [False, True])
 @pytest.mark.parametrize("overrides", [
     {}, {"scale": "none"}, {"target": "local"}, {"update_mode": "streaming"},
+    {"scale": "cross"}, {"scale": "cross", "target": "local"}, {"target_scale": 0.5},
 ])
 def test_closed_form_update_is_bit_for_bit_backpropagation(overrides, guided):
     trunk, twin, closed, autograd = twin_trainers(LocalConfig(**overrides), guided)

@@ -79,7 +79,8 @@ def test_guided_learner_needs_performance():
 
 @pytest.mark.parametrize("overrides", [
     {}, {"sparse": True}, {"target": "local"}, {"metric": "l2"}, {"metric": "cosine"},
-    {"scale": "mean"},
+    {"scale": "mean"}, {"scale": "max"}, {"scale": "cross"}, {"scale": "cross", "metric": "l2"},
+    {"target_scale": 0.3},
 ])
 def test_local_loss_decreases_on_a_fixed_batch(overrides):
     torch.manual_seed(1)
@@ -126,9 +127,9 @@ def test_local_learner_splits_large_batches_into_distance_blocks():
     steps = []
     original = learner.trainer.update
 
-    def counting_update(x, performance=None, diagnostics=False):
+    def counting_update(x, performance=None, diagnostics=False, target_rows=None):
         steps.append(x.shape[0])
-        return original(x, performance, diagnostics)
+        return original(x, performance, diagnostics, target_rows)
 
     learner.trainer.update = counting_update
     out = learner.features(torch.randn(100, 6))
@@ -148,3 +149,48 @@ def test_diagnostics_are_reported_per_layer_once_per_request(name):
         assert layer.local_loss > 0
         assert -1 <= layer.distance_corr <= 1
         assert 0 <= layer.saturation <= 1
+
+
+def test_layer_targets_scale_and_source():
+    from lpdm.distances import pairwise_distances
+    from lpdm.local import LayerTargets
+
+    x, raw = torch.randn(20, 5), 10 * torch.randn(20, 5)
+    plain = LayerTargets(LocalConfig(), x)(x, 32)
+    assert torch.equal(plain.distances, pairwise_distances(x)) and plain.width == 5
+    scaled = LayerTargets(LocalConfig(target_scale=0.5), x)(x, 32)
+    assert torch.allclose(scaled.distances, 0.5 * pairwise_distances(x))
+    from_raw = LayerTargets(LocalConfig(), raw)(x, 32)  # --target-obs raw
+    assert torch.equal(from_raw.distances, pairwise_distances(raw))
+    cross = LayerTargets(LocalConfig(scale="cross"), x)
+    assert torch.allclose(cross(x, 32).distances, pairwise_distances(x, scale="none") / 32)
+    assert torch.allclose(cross(x, 64).distances, pairwise_distances(x, scale="none") / 64)
+    h = torch.randn(20, 32)
+    local = LayerTargets(LocalConfig(scale="cross", target="local"), x)(h, 64)
+    assert torch.allclose(local.distances, pairwise_distances(h, scale="none") / 64)
+    assert local.width == 32
+
+
+def test_target_rows_steer_the_local_update():
+    torch.manual_seed(5)
+    x, raw = torch.randn(40, 6), 3 * torch.randn(40, 6)
+    trunks = [Trunk(6, (16,)) for _ in range(3)]
+    for t in trunks[1:]:
+        t.load_state_dict(trunks[0].state_dict())
+    trainers = [LocalTrunkTrainer(t, LocalConfig(), 1e-2, False) for t in trunks]
+    trainers[0].update(x)
+    trainers[1].update(x, target_rows=x)
+    trainers[2].update(x, target_rows=raw)
+    assert same(snapshot(trunks[0]), snapshot(trunks[1]))
+    assert not same(snapshot(trunks[0]), snapshot(trunks[2]))
+
+
+def test_linear_learner_has_no_trunk():
+    trunk = Trunk(6, ())
+    learner = make_learner("linear", trunk, LocalConfig(), lr=1e-2)
+    obs = torch.randn(10, 6)
+    assert torch.equal(learner.features(obs), obs)
+    assert trunk.out_dim == 6 and not list(trunk.parameters())
+    learner.request_diagnostics()
+    learner.features(obs)
+    assert learner.diagnostics == [] and learner.rl_parameters() == []

@@ -8,7 +8,7 @@ import pytest
 
 from lpdm.algorithms.ppo import generalized_advantages
 from lpdm.cli import main
-from lpdm.config import Config, resolve
+from lpdm.config import Config, LocalConfig, resolve
 from lpdm.envs import EnvRunner, make_vector_env, normalization_state
 
 
@@ -62,13 +62,16 @@ def test_runner_flags_the_autoreset_step_and_returns_the_final_observation():
     assert seen_end
 
 
-@pytest.mark.parametrize("learner", ["bp", "lpdm-guided"])
-def test_ppo_runs_on_box_actions_with_normalisation(tmp_path, learner):
+@pytest.mark.parametrize(("learner", "extra"), [
+    ("bp", []), ("lpdm-guided", []), ("linear", []),
+    ("lpdm-guided", ["--scale", "cross", "--target-obs", "raw", "--target-scale", "0.5"]),
+])
+def test_ppo_runs_on_box_actions_with_normalisation(tmp_path, learner, extra):
     out = tmp_path / learner
     rc = main(["train", "--env", "Pendulum-v1", "--algo", "ppo", "--learner", learner,
                "--total-steps", "1024", "--num-steps", "256", "--num-minibatches", "4",
                "--update-epochs", "2", "--guidance-signal", "advantages", "--out", str(out),
-               "--no-progress"])
+               "--no-progress", *extra])
     assert rc == 0
     config = json.loads((out / "config.json").read_text())
     assert config["envs"]["norm_obs"] and config["envs"]["norm_reward"]
@@ -116,3 +119,16 @@ def test_async_vector_envs_give_the_same_run_as_sync(tmp_path):
     assert main([*args, "--async-envs", "--out", str(tmp_path / "async")]) == 0
     assert (tmp_path / "sync" / "metrics.csv").read_bytes() == \
         (tmp_path / "async" / "metrics.csv").read_bytes()
+
+
+def test_raw_target_observations_are_the_unnormalised_ones():
+    config = resolve(Config(env="Pendulum-v1", algo="ppo", local=LocalConfig(target_obs="raw")),
+                     discrete_actions=False)
+    runner = EnvRunner(make_vector_env(config, 2))
+    runner.reset(seed=0)
+    for _ in range(5):
+        step = runner.step(np.zeros((2, 1), dtype=np.float32))
+        # Pendulum's raw observation is (cos, sin, angular velocity): |cos|, |sin| <= 1
+        assert np.all(np.abs(step.target_obs[:, :2]) <= 1.0)
+        assert not np.allclose(step.target_obs, step.obs)
+    runner.close()

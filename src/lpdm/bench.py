@@ -292,8 +292,8 @@ UPDATE_VARIANTS: dict[str, tuple[str, dict[str, object]]] = {
 def reinforce_batch(steps: int, seed: int = 0) -> tuple[np.ndarray, ...]:
     """``steps`` transitions of random Hopper-v4 play, as one REINFORCE batch.
 
-    ``(observations, actions, rewards, ends)``; episodes end where Hopper falls, and the
-    batch's last step ends the last one.
+    ``(observations, target rows, actions, rewards, ends)``; episodes end where Hopper
+    falls, and the batch's last step ends the last one.
     """
     from lpdm.envs import make_env
 
@@ -311,7 +311,10 @@ def reinforce_batch(steps: int, seed: int = 0) -> tuple[np.ndarray, ...]:
         obs = env.reset()[0] if terminated or truncated else next_obs
     env.close()
     ends[-1] = True
-    return (np.asarray(observations, dtype=np.float32), np.asarray(actions, dtype=np.float32),
+    observations = np.asarray(observations, dtype=np.float32)
+    # in the order of Reinforce._update: observations, the rows of the local targets
+    # (the observations themselves: no normalisation), actions, rewards, episode ends
+    return (observations, observations, np.asarray(actions, dtype=np.float32),
             np.asarray(rewards), np.asarray(ends))
 
 

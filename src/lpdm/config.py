@@ -16,8 +16,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 ALGOS = ("reinforce", "ppo")
-LEARNERS = ("bp", "lpdm", "lpdm-guided", "frozen")
+LEARNERS = ("bp", "lpdm", "lpdm-guided", "frozen", "linear")
 LOCAL_LEARNERS = ("lpdm", "lpdm-guided")
+# The paper's comparison: what a sweep runs when --learner is not given. ``linear`` (no
+# hidden layer) is a control that studies ask for by name.
+PAPER_LEARNERS = ("bp", "lpdm", "lpdm-guided", "frozen")
 
 
 class ConfigError(ValueError):
@@ -47,7 +50,14 @@ class NetworkConfig:
 @dataclass
 class LocalConfig:
     metric: str = _opt("l1", "distance metric of the local loss", ("l1", "l2", "cosine"))
-    scale: str = _opt("dim", "distance scaling", ("dim", "none", "max", "mean"))
+    scale: str = _opt("dim", "distance scaling: per feature (dim), raw (none), by the "
+                      "largest or mean distance (max, mean), or the paper's literal "
+                      "D_X/out - D_Y/in (cross)", ("dim", "none", "max", "mean", "cross"))
+    target_scale: float = _opt(1.0, "multiply the target distances by this factor (before "
+                               "guidance)")
+    target_obs: str = _opt("input", "build the global target from the trunk's input (input) "
+                           "or from the observation before normalisation (raw; the same "
+                           "without --norm-obs)", ("input", "raw"))
     target: str = _opt("global", "match the distances of the network input (global) or of "
                        "the layer's own input (local)", ("global", "local"))
     sparse: bool = _opt(False, "match only nearest/furthest pairs (paper appendix A)")
@@ -113,7 +123,8 @@ class RunConfig:
 class Config:
     env: str = _opt("CartPole-v1", "Gymnasium environment id")
     algo: str = _opt("reinforce", "algorithm", ALGOS)
-    learner: str = _opt("lpdm", "how the trunk is trained", LEARNERS)
+    learner: str = _opt("lpdm", "how the trunk is trained (linear: no hidden layer, the "
+                        "heads read the observation)", LEARNERS)
     seed: int = _opt(0, "random seed")
     total_steps: int = _opt(100_000, "environment steps to train for")
     gamma: float = _opt(0.99, "discount factor")
@@ -314,6 +325,7 @@ def validate(c: Config) -> None:
     if not 0.0 <= lo <= hi <= 1.0:
         raise ConfigError(f"need 0 <= --quantile-low <= --quantile-high <= 1, got {lo}, {hi}")
     non_negative("--guidance-strength", c.local.guidance_strength)
+    positive("--target-scale", c.local.target_scale)
     if c.local.distance_batch < 2:
         raise ConfigError(f"--distance-batch must be at least 2, got {c.local.distance_batch}")
     if c.algo == "reinforce" and c.local.guidance_signal == "advantages":

@@ -13,6 +13,10 @@ Scalings (``scale``) make matrices of layers of different widths comparable:
 - ``none``: the raw distance.
 - ``max``: divided by the largest entry of the matrix.
 - ``mean``: divided by the mean off-diagonal entry.
+- ``cross``: the paper's literal ``‖D̄_X/out − D̄_Y/in‖_F``. It scales a *pair*: the raw
+  distances of the target rows (width ``in``) are divided by the layer's width ``out``
+  (:func:`target_distances`), the raw distances of the layer's output by ``in``
+  (:func:`output_distances`); a lone matrix has no ``cross`` scaling.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import torch
 from torch import Tensor
 
 METRICS = ("l1", "l2", "cosine")
-SCALES = ("dim", "none", "max", "mean")
+SCALES = ("dim", "none", "max", "mean", "cross")
 _EPS = 1e-12
 
 
@@ -80,7 +84,47 @@ def apply_scale(raw: Tensor, metric: str, scale: str, width: int) -> Tensor:
 def pairwise_distances(z: Tensor, metric: str = "l1", scale: str = "dim") -> Tensor:
     """Scaled pairwise distance matrix ``D(z)`` ``[N, N]`` of a batch ``z`` ``[N, d]``."""
     _check(metric, scale)
+    if scale == "cross":
+        raise ValueError("scale 'cross' divides a target by the output's width and an output "
+                         "by the target's width: use target_distances and output_distances")
     return apply_scale(raw_pairwise_distances(z, metric), metric, scale, z.shape[1])
+
+
+def target_distances(x: Tensor, metric: str, scale: str, out_width: int) -> Tensor:
+    """The distances ``[N, N]`` a layer of ``out_width`` units is asked to match, from rows
+    ``x`` ``[N, in]``: ``D(x)``, or under ``cross`` the raw distances divided by ``out_width``."""
+    _check(metric, scale)
+    if scale == "cross":
+        return raw_pairwise_distances(x, metric) / out_width
+    return pairwise_distances(x, metric, scale)
+
+
+def output_scale_divisor(metric: str, scale: str, width: int, target_width: int | None
+                         ) -> float | None:
+    """What a layer output's raw distances are divided by, when it is a constant.
+
+    ``width``: the output's; ``target_width``: that of the target's rows (needed by
+    ``cross``). None for ``max``/``mean``, whose divisor depends on the matrix.
+    """
+    if scale == "none":
+        return 1.0
+    if scale == "dim":
+        return width_divisor(metric, width)
+    if scale == "cross":
+        if target_width is None:
+            raise ValueError("scale 'cross' needs target_width, the width of the rows the "
+                             "target distances were computed from")
+        return float(target_width)
+    return None
+
+
+def output_distances(raw: Tensor, metric: str, scale: str, width: int,
+                     target_width: int | None = None) -> Tensor:
+    """Scale the raw distances ``[N, N]`` of a layer output of ``width`` features."""
+    divisor = output_scale_divisor(metric, scale, width, target_width)
+    if divisor is not None:
+        return raw / divisor
+    return apply_scale(raw, metric, scale, width)
 
 
 def guided_target(d: Tensor, performance: Tensor, strength: float = 1.0) -> Tensor:
@@ -126,12 +170,18 @@ def distance_matching_loss(
     metric: str = "l1",
     scale: str = "dim",
     mask: Tensor | None = None,
+    target_width: int | None = None,
 ) -> Tensor:
     """Frobenius norm ``||target - D(y)||_F`` (not squared), over ``mask`` when given.
 
     ``target`` ``[N, N]``, ``y`` ``[N, d]``, ``mask`` ``[N, N]`` bool. Returns a scalar.
+    ``target_width``: the width of the rows ``target`` was computed from (``cross`` only,
+    where ``D(y)`` is ``y``'s raw distances divided by it).
     """
-    diff = target - pairwise_distances(y, metric, scale)
+    _check(metric, scale)
+    d_y = output_distances(raw_pairwise_distances(y, metric), metric, scale, y.shape[1],
+                           target_width)
+    diff = target - d_y
     if mask is not None:
         diff = diff[mask]
     return torch.linalg.vector_norm(diff)
@@ -143,6 +193,7 @@ def sparse_distance_matching_loss(
     mask: Tensor,
     metric: str = "l1",
     scale: str = "dim",
+    target_width: int | None = None,
 ) -> Tensor:
     """The masked loss of :func:`distance_matching_loss`, computing only the masked pairs.
 
@@ -151,7 +202,7 @@ def sparse_distance_matching_loss(
     """
     _check(metric, scale)
     if scale in ("max", "mean"):
-        return distance_matching_loss(target, y, metric, scale, mask)
+        return distance_matching_loss(target, y, metric, scale, mask, target_width)
     i, j = mask.nonzero(as_tuple=True)
     yi, yj = y[i], y[j]
     if metric == "l1":
@@ -161,9 +212,28 @@ def sparse_distance_matching_loss(
     else:
         unit = torch.nn.functional.normalize(y, dim=1, eps=1e-8)
         raw = (1.0 - (unit[i] * unit[j]).sum(dim=1)).clamp_min(0.0)
-    if scale == "dim":
-        raw = raw / width_divisor(metric, y.shape[1])
+    raw = raw / output_scale_divisor(metric, scale, y.shape[1], target_width)
     return torch.linalg.vector_norm(target[i, j] - raw)
+
+
+def distance_entropy(d: Tensor) -> float:
+    """Entropy of the normalised distance distribution, divided by its maximum: in [0, 1].
+
+    The off-diagonal entries of ``d`` ``[N, N]`` are normalised to sum to one and their
+    Shannon entropy is divided by ``log(N (N - 1))``. 1: every pair equally far apart; near
+    0: the distance mass sits on a few pairs (the rest collapsed together). NaN when every
+    distance is zero (total collapse). Invariant to scaling ``d``.
+    """
+    n = d.shape[0]
+    if n < 2:
+        return float("nan")
+    values = d.detach()[~torch.eye(n, dtype=torch.bool, device=d.device)].double()
+    total = values.sum()
+    if not total > 0:
+        return float("nan")
+    p = values / total
+    entropy = -(p * torch.log(p.clamp_min(1e-300))).sum()
+    return float(entropy / math.log(values.numel()))
 
 
 def off_diagonal_correlation(a: Tensor, b: Tensor) -> float:

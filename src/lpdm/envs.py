@@ -111,6 +111,8 @@ def make_vector_env(config: Config, num_envs: int, video_dir: str | None = None
     if video_dir:
         envs = vector_wrappers.RecordVideo(envs, video_dir, episode_trigger=lambda _: True)
     envs = vector_wrappers.RecordEpisodeStatistics(envs)
+    if config.envs.norm_obs and config.local.target_obs == "raw":
+        envs = RecordRawObservation(envs)
     if config.envs.norm_obs:
         envs = vector_wrappers.NormalizeObservation(envs)
         envs = vector_wrappers.TransformObservation(
@@ -120,6 +122,19 @@ def make_vector_env(config: Config, num_envs: int, video_dir: str | None = None
         envs = vector_wrappers.TransformReward(
             envs, lambda reward: np.clip(reward, -REWARD_CLIP, REWARD_CLIP))
     return envs
+
+
+class RecordRawObservation(gym.vector.VectorObservationWrapper):
+    """Keeps the observations as the environments returned them, before normalisation
+    (``--target-obs raw``: the local targets are built from them)."""
+
+    def __init__(self, envs: gym.vector.VectorEnv) -> None:
+        super().__init__(envs)
+        self.raw: np.ndarray | None = None
+
+    def observations(self, observations: np.ndarray) -> np.ndarray:
+        self.raw = np.array(observations, copy=True)
+        return observations
 
 
 # --------------------------------------------------------------------------- normalisation
@@ -182,6 +197,7 @@ class Step:
     """One vector step. Arrays are ``[E, ...]`` for ``E`` environments."""
 
     obs: np.ndarray  # the observation each action was taken in
+    target_obs: np.ndarray  # what the local targets are built from there (--target-obs)
     actions: np.ndarray  # the actions as sampled (before clipping to the bounds)
     reward: np.ndarray
     terminated: np.ndarray
@@ -200,7 +216,14 @@ class EnvRunner:
         space = envs.single_action_space
         self._bounds = (space.low, space.high) if isinstance(space, gym.spaces.Box) else None
         self.obs: np.ndarray | None = None
+        self._raw = _find(envs, RecordRawObservation)
         self._autoreset = np.zeros(self.num_envs, dtype=bool)
+
+    @property
+    def target_obs(self) -> np.ndarray:
+        """The observations the local targets are built from: the unnormalised ones under
+        ``--target-obs raw`` with ``--norm-obs``, else :attr:`obs` itself."""
+        return self.obs if self._raw is None else self._raw.raw
 
     def reset(self, seed: int) -> np.ndarray:
         self.obs, _ = self.envs.reset(seed=seed)
@@ -211,6 +234,7 @@ class EnvRunner:
         if self.obs is None:
             raise RuntimeError("reset the runner before stepping it")
         env_actions = actions if self._bounds is None else np.clip(actions, *self._bounds)
+        target_obs = self.target_obs
         next_obs, reward, terminated, truncated, info = self.envs.step(env_actions)
         valid = ~self._autoreset
         episodes = []
@@ -218,7 +242,7 @@ class EnvRunner:
             for i in np.flatnonzero(info["_episode"]):
                 episodes.append(Episode(int(i), float(info["episode"]["r"][i]),
                                         int(info["episode"]["l"][i])))
-        step = Step(self.obs, actions, np.asarray(reward, dtype=np.float64),
+        step = Step(self.obs, target_obs, actions, np.asarray(reward, dtype=np.float64),
                     np.asarray(terminated, dtype=bool), np.asarray(truncated, dtype=bool),
                     valid, next_obs, episodes)
         self._autoreset = step.terminated | step.truncated

@@ -7,7 +7,13 @@ heads on them with the RL loss, through an optimizer over the heads' parameters 
 - ``bp``: features keep their graph, so the RL loss trains the trunk by backpropagation;
 - ``lpdm`` / ``lpdm-guided``: computing the features runs the local update (plain or
   reward-guided distance matching) and returns them detached;
-- ``frozen``: random, never-trained features, the control for whether trunk learning matters.
+- ``frozen``: random, never-trained features, the control for whether trunk learning matters;
+- ``linear``: no trunk at all, the heads read the observation: the control for whether any
+  hidden layer helps (a trunk that merely re-embeds its input isometrically gives little
+  more than this).
+
+Under ``--target-obs raw`` the local targets are built from the observations before
+normalisation: algorithms pass them as ``target_rows`` beside the trunk's input.
 """
 
 from __future__ import annotations
@@ -18,8 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from lpdm.config import LocalConfig
-from lpdm.distances import pairwise_distances
-from lpdm.local import LayerDiagnostics, LocalTrunkTrainer, layer_diagnostics
+from lpdm.local import LayerDiagnostics, LocalTrunkTrainer, observe_trunk
 from lpdm.networks import Trunk
 
 
@@ -44,8 +49,13 @@ class Learner(ABC):
         return requested
 
     @abstractmethod
-    def features(self, obs: Tensor, performance: Tensor | None = None) -> Tensor:
-        """Features of a training batch; ``performance`` ``[B]`` guides ``lpdm-guided``."""
+    def features(self, obs: Tensor, performance: Tensor | None = None,
+                 target_rows: Tensor | None = None) -> Tensor:
+        """Features ``[B, width]`` of a training batch ``obs`` ``[B, in_dim]``.
+
+        ``performance`` ``[B]`` guides ``lpdm-guided``; ``target_rows`` ``[B, *]`` are the
+        rows the local targets are built from (default ``obs``).
+        """
 
     def rl_parameters(self) -> list[nn.Parameter]:
         """Trunk parameters that the RL loss trains (none, except under ``bp``)."""
@@ -67,27 +77,22 @@ class Learner(ABC):
             return [torch.arange(n)]
         return list(torch.randperm(n).tensor_split(count))
 
-    def _observe(self, obs: Tensor) -> None:
+    def _observe(self, obs: Tensor, target_rows: Tensor | None) -> None:
         """Diagnostics for learners whose trunk is not trained locally (one block)."""
-        if not self._take_diagnostics_request():
+        if not self._take_diagnostics_request() or not self.trunk.layers:
             return
-        with torch.no_grad():
-            rows = obs[: self.cfg.distance_batch]
-            target = pairwise_distances(rows, self.cfg.metric, self.cfg.scale)
-            h = rows
-            report = []
-            for layer in self.trunk.layers:
-                h = torch.tanh(layer(h))
-                report.append(layer_diagnostics(target, h, None, self.cfg))
-        self.diagnostics = report
+        rows = slice(0, self.cfg.distance_batch)
+        self.diagnostics = observe_trunk(self.trunk, obs[rows], self.cfg,
+                                         None if target_rows is None else target_rows[rows])
 
 
 class BackpropLearner(Learner):
     name = "bp"
 
-    def features(self, obs: Tensor, performance: Tensor | None = None) -> Tensor:
+    def features(self, obs: Tensor, performance: Tensor | None = None,
+                 target_rows: Tensor | None = None) -> Tensor:
         features = self.trunk(obs)
-        self._observe(obs)
+        self._observe(obs, target_rows)
         return features
 
     def rl_parameters(self) -> list[nn.Parameter]:
@@ -95,12 +100,18 @@ class BackpropLearner(Learner):
 
 
 class FrozenLearner(Learner):
-    name = "frozen"
+    """``frozen`` (random features), and ``linear`` (no hidden layer: the trunk is the identity)."""
 
-    def features(self, obs: Tensor, performance: Tensor | None = None) -> Tensor:
+    def __init__(self, trunk: Trunk, cfg: LocalConfig, lr: float, name: str = "frozen"
+                 ) -> None:
+        super().__init__(trunk, cfg, lr)
+        self.name = name
+
+    def features(self, obs: Tensor, performance: Tensor | None = None,
+                 target_rows: Tensor | None = None) -> Tensor:
         with torch.no_grad():
             features = self.trunk(obs)
-        self._observe(obs)
+        self._observe(obs, target_rows)
         return features
 
 
@@ -113,12 +124,14 @@ class LocalLearner(Learner):
         self.guided = guided
         self.trainer = LocalTrunkTrainer(trunk, cfg, lr, guided)
 
-    def features(self, obs: Tensor, performance: Tensor | None = None) -> Tensor:
+    def features(self, obs: Tensor, performance: Tensor | None = None,
+                 target_rows: Tensor | None = None) -> Tensor:
         if self.guided and performance is None:
             raise ValueError("lpdm-guided needs a performance value per sample")
         blocks = self._chunks(obs.shape[0])
         if len(blocks) == 1:  # the batch in order is the one block: nothing to gather
-            h, report = self.trainer.update(obs, performance, self._take_diagnostics_request())
+            h, report = self.trainer.update(obs, performance, self._take_diagnostics_request(),
+                                            target_rows)
             if report:
                 self.diagnostics = report
             return h
@@ -126,8 +139,9 @@ class LocalLearner(Learner):
         for index in blocks:
             index = index.to(obs.device)
             block_performance = None if performance is None else performance[index]
+            block_rows = None if target_rows is None else target_rows[index]
             h, report = self.trainer.update(obs[index], block_performance,
-                                            self._take_diagnostics_request())
+                                            self._take_diagnostics_request(), block_rows)
             out[index] = h
             if report:
                 self.diagnostics = report
@@ -147,8 +161,8 @@ def make_learner(name: str, trunk: Trunk, cfg: LocalConfig, lr: float) -> Learne
     """The learner called ``name`` for ``trunk``; ``lr`` is the trunk's learning rate."""
     if name == "bp":
         return BackpropLearner(trunk, cfg, lr)
-    if name == "frozen":
-        return FrozenLearner(trunk, cfg, lr)
+    if name in ("frozen", "linear"):
+        return FrozenLearner(trunk, cfg, lr, name)
     if name in ("lpdm", "lpdm-guided"):
         return LocalLearner(trunk, cfg, lr, guided=name == "lpdm-guided")
     raise ValueError(f"unknown learner {name!r}")

@@ -25,17 +25,18 @@ def _orthogonal(layer: nn.Linear, gain: float) -> nn.Linear:
 
 
 class Trunk(nn.Module):
-    """Hidden layers ``[B, in_dim] -> [B, sizes[-1]]``, each ``Linear`` then ``tanh``."""
+    """Hidden layers ``[B, in_dim] -> [B, sizes[-1]]``, each ``Linear`` then ``tanh``.
+
+    With no sizes the trunk is the identity (``out_dim = in_dim``): heads read the input.
+    """
 
     def __init__(self, in_dim: int, sizes: tuple[int, ...]) -> None:
         super().__init__()
-        if not sizes:
-            raise ValueError("a trunk needs at least one hidden layer")
         widths = (in_dim, *sizes)
         self.layers = nn.ModuleList(
             _orthogonal(nn.Linear(a, b), math.sqrt(2)) for a, b in itertools.pairwise(widths)
         )
-        self.out_dim = sizes[-1]
+        self.out_dim = widths[-1]
 
     def forward(self, x: Tensor) -> Tensor:
         for layer in self.layers:

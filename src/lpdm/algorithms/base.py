@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import gymnasium as gym
@@ -21,17 +22,28 @@ from lpdm.envs import EnvRunner
 from lpdm.learners import Learner, make_learner
 from lpdm.networks import Trunk
 
-DIAGNOSTIC_FIELDS = ("local_loss", "distance_corr", "saturation")
+DIAGNOSTIC_FIELDS = ("local_loss", "distance_corr", "saturation", "distance_entropy")
+
+
+def trunk_sizes(config: Config) -> tuple[int, ...]:
+    """The hidden widths of a trunk: none for the ``linear`` control, else ``--hidden-sizes``."""
+    return () if config.learner == "linear" else config.network.hidden_sizes
 
 
 class LearnedNetwork(nn.Module):
-    """A trunk, the head on its features and the learner that trains the trunk."""
+    """A trunk, the head on its features and the learner that trains the trunk.
 
-    def __init__(self, name: str, in_dim: int, head: nn.Module, config: Config) -> None:
+    ``make_head(width)`` builds the head for the trunk's output width.
+    """
+
+    def __init__(self, name: str, in_dim: int, make_head: Callable[[int], nn.Module],
+                 config: Config) -> None:
         super().__init__()
         self.name = name
-        self.trunk = Trunk(in_dim, config.network.hidden_sizes)
-        self.head = head
+        sizes = trunk_sizes(config)
+        # the head first: initialisations draw from the seeded RNG in this order
+        self.head = make_head(sizes[-1] if sizes else in_dim)
+        self.trunk = Trunk(in_dim, sizes)
         self.learner: Learner = make_learner(config.learner, self.trunk, config.local,
                                              config.network.hidden_lr)
 

@@ -57,10 +57,9 @@ def generalized_advantages(
 class PPO(Algorithm):
     def __init__(self, config: Config, runner: EnvRunner) -> None:
         obs_dim, action_space = self.spaces(runner)
-        width = config.network.hidden_sizes[-1]
-        head = make_policy_head(action_space, width)
-        self.policy = LearnedNetwork("actor", obs_dim, head, config)
-        self.critic = LearnedNetwork("critic", obs_dim, ValueHead(width), config)
+        self.policy = LearnedNetwork(
+            "actor", obs_dim, lambda width: make_policy_head(action_space, width), config)
+        self.critic = LearnedNetwork("critic", obs_dim, ValueHead, config)
         super().__init__(config, runner, [self.policy, self.critic])
         self.action_shape = action_space.shape
 
@@ -80,13 +79,14 @@ class PPO(Algorithm):
             self.set_lr_fraction(anneal_fraction(global_step, c.total_steps))
         num_envs = self.runner.num_envs
         horizon = min(ppo.num_steps, -(-budget // num_envs))
-        obs, actions, log_probs, values, rewards, terminated, truncated, valid = (
-            [] for _ in range(8))
+        obs, target_obs, actions, log_probs, values, rewards, terminated, truncated, valid = (
+            [] for _ in range(9))
         iteration = Iteration(steps=0)
         for _ in range(horizon):
             action, log_prob, value = self._policy_step(self.runner.obs)
             step = self.runner.step(action)
             obs.append(step.obs)
+            target_obs.append(step.target_obs)
             actions.append(action)
             log_probs.append(log_prob)
             values.append(value)
@@ -105,6 +105,7 @@ class PPO(Algorithm):
         mask = np.asarray(valid)
         batch = {
             "obs": np.asarray(obs)[mask],
+            "target_obs": np.asarray(target_obs)[mask],
             "actions": np.asarray(actions)[mask],
             "log_probs": np.asarray(log_probs)[mask],
             "values": np.asarray(values)[mask],
@@ -142,8 +143,8 @@ class PPO(Algorithm):
         c, ppo = self.config, self.config.ppo
         advantages = mb["advantages"]
         guidance = advantages if c.local.guidance_signal == "advantages" else mb["returns"]
-        actor_features = self.policy.learner.features(mb["obs"], guidance)
-        critic_features = self.critic.learner.features(mb["obs"], guidance)
+        actor_features = self.policy.learner.features(mb["obs"], guidance, mb["target_obs"])
+        critic_features = self.critic.learner.features(mb["obs"], guidance, mb["target_obs"])
 
         dist = self.policy.head.distribution(actor_features)
         log_prob = self.policy.head.log_prob(dist, mb["actions"])

@@ -34,6 +34,7 @@ OUTCOMES = ("loses", "lower, not significant", "no clear difference", "higher, n
             "beats", "too few runs")
 BASELINE = "bp"
 CONTROL = "frozen"
+CONTROLS = ("frozen", "linear")  # learners that do not learn a trunk
 
 
 @dataclass(frozen=True)
@@ -215,7 +216,7 @@ def analyse(runs: list[RunRecord], given_thresholds: dict[str, float] | None = N
             if reference is None or group.learner == reference_name:
                 continue
             compare = group.learner in LOCAL_LEARNERS or (reference_name == BASELINE
-                                                          and group.learner == CONTROL)
+                                                          and group.learner in CONTROLS)
             for score in SCORES:
                 verdict = _verdict(group, reference, score)
                 store[score] = verdict.poi

@@ -23,7 +23,8 @@ CURVE_POINTS = 100
 PROFILE_POINTS = 101
 DPI = 100
 PANEL = (4.6, 3.2)  # inches per subplot
-_COLORS = {"bp": "#1f77b4", "lpdm": "#ff7f0e", "lpdm-guided": "#2ca02c", "frozen": "#7f7f7f"}
+_COLORS = {"bp": "#1f77b4", "lpdm": "#ff7f0e", "lpdm-guided": "#2ca02c", "frozen": "#7f7f7f",
+           "linear": "#9467bd"}
 _OTHER = ("#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf")
 
 

@@ -6,7 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-from lpdm.config import ALGOS, LEARNERS, OPTIONS, ConfigError
+from lpdm.config import ALGOS, OPTIONS, PAPER_LEARNERS, ConfigError
 from lpdm.envs import BENCHMARK_SUITES
 from lpdm.sweeps.backends import Backend, LocalBackend, RayBackend
 from lpdm.sweeps.grid import (
@@ -67,7 +67,7 @@ def spec_from_args(args: argparse.Namespace) -> SweepSpec:
         return suite_values if suite and suite_values else (OPTIONS[name].default,)
 
     envs, algos = axis("env", suite), axis("algo", ALGOS)
-    learners = axis("learner", LEARNERS)
+    learners = axis("learner", PAPER_LEARNERS)
     if args.seeds is not None and "seed" in given:
         raise ConfigError("--seeds and --seed exclude each other")
     if args.seeds is not None and args.seeds < 1:
