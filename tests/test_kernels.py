@@ -12,7 +12,8 @@ from lpdm import kernels
 from lpdm.bench import torch_threads
 from lpdm.config import LocalConfig
 from lpdm.local import LocalTrunkTrainer
-from lpdm.networks import Trunk
+from lpdm.networks import Trunk, seeded_generators
+from lpdm.optim import MemberAdam
 
 needs_kernel = pytest.mark.skipif(kernels.load_kernel() is None,
                                   reason=f"no C kernel: {kernels.kernel_status()}")
@@ -234,9 +235,8 @@ def test_isa_level_is_named():
 # --------------------------------------------------------------------------- local update
 
 
-def twin_trainers(cfg: LocalConfig, guided: bool):
-    torch.manual_seed(3)
-    trunk = Trunk(11, (64, 128, 32))
+def twin_trainers(cfg: LocalConfig, guided: bool, members: int = 1):
+    trunk = Trunk(11, (64, 128, 32), seeded_generators(range(3, 3 + members)))
     twin = copy.deepcopy(trunk)
     closed = LocalTrunkTrainer(trunk, cfg, 1e-2, guided)
     autograd = LocalTrunkTrainer(twin, cfg, 1e-2, guided)
@@ -251,9 +251,10 @@ def twin_trainers(cfg: LocalConfig, guided: bool):
     {"scale": "cross"}, {"scale": "cross", "target": "local"}, {"target_scale": 0.5},
 ])
 def test_closed_form_update_is_bit_for_bit_backpropagation(overrides, guided):
-    trunk, twin, closed, autograd = twin_trainers(LocalConfig(**overrides), guided)
+    trunk, twin, closed, autograd = twin_trainers(LocalConfig(**overrides), guided, members=2)
+    torch.manual_seed(3)
     for n in (5, 64, 100):
-        x, performance = torch.randn(n, 11), torch.randn(n)
+        x, performance = torch.randn(2, n, 11), torch.randn(2, n)
         out_closed, report_closed = closed.update(x, performance, diagnostics=True)
         out_autograd, report_autograd = autograd.update(x, performance, diagnostics=True)
         assert torch.equal(out_closed, out_autograd)
@@ -264,7 +265,7 @@ def test_closed_form_update_is_bit_for_bit_backpropagation(overrides, guided):
 
 def test_closed_form_sparse_update_matches_backpropagation():
     trunk, twin, closed, autograd = twin_trainers(LocalConfig(sparse=True), False)
-    x = torch.randn(64, 11)
+    x = torch.randn(1, 64, 11)
     closed.update(x)
     autograd.update(x)
     for a, b in zip(trunk.parameters(), twin.parameters(), strict=True):
@@ -272,24 +273,32 @@ def test_closed_form_sparse_update_matches_backpropagation():
 
 
 def test_other_metrics_backpropagate():
-    assert not LocalTrunkTrainer(Trunk(3, (4,)), LocalConfig(metric="l2"), 1e-3, False
-                                 ).closed_form
-    assert not LocalTrunkTrainer(Trunk(3, (4,)), LocalConfig(scale="max"), 1e-3, False
-                                 ).closed_form
+    def trainer(**overrides):
+        return LocalTrunkTrainer(Trunk(3, (4,), seeded_generators([0])),
+                                 LocalConfig(**overrides), 1e-3, False)
+
+    assert not trainer(metric="l2").closed_form
+    assert not trainer(scale="max").closed_form
+    assert trainer(scale="cross").closed_form
 
 
-def test_one_adam_over_the_trunk_steps_as_one_adam_per_layer():
+def test_member_adam_is_torch_adam_per_member():
+    """Each member's slice follows torch.optim.Adam; a member left out keeps everything."""
     torch.manual_seed(4)
-    trunk = Trunk(5, (8, 6))
-    twin = copy.deepcopy(trunk)
-    per_layer = [torch.optim.Adam(layer.parameters(), lr=1e-2) for layer in trunk.layers]
-    trainer = LocalTrunkTrainer(twin, LocalConfig(), 1e-2, False)
-    for _ in range(4):
-        grads = [torch.randn_like(p) for p in trunk.parameters()]
-        for p, q, g in zip(trunk.parameters(), twin.parameters(), grads, strict=True):
-            p.grad, q.grad = g.clone(), g.clone()
-        for optimizer in per_layer:
-            optimizer.step()
-        trainer.optimizer.step()
-    for a, b in zip(trunk.parameters(), twin.parameters(), strict=True):
-        assert torch.equal(a, b)
+    stacked = torch.nn.Parameter(torch.randn(3, 5, 4))
+    singles = [torch.nn.Parameter(stacked.detach()[k].clone()) for k in range(3)]
+    ours = MemberAdam([{"params": [stacked], "lr": 1e-2}], eps=1e-5)
+    theirs = [torch.optim.Adam([p], lr=1e-2, eps=1e-5) for p in singles]
+    active_rounds = [None, torch.tensor([True, False, True]), None]
+    for active in active_rounds:
+        grads = torch.randn(3, 5, 4)
+        stacked.grad = grads.clone()
+        ours.step(active)
+        for k, (p, optimizer) in enumerate(zip(singles, theirs, strict=True)):
+            if active is None or active[k]:
+                p.grad = grads[k].clone()
+                optimizer.step()
+    for k in range(3):
+        torch.testing.assert_close(stacked.detach()[k], singles[k].detach(), rtol=1e-6,
+                                   atol=1e-7)
+    assert ours.state[stacked]["step"].tolist() == [3.0, 2.0, 3.0]

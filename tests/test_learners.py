@@ -1,4 +1,7 @@
-"""Learners: which loss may change which weights, and the local update itself."""
+"""Learners: which loss may change which weights, the local update itself, and members.
+
+Batches are a population's, ``[K, B, ...]``; most tests use one member (a solo run).
+"""
 
 import copy
 
@@ -6,9 +9,11 @@ import pytest
 import torch
 
 from lpdm.config import LocalConfig
+from lpdm.distances import pairwise_distances
 from lpdm.learners import make_learner
-from lpdm.local import LocalTrunkTrainer
-from lpdm.networks import CategoricalHead, Trunk
+from lpdm.local import LayerTargets, LocalTrunkTrainer
+from lpdm.networks import CategoricalHead, Trunk, seeded_generators
+from lpdm.optim import MemberAdam
 
 LEARNERS = ["bp", "lpdm", "lpdm-guided", "frozen"]
 
@@ -21,17 +26,22 @@ def same(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
     return all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
 
 
-def setup(name: str, cfg: LocalConfig | None = None):
-    torch.manual_seed(0)
-    trunk = Trunk(6, (16, 32))
-    head = CategoricalHead(32, 3)
-    learner = make_learner(name, trunk, cfg or LocalConfig(distance_batch=32), lr=1e-2)
-    groups = [{"params": list(head.parameters())}]
+def make_trunk(in_dim, sizes, seeds=(0,)):
+    return Trunk(in_dim, sizes, seeded_generators(seeds))
+
+
+def setup(name: str, cfg: LocalConfig | None = None, seeds=(0,)):
+    generators = seeded_generators(seeds)
+    trunk = Trunk(6, (16, 32), generators)
+    head = CategoricalHead(32, 3, generators)
+    learner = make_learner(name, trunk, cfg or LocalConfig(distance_batch=32), 1e-2, generators)
+    groups = [{"params": list(head.parameters()), "lr": 1e-2}]
     if params := learner.rl_parameters():
-        groups.append({"params": params})
-    optimizer = torch.optim.Adam(groups, lr=1e-2)
-    obs = torch.randn(50, 6)
-    performance = torch.randn(50)
+        groups.append({"params": params, "lr": 1e-2})
+    optimizer = MemberAdam(groups)
+    torch.manual_seed(0)
+    obs = torch.randn(len(seeds), 50, 6)
+    performance = torch.randn(len(seeds), 50)
     return trunk, head, learner, optimizer, obs, performance
 
 
@@ -40,7 +50,7 @@ def test_rl_loss_changes_the_trunk_only_under_bp(name):
     trunk, head, learner, optimizer, obs, performance = setup(name)
     features = learner.features(obs, performance)
     trunk_before, head_before = snapshot(trunk), snapshot(head)
-    loss = -head.distribution(features).log_prob(torch.zeros(50, dtype=torch.long)).mean()
+    loss = -head.distribution(features).log_prob(torch.zeros(1, 50, dtype=torch.long)).mean()
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()
@@ -83,39 +93,39 @@ def test_guided_learner_needs_performance():
     {"target_scale": 0.3},
 ])
 def test_local_loss_decreases_on_a_fixed_batch(overrides):
+    trunk = make_trunk(5, (32, 32), seeds=(1,))
+    trainer = LocalTrunkTrainer(trunk, LocalConfig(**overrides), lr=1e-2, guided=False)
     torch.manual_seed(1)
-    trunk = Trunk(5, (32, 32))
-    cfg = LocalConfig(**overrides)
-    trainer = LocalTrunkTrainer(trunk, cfg, lr=1e-2, guided=False)
-    x = 0.3 * torch.randn(64, 5)  # distances a tanh layer can reach
+    x = 0.3 * torch.randn(1, 64, 5)  # distances a tanh layer can reach
     _, first = trainer.update(x, diagnostics=True)
     for _ in range(200):
         _, last = trainer.update(x, diagnostics=True)
-    for a, b in zip(first, last, strict=True):
+    for a, b in zip(first[0], last[0], strict=True):
         assert b.local_loss < 0.6 * a.local_loss, (overrides, a, b)
 
 
 def test_guided_loss_decreases_on_a_fixed_batch():
-    torch.manual_seed(2)
-    trunk = Trunk(5, (32,))
+    trunk = make_trunk(5, (32,), seeds=(2,))
     trainer = LocalTrunkTrainer(trunk, LocalConfig(guidance_strength=0.3), lr=1e-2, guided=True)
-    x, p = 0.3 * torch.randn(64, 5), torch.randn(64)
+    torch.manual_seed(2)
+    x, p = 0.3 * torch.randn(1, 64, 5), torch.randn(1, 64)
     _, first = trainer.update(x, p, diagnostics=True)
     for _ in range(200):
         _, last = trainer.update(x, p, diagnostics=True)
-    assert last[0].local_loss < 0.5 * first[0].local_loss
+    assert last[0][0].local_loss < 0.5 * first[0][0].local_loss
 
 
 @pytest.mark.parametrize("sparse", [False, True])
 def test_fused_and_streaming_updates_give_identical_weights(sparse):
-    torch.manual_seed(3)
-    trunk = Trunk(7, (16, 16, 16, 8))
+    trunk = Trunk(7, (16, 16, 16, 8), seeded_generators([3]))
     twin = copy.deepcopy(trunk)
-    fused = LocalTrunkTrainer(trunk, LocalConfig(update_mode="fused", sparse=sparse), 1e-2, True)
-    streaming = LocalTrunkTrainer(twin, LocalConfig(update_mode="streaming", sparse=sparse),
-                                  1e-2, True)
+    cfg = LocalConfig(metric="l2", sparse=sparse)
+    fused = LocalTrunkTrainer(trunk, cfg, 1e-2, True)
+    streaming = LocalTrunkTrainer(twin, LocalConfig(metric="l2", sparse=sparse,
+                                                    update_mode="streaming"), 1e-2, True)
+    torch.manual_seed(3)
     for _ in range(5):
-        x, p = torch.randn(40, 7), torch.randn(40)
+        x, p = torch.randn(1, 40, 7), torch.randn(1, 40)
         out_fused, _ = fused.update(x, p)
         out_streaming, _ = streaming.update(x, p)
         assert torch.equal(out_fused, out_streaming)
@@ -127,14 +137,14 @@ def test_local_learner_splits_large_batches_into_distance_blocks():
     steps = []
     original = learner.trainer.update
 
-    def counting_update(x, performance=None, diagnostics=False, target_rows=None):
-        steps.append(x.shape[0])
-        return original(x, performance, diagnostics, target_rows)
+    def counting_update(x, *args, **kwargs):
+        steps.append(x.shape[1])
+        return original(x, *args, **kwargs)
 
     learner.trainer.update = counting_update
-    out = learner.features(torch.randn(100, 6))
+    out = learner.features(torch.randn(1, 100, 6))
     assert steps == [25, 25, 25, 25]  # never a block larger than N, nearly equal sizes
-    assert out.shape == (100, 32)
+    assert out.shape == (1, 100, 32)
 
 
 @pytest.mark.parametrize("name", LEARNERS)
@@ -144,18 +154,16 @@ def test_diagnostics_are_reported_per_layer_once_per_request(name):
     assert learner.diagnostics == []  # nothing measured unless asked
     learner.request_diagnostics()
     learner.features(obs, performance)
-    assert len(learner.diagnostics) == 2
-    for layer in learner.diagnostics:
+    assert len(learner.diagnostics) == 1 and len(learner.diagnostics[0]) == 2
+    for layer in learner.diagnostics[0]:
         assert layer.local_loss > 0
         assert -1 <= layer.distance_corr <= 1
         assert 0 <= layer.saturation <= 1
+        assert 0 < layer.distance_entropy <= 1
 
 
 def test_layer_targets_scale_and_source():
-    from lpdm.distances import pairwise_distances
-    from lpdm.local import LayerTargets
-
-    x, raw = torch.randn(20, 5), 10 * torch.randn(20, 5)
+    x, raw = torch.randn(1, 20, 5), 10 * torch.randn(1, 20, 5)
     plain = LayerTargets(LocalConfig(), x)(x, 32)
     assert torch.equal(plain.distances, pairwise_distances(x)) and plain.width == 5
     scaled = LayerTargets(LocalConfig(target_scale=0.5), x)(x, 32)
@@ -165,7 +173,7 @@ def test_layer_targets_scale_and_source():
     cross = LayerTargets(LocalConfig(scale="cross"), x)
     assert torch.allclose(cross(x, 32).distances, pairwise_distances(x, scale="none") / 32)
     assert torch.allclose(cross(x, 64).distances, pairwise_distances(x, scale="none") / 64)
-    h = torch.randn(20, 32)
+    h = torch.randn(1, 20, 32)
     local = LayerTargets(LocalConfig(scale="cross", target="local"), x)(h, 64)
     assert torch.allclose(local.distances, pairwise_distances(h, scale="none") / 64)
     assert local.width == 32
@@ -173,10 +181,8 @@ def test_layer_targets_scale_and_source():
 
 def test_target_rows_steer_the_local_update():
     torch.manual_seed(5)
-    x, raw = torch.randn(40, 6), 3 * torch.randn(40, 6)
-    trunks = [Trunk(6, (16,)) for _ in range(3)]
-    for t in trunks[1:]:
-        t.load_state_dict(trunks[0].state_dict())
+    x, raw = torch.randn(1, 40, 6), 3 * torch.randn(1, 40, 6)
+    trunks = [make_trunk(6, (16,)) for _ in range(3)]
     trainers = [LocalTrunkTrainer(t, LocalConfig(), 1e-2, False) for t in trunks]
     trainers[0].update(x)
     trainers[1].update(x, target_rows=x)
@@ -186,11 +192,86 @@ def test_target_rows_steer_the_local_update():
 
 
 def test_linear_learner_has_no_trunk():
-    trunk = Trunk(6, ())
-    learner = make_learner("linear", trunk, LocalConfig(), lr=1e-2)
-    obs = torch.randn(10, 6)
+    trunk = make_trunk(6, ())
+    learner = make_learner("linear", trunk, LocalConfig(), 1e-2, seeded_generators([0]))
+    obs = torch.randn(1, 10, 6)
     assert torch.equal(learner.features(obs), obs)
     assert trunk.out_dim == 6 and not list(trunk.parameters())
     learner.request_diagnostics()
     learner.features(obs)
     assert learner.diagnostics == [] and learner.rl_parameters() == []
+
+
+# --------------------------------------------------------------------------- members
+
+
+def member_slice(module: torch.nn.Module, k: int) -> list[torch.Tensor]:
+    return [p.detach()[k].clone() for p in module.parameters()]
+
+
+@pytest.mark.parametrize("name", ["lpdm", "lpdm-guided"])
+@pytest.mark.parametrize("overrides", [{}, {"sparse": True}, {"scale": "mean"},
+                                       {"distance_batch": 16}])
+def test_a_member_learns_as_a_population_of_one(name, overrides):
+    """Same seed, same data: member 1 of three equals a solo run up to float rounding."""
+    cfg = LocalConfig(**overrides)
+    seeds = (7, 8, 9)
+    trio = make_learner(name, make_trunk(6, (16, 8), seeds), cfg, 1e-2, seeded_generators(seeds))
+    solo = make_learner(name, make_trunk(6, (16, 8), (8,)), cfg, 1e-2, seeded_generators([8]))
+    torch.manual_seed(0)
+    for _ in range(4):
+        obs, p = torch.randn(3, 40, 6), torch.randn(3, 40)
+        out_trio = trio.features(obs, p)
+        out_solo = solo.features(obs[1:2], p[1:2])
+        torch.testing.assert_close(out_trio[1:2], out_solo, rtol=1e-5, atol=1e-6)
+    for a, b in zip(member_slice(trio.trunk, 1), member_slice(solo.trunk, 0), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["lpdm", "lpdm-guided", "bp"])
+def test_perturbing_one_member_never_changes_another(name):
+    seeds = (1, 2, 3)
+    learners = [make_learner(name, make_trunk(6, (16, 8), seeds), LocalConfig(distance_batch=16),
+                             1e-2, seeded_generators(seeds)) for _ in range(2)]
+    torch.manual_seed(0)
+    obs, p = torch.randn(3, 40, 6), torch.randn(3, 40)
+    other = obs.clone()
+    other[0] = 100 * torch.randn(40, 6)  # member 0's data changes; so do its weights
+    with torch.no_grad():
+        learners[1].trunk.layers[0].weight[0].fill_(float("nan"))
+    out_a = learners[0].features(obs, p)
+    out_b = learners[1].features(other, p)
+    assert torch.equal(out_a[1:], out_b[1:])
+    assert all(torch.equal(a[1:], b[1:]) for a, b in zip(learners[0].trunk.parameters(),
+                                                         learners[1].trunk.parameters(),
+                                                         strict=True))
+
+
+def test_padded_rows_are_ignored():
+    """A member with padding rows learns exactly as on its real rows alone."""
+    seeds = (4,)
+    padded = make_learner("lpdm-guided", make_trunk(6, (16,), seeds), LocalConfig(), 1e-2,
+                          seeded_generators(seeds))
+    plain = make_learner("lpdm-guided", make_trunk(6, (16,), seeds), LocalConfig(), 1e-2,
+                         seeded_generators(seeds))
+    torch.manual_seed(0)
+    obs, p = torch.randn(1, 30, 6), torch.randn(1, 30)
+    valid = torch.ones(1, 40, dtype=torch.bool)
+    valid[0, 30:] = False
+    out = padded.features(torch.cat([obs, 50 * torch.randn(1, 10, 6)], 1),
+                          torch.cat([p, 1e3 * torch.randn(1, 10)], 1), valid=valid)
+    torch.testing.assert_close(out[:, :30], plain.features(obs, p))
+    for a, b in zip(padded.trunk.parameters(), plain.trunk.parameters(), strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_members_with_more_data_take_more_local_steps():
+    """Blocks per member: 2 blocks of 20 rows for member 0, 1 of 10 for member 1."""
+    seeds = (0, 1)
+    learner = make_learner("lpdm", make_trunk(6, (8,), seeds), LocalConfig(distance_batch=20),
+                           1e-2, seeded_generators(seeds))
+    valid = torch.zeros(2, 40, dtype=torch.bool)
+    valid[0, :40], valid[1, :10] = True, True
+    learner.features(torch.randn(2, 40, 6), valid=valid)
+    steps = learner.trainer.optimizer.state[learner.trunk.layers[0].weight]["step"]
+    assert steps.tolist() == [2.0, 1.0]

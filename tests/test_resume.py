@@ -116,7 +116,7 @@ def test_checkpoint_round_trip_keeps_normalisation_and_evaluation(tmp_path):
     evaluator = Evaluator(agent.config)
     summary = json.loads((out / "summary.json").read_text())
     seed = derive_seed(agent.config.seed, 1_000_000 + summary["evaluations"] - 1)
-    returns = evaluator.run(agent.algo.act, agent.normalization, 2, seed)
+    returns = evaluator.run(agent.algo.act, [agent.normalization], 2, [seed])[0]
     evaluator.close()
     agent.close()
     assert float(last["mean_return"]) == pytest.approx(returns.mean(), rel=1e-5)

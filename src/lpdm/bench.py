@@ -43,7 +43,6 @@ from lpdm.config import Config, ConfigError, LocalConfig, resolve, with_values
 
 if TYPE_CHECKING:  # the environment modules (gymnasium) load only for the tables using them
     from lpdm.algorithms import Algorithm
-    from lpdm.envs import EnvRunner
 
 TABLES = ("kernel", "update", "throughput", "memory")
 BENCH_ENV = "Hopper-v4"
@@ -260,25 +259,25 @@ def bench_config(algo: str, learner: str, quick: bool, **values: object) -> Conf
 
 @dataclass
 class Agent:
-    """An algorithm over its own environment runner."""
+    """An algorithm (a population) over its own environments."""
 
     config: Config
-    runner: EnvRunner
     algo: Algorithm
 
     def close(self) -> None:
-        self.runner.close()
+        self.algo.runner.close()
 
 
-def make_agent(config: Config, seed: int = 0) -> Agent:
-    """The algorithm of ``config`` on its environments, reset with ``seed``."""
-    from lpdm.algorithms import make_algorithm
-    from lpdm.envs import EnvRunner, make_vector_env
+def make_agent(config: Config, members: int = 1) -> Agent:
+    """A population of ``members`` (seeds 0, 1, ...) of ``config``, environments reset."""
+    from lpdm.config import with_values
+    from lpdm.runs import make_population
 
-    torch.manual_seed(seed)
-    runner = EnvRunner(make_vector_env(config, config.envs.num_envs))
-    runner.reset(seed)
-    return Agent(config, runner, make_algorithm(config, runner))
+    configs = [with_values(config, {"seed": seed}) for seed in range(members)]
+    algo, _ = make_population(configs)
+    for seed, runner in enumerate(algo.runner.runners):
+        runner.reset(seed)
+    return Agent(config, algo)
 
 
 UPDATE_VARIANTS: dict[str, tuple[str, dict[str, object]]] = {
@@ -289,12 +288,14 @@ UPDATE_VARIANTS: dict[str, tuple[str, dict[str, object]]] = {
 }
 
 
-def reinforce_batch(steps: int, seed: int = 0) -> tuple[np.ndarray, ...]:
-    """``steps`` transitions of random Hopper-v4 play, as one REINFORCE batch.
+def reinforce_batch(steps: int, seed: int = 0) -> tuple[Tensor, ...]:
+    """``steps`` transitions of random Hopper-v4 play, as one REINFORCE batch of a
+    population of one: the arguments of ``Reinforce.learn``.
 
-    ``(observations, target rows, actions, rewards, ends)``; episodes end where Hopper
-    falls, and the batch's last step ends the last one.
+    ``(observations, target rows, actions, returns-to-go, valid)``; episodes end where
+    Hopper falls, and the batch's last step ends the last one.
     """
+    from lpdm.algorithms.base import discounted_returns
     from lpdm.envs import make_env
 
     env = make_env(BENCH_ENV)
@@ -311,11 +312,13 @@ def reinforce_batch(steps: int, seed: int = 0) -> tuple[np.ndarray, ...]:
         obs = env.reset()[0] if terminated or truncated else next_obs
     env.close()
     ends[-1] = True
-    observations = np.asarray(observations, dtype=np.float32)
-    # in the order of Reinforce._update: observations, the rows of the local targets
-    # (the observations themselves: no normalisation), actions, rewards, episode ends
-    return (observations, observations, np.asarray(actions, dtype=np.float32),
-            np.asarray(rewards), np.asarray(ends))
+    observations = torch.as_tensor(np.asarray(observations, dtype=np.float32))[None]
+    returns = discounted_returns(np.asarray(rewards), np.asarray(ends), 0.99)
+    # the rows of the local targets are the observations themselves (no normalisation)
+    actions_t = torch.as_tensor(np.asarray(actions, dtype=np.float32))[None]
+    return (observations, observations, actions_t,
+            torch.as_tensor(returns, dtype=torch.float32)[None],
+            torch.ones(1, len(returns), dtype=torch.bool))
 
 
 def update_table(quick: bool) -> Table:
@@ -350,7 +353,7 @@ def update_table(quick: bool) -> Table:
     def reinforce_update(agent: Agent) -> Callable[[], None]:
         def update() -> None:
             with agent.algo.timed_update():
-                agent.algo._update(*batch_arrays)  # the update phase of one iteration
+                agent.algo.learn(*batch_arrays)  # the update phase of one iteration
         return update
 
     with torch_threads(1):
@@ -376,10 +379,9 @@ def _ppo_update_seconds(agents: dict[str, Agent], repeats: int) -> dict[str, flo
     samples: dict[str, list[float]] = {name: [] for name in agents}
     for round_index in range(repeats + 1):
         for name, agent in agents.items():
-            before = agent.algo.update_seconds
-            agent.algo.iterate(0, agent.config.ppo.num_steps * agent.config.envs.num_envs)
+            agent.algo.iterate([0], [agent.config.ppo.num_steps * agent.config.envs.num_envs])
             if round_index > 0:  # the first round warms up
-                samples[name].append(agent.algo.update_seconds - before)
+                samples[name].append(agent.algo.update_seconds)
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
@@ -438,7 +440,7 @@ def throughput_table(quick: bool) -> Table:
 
         def run() -> float:
             start = time.perf_counter()
-            agent.algo.iterate(0, rollout)
+            agent.algo.iterate([0], [rollout])
             return time.perf_counter() - start
         return run
 
@@ -507,19 +509,23 @@ def memory_case(learner: str, depth: int, batch: int, width: int) -> int:
     live tensors.
     """
     from lpdm.learners import make_learner
-    from lpdm.networks import Trunk, ValueHead
+    from lpdm.networks import Trunk, ValueHead, seeded_generators
+    from lpdm.optim import MemberAdam
 
+    generators = seeded_generators([0])
+    trunk = Trunk(11, (width,) * depth, generators)
+    head = ValueHead(width, generators)
+    learner_ = make_learner(learner, trunk, LocalConfig(update_mode="streaming"), 3e-4,
+                            generators)
+    optimizer = MemberAdam([{"params": [*head.parameters(), *learner_.rl_parameters()],
+                             "lr": 3e-4}])
     torch.manual_seed(0)
-    trunk = Trunk(11, (width,) * depth)
-    head = ValueHead(width)
-    learner_ = make_learner(learner, trunk, LocalConfig(update_mode="streaming"), 3e-4)
-    optimizer = torch.optim.Adam([*head.parameters(), *learner_.rl_parameters()], lr=3e-4)
-    obs, returns = torch.randn(batch, 11), torch.randn(batch)
+    obs, returns = torch.randn(1, batch, 11), torch.randn(1, batch)
 
     def update(rows: int) -> None:
-        features = learner_.features(obs[:rows], returns[:rows])
-        loss = (head(features) - returns[:rows]).pow(2).mean()
-        optimizer.zero_grad(set_to_none=True)
+        features = learner_.features(obs[:, :rows], returns[:, :rows])
+        loss = (head(features) - returns[:, :rows]).pow(2).mean()
+        optimizer.zero_grad()
         loss.backward()
         optimizer.step()
 

@@ -56,26 +56,53 @@ def given_values(args: argparse.Namespace) -> dict[str, Any]:
     return values
 
 
-def _default_out(config: Config) -> Path:
-    return Path("runs") / f"{config.env}__{config.algo}__{config.learner}__s{config.seed}"
+def _default_out(config: Config, population: bool) -> Path:
+    name = f"{config.env}__{config.algo}__{config.learner}"
+    return Path("runs") / (name if population else f"{name}__s{config.seed}")
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``--seed``: one seed, or a comma-separated list (a population)."""
+    try:
+        seeds = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ConfigError(f"--seed: cannot read {text!r} as integers") from None
+    if not seeds:
+        raise ConfigError("--seed: no seed given")
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"--seed: {text} repeats a seed")
+    return seeds
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from lpdm.runs import train
+    from lpdm.runs import (
+        is_population_dir,
+        member_dir,
+        population_members,
+        train_population,
+    )
 
+    seed_text = vars(args).pop("seed", None)
     values = given_values(args)
+    progress = not args.no_progress
     if args.resume:
-        if values:
-            flags = ", ".join(OPTIONS[name].flag for name in values)
+        if values or seed_text is not None:
+            flags = ", ".join([*(OPTIONS[name].flag for name in values),
+                               *(["--seed"] if seed_text is not None else [])])
             raise ConfigError(f"a resumed run keeps its configuration; drop {flags}")
-        out = Path(args.resume)
-        summary = train(None, out, resume=True, progress_bar=not args.no_progress)
+        target = Path(args.resume)
+        outs = population_members(target) if is_population_dir(target) else [target]
+        summaries = train_population([], outs, resume=True, progress_bar=progress)
     else:
-        config = with_values(Config(), values)
-        out = Path(args.out) if args.out else _default_out(config)
-        summary = train(config, out, progress_bar=not args.no_progress)
-    _print_summary(out, summary)
-    return 0
+        seeds = parse_seeds(seed_text) if seed_text is not None else [Config().seed]
+        population = seed_text is not None and "," in seed_text
+        configs = [with_values(Config(), {**values, "seed": seed}) for seed in seeds]
+        out = Path(args.out) if args.out else _default_out(configs[0], population)
+        outs = [member_dir(out, seed) for seed in seeds] if population else [out]
+        summaries = train_population(configs, outs, progress_bar=progress)
+    for out, summary in zip(outs, summaries, strict=True):
+        _print_summary(out, summary)
+    return 0 if all(s["status"] == "finished" for s in summaries) else 1
 
 
 def _print_summary(out: Path, summary: dict) -> None:
@@ -85,7 +112,8 @@ def _print_summary(out: Path, summary: dict) -> None:
     print(f"{summary['status']}: {summary['env']} {summary['algo']} {summary['learner']} "
           f"seed {summary['seed']}, {summary['steps']} steps in {summary['wall_seconds']:.0f}s; "
           f"max_score {fmt(summary['max_score'])}, final_score {fmt(summary['final_score'])}, "
-          f"eval_score {fmt(summary.get('eval_score'))}")
+          f"eval_score {fmt(summary.get('eval_score'))}"
+          + (f"; {summary['error']}" if summary.get("error") else ""))
     print(f"results: {out}")
 
 
@@ -100,7 +128,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     try:
         evaluator = Evaluator(agent.config, video_dir=video_dir)
         try:
-            returns = evaluator.run(agent.algo.act, agent.normalization, args.episodes, args.seed)
+            returns = evaluator.run(agent.algo.act, [agent.normalization], args.episodes,
+                                    [args.seed])[0]
         finally:
             evaluator.close()
     except VideoError as error:
@@ -124,8 +153,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     train = commands.add_parser("train", help="train one agent into a run directory")
-    train.add_argument("--out", help="run directory (default: runs/ENV__ALGO__LEARNER__sSEED)")
-    train.add_argument("--resume", metavar="DIR", help="continue the interrupted run in DIR")
+    train.add_argument("--out", help="run directory (default: runs/ENV__ALGO__LEARNER__sSEED); "
+                       "with a list of seeds, the population's directory, one run per seed in "
+                       "OUT/sSEED (default: runs/ENV__ALGO__LEARNER)")
+    train.add_argument("--resume", metavar="DIR", help="continue the interrupted run in DIR, or "
+                       "every unfinished member of the population in DIR")
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     add_config_arguments(train)
     train.set_defaults(handler=cmd_train)

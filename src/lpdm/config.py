@@ -125,7 +125,8 @@ class Config:
     algo: str = _opt("reinforce", "algorithm", ALGOS)
     learner: str = _opt("lpdm", "how the trunk is trained (linear: no hidden layer, the "
                         "heads read the observation)", LEARNERS)
-    seed: int = _opt(0, "random seed")
+    seed: int = _opt(0, "random seed (lpdm train: a comma-separated list trains a population, "
+                          "one run per seed)")
     total_steps: int = _opt(100_000, "environment steps to train for")
     gamma: float = _opt(0.99, "discount factor")
     ent_coef: float | None = _opt(None, "entropy bonus; default 0, PPO discrete 0.01")

@@ -39,6 +39,10 @@ class EnvError(ValueError):
     """An environment lpdm cannot use; the message is one line for the user."""
 
 
+class EnvFailure(RuntimeError):
+    """An environment returned something a run cannot go on with (NaN, inf); one line."""
+
+
 def quiet_gymnasium() -> None:
     """Silence Gymnasium's deprecation chatter (e.g. about the -v4 MuJoCo versions)."""
     warnings.filterwarnings("ignore", module=r"gymnasium(\.|$)")
@@ -236,6 +240,7 @@ class EnvRunner:
         env_actions = actions if self._bounds is None else np.clip(actions, *self._bounds)
         target_obs = self.target_obs
         next_obs, reward, terminated, truncated, info = self.envs.step(env_actions)
+        _check_finite(next_obs, reward)
         valid = ~self._autoreset
         episodes = []
         if "_episode" in info:
@@ -251,3 +256,87 @@ class EnvRunner:
 
     def close(self) -> None:
         self.envs.close()
+
+
+def _name(value: float) -> str:
+    return "NaN" if np.isnan(value) else ("inf" if value > 0 else "-inf")
+
+
+def _check_finite(obs: np.ndarray, reward: np.ndarray) -> None:
+    """Raise :class:`EnvFailure` on a non-finite observation ``[E, ...]`` or reward ``[E]``."""
+    obs = np.asarray(obs)
+    if np.issubdtype(obs.dtype, np.floating) and not np.isfinite(obs).all():
+        index = np.argwhere(~np.isfinite(obs))[0]
+        feature = int(np.ravel_multi_index(index[1:], obs.shape[1:])) if obs.ndim > 1 else 0
+        raise EnvFailure(f"environment returned {_name(obs[tuple(index)])} in observation "
+                         f"{feature}")
+    reward = np.asarray(reward, dtype=np.float64)
+    if not np.isfinite(reward).all():
+        bad = reward[~np.isfinite(reward)][0]
+        raise EnvFailure(f"environment returned a reward of {_name(bad)}")
+
+
+class PopulationRunner:
+    """The environments of a population: one :class:`EnvRunner` per member (each with its
+    own normalisation statistics), observations stacked ``[K, E, ...]``.
+
+    A member whose environment fails (:class:`EnvFailure`) stops there: :meth:`step`
+    reports it and never steps it again.
+    """
+
+    def __init__(self, runners: list[EnvRunner]) -> None:
+        self.runners = runners
+        self.failed: dict[int, str] = {}
+
+    @property
+    def members(self) -> int:
+        return len(self.runners)
+
+    @property
+    def num_envs(self) -> int:
+        return self.runners[0].num_envs
+
+    @property
+    def envs(self) -> gym.vector.VectorEnv:
+        """The first member's vector environment (its spaces are every member's)."""
+        return self.runners[0].envs
+
+    @property
+    def obs(self) -> np.ndarray:
+        return np.stack([runner.obs for runner in self.runners])
+
+    @property
+    def target_obs(self) -> np.ndarray:
+        return np.stack([runner.target_obs for runner in self.runners])
+
+    def step(self, actions: np.ndarray, active: np.ndarray | None = None
+             ) -> tuple[list[Step | None], dict[int, str]]:
+        """Step the members in ``active`` (default all not failed) with ``actions`` ``[K, E, ...]``.
+
+        Returns each member's :class:`Step` (None where it was not stepped) and the
+        members that failed in this step, with why.
+        """
+        steps: list[Step | None] = []
+        failures = {}
+        for k, runner in enumerate(self.runners):
+            if k in self.failed or (active is not None and not active[k]):
+                steps.append(None)
+                continue
+            try:
+                steps.append(runner.step(actions[k]))
+            except EnvFailure as error:
+                self.failed[k] = failures[k] = str(error)
+                steps.append(None)
+        return steps, failures
+
+    def select(self, index: list[int]) -> None:
+        """Keep the members at ``index``, in that order; close the others' environments."""
+        for k, runner in enumerate(self.runners):
+            if k not in index:
+                runner.close()
+        self.runners = [self.runners[k] for k in index]
+        self.failed = {}
+
+    def close(self) -> None:
+        for runner in self.runners:
+            runner.close()

@@ -24,42 +24,68 @@ class VideoError(RuntimeError):
 
 
 class Evaluator:
-    """Runs deterministic episodes on its own environment with frozen normalisation."""
+    """Deterministic episodes of each member, each on its own environment with its own
+    (frozen) normalisation; the members evaluated together step in lockstep, so that one
+    batched forward pass chooses all their actions."""
 
-    def __init__(self, config: Config, video_dir: str | None = None) -> None:
+    def __init__(self, config: Config, members: int = 1, video_dir: str | None = None) -> None:
         self.config = config
         self.video = video_dir is not None
         if self.video:
             _check_video_support()
-        self.runner = EnvRunner(make_vector_env(config, 1, video_dir=video_dir))
+        self.runners = [EnvRunner(make_vector_env(config, 1, video_dir=video_dir))
+                        for _ in range(members)]
 
-    def run(self, act: Callable[[np.ndarray], np.ndarray], normalization: dict,
-            episodes: int, seed: int) -> np.ndarray:
-        """Episode returns ``[episodes]`` of ``act``; episode ``k`` is seeded by ``(seed, k)``."""
-        load_normalization_state(self.runner.envs, normalization, freeze=True)
-        returns = []
-        for k in range(episodes):
-            self._reset(derive_seed(seed, k))
-            while True:
-                step = self.runner.step(act(self.runner.obs))
+    def run(self, act: Callable[[np.ndarray], np.ndarray], normalizations: Sequence[dict],
+            episodes: int, seeds: Sequence[int | None]) -> list[np.ndarray]:
+        """Episode returns ``[episodes]`` of each member whose seed is not None.
+
+        ``act`` maps observations ``[K, 1, ...]`` to actions ``[K, 1, ...]``; member ``k``'s
+        episode ``j`` is seeded by ``(seeds[k], j)``.
+        """
+        members = [k for k, seed in enumerate(seeds) if seed is not None]
+        returns: list[list[float]] = [[] for _ in seeds]
+        for k in members:
+            load_normalization_state(self.runners[k].envs, normalizations[k], freeze=True)
+            if episodes:
+                self._reset(k, derive_seed(seeds[k], 0))
+        running = [k for k in members if episodes]
+        while running:
+            obs = np.stack([runner.obs if runner.obs is not None else
+                            np.zeros_like(self.runners[running[0]].obs)
+                            for runner in self.runners])
+            actions = act(obs)
+            for k in list(running):
+                step = self.runners[k].step(actions[k])
                 if step.episodes:
-                    returns.append(step.episodes[0].episodic_return)
-                    break
-        return np.asarray(returns, dtype=np.float64)
+                    returns[k].append(step.episodes[0].episodic_return)
+                    if len(returns[k]) == episodes:
+                        running.remove(k)
+                    else:
+                        self._reset(k, derive_seed(seeds[k], len(returns[k])))
+        return [np.asarray(r, dtype=np.float64) for r in returns]
 
-    def _reset(self, seed: int) -> None:
+    def _reset(self, member: int, seed: int) -> None:
         if not self.video:
-            self.runner.reset(seed)
+            self.runners[member].reset(seed)
             return
         try:
-            self.runner.reset(seed)
+            self.runners[member].reset(seed)
         except Exception as error:  # rendering backends fail in many ways
             raise VideoError(f"cannot render {self.config.env}: {type(error).__name__}: "
                              f"{str(error).splitlines()[0] if str(error) else ''}"
                              f"{_render_hint(self.config.env)}") from None
 
+    def select(self, index: Sequence[int]) -> None:
+        """Keep the members at ``index``, in that order."""
+        for k, runner in enumerate(self.runners):
+            if k not in index:
+                runner.close()
+        self.runners = [self.runners[k] for k in index]
+
     def close(self) -> None:
-        self.runner.close()
+        for runner in self.runners:
+            runner.close()
 
 
 def _check_video_support() -> None:

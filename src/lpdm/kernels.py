@@ -61,23 +61,23 @@ class CompiledKernel:
     openmp: bool
 
     def forward(self, z: Tensor, threads: int) -> Tensor:
-        """Raw l1 distances ``[N, N]`` of a contiguous float32 CPU ``z`` ``[N, d]``."""
-        n, d = z.shape
-        out = torch.empty(n, n, dtype=z.dtype)
+        """Raw l1 distances ``[K, N, N]`` of a contiguous float32 CPU ``z`` ``[K, N, d]``."""
+        m, n, d = z.shape
+        out = torch.empty(m, n, n, dtype=z.dtype)
         size = self.library.lpdm_l1_forward_scratch(n, d)
         scratch = torch.empty(size, dtype=z.dtype) if size else None
-        self.library.lpdm_l1_forward(z.data_ptr(), out.data_ptr(), n, d, threads,
+        self.library.lpdm_l1_forward(z.data_ptr(), out.data_ptr(), m, n, d, threads,
                                      None if scratch is None else scratch.data_ptr())
         return out
 
     def backward(self, z: Tensor, grad_distances: Tensor, threads: int) -> Tensor:
-        """Gradient ``[N, d]`` with respect to ``z`` of ``sum(grad_distances * D(z))``."""
-        n, d = z.shape
+        """Gradient ``[K, N, d]`` with respect to ``z`` of ``sum(grad_distances * D(z))``."""
+        m, n, d = z.shape
         grad = torch.empty_like(z)
         scratch = torch.empty(int(self.library.lpdm_l1_backward_scratch(d, threads)),
                               dtype=z.dtype)
         self.library.lpdm_l1_backward(z.data_ptr(), grad_distances.data_ptr(),
-                                      grad.data_ptr(), n, d, threads, scratch.data_ptr())
+                                      grad.data_ptr(), m, n, d, threads, scratch.data_ptr())
         return grad
 
 
@@ -170,10 +170,11 @@ def _compile(compiler: str, target: Path) -> None:
 def _load(path: Path) -> CompiledKernel:
     library = ctypes.CDLL(str(path))
     pointer, size = ctypes.c_void_p, ctypes.c_int64
-    library.lpdm_l1_forward.argtypes = [pointer, pointer, size, size, ctypes.c_int, pointer]
+    library.lpdm_l1_forward.argtypes = [pointer, pointer, size, size, size, ctypes.c_int,
+                                        pointer]
     library.lpdm_l1_forward.restype = None
-    library.lpdm_l1_backward.argtypes = [pointer, pointer, pointer, size, size, ctypes.c_int,
-                                         pointer]
+    library.lpdm_l1_backward.argtypes = [pointer, pointer, pointer, size, size, size,
+                                         ctypes.c_int, pointer]
     library.lpdm_l1_backward.restype = None
     library.lpdm_l1_forward_scratch.argtypes = [size, size]
     library.lpdm_l1_forward_scratch.restype = size
@@ -397,7 +398,8 @@ def reset_kernel() -> None:
 # --------------------------------------------------------------------------- autograd
 
 
-def _threads(n: int, d: int) -> int:
+def _threads(shape: torch.Size) -> int:
+    n, d = shape[-2], shape[-1]
     if _STATE.forked or n * n * d < PARALLEL_MIN_WORK:
         return 1
     threads = max(torch.get_num_threads(), 1)
@@ -406,59 +408,69 @@ def _threads(n: int, d: int) -> int:
     return threads
 
 
+def _as_batch(z: Tensor) -> Tensor:
+    """``z`` as a contiguous ``[K, N, d]`` (a lone ``[N, d]`` matrix is ``K = 1``)."""
+    return (z if z.dim() == 3 else z.unsqueeze(0)).contiguous()
+
+
 class _PairwiseL1(torch.autograd.Function):
     @staticmethod
     def forward(ctx, z: Tensor, kernel: CompiledKernel) -> Tensor:
         ctx.kernel = kernel
         ctx.save_for_backward(z)
-        return kernel.forward(z, _threads(*z.shape))
+        out = kernel.forward(_as_batch(z), _threads(z.shape))
+        return out if z.dim() == 3 else out.squeeze(0)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_distances: Tensor) -> tuple[Tensor, None]:
         (z,) = ctx.saved_tensors
-        grad = ctx.kernel.backward(z, grad_distances.contiguous(), _threads(*z.shape))
-        return grad, None
+        grad = ctx.kernel.backward(_as_batch(z), _as_batch(grad_distances), _threads(z.shape))
+        return (grad if z.dim() == 3 else grad.squeeze(0)), None
 
 
 def kernel_applies(z: Tensor) -> bool:
     """Whether :func:`pairwise_l1` would run the C kernel on ``z`` (builds it if needed)."""
-    return (z.device.type == "cpu" and z.dtype == torch.float32 and z.dim() == 2
-            and z.shape[0] * z.shape[0] * z.shape[1] >= KERNEL_MIN_WORK
+    return (z.device.type == "cpu" and z.dtype == torch.float32 and z.dim() in (2, 3)
+            and z.numel() * z.shape[-2] >= KERNEL_MIN_WORK
             and load_kernel() is not None)
 
 
 def pairwise_l1_kernel(z: Tensor) -> Tensor:
-    """Raw l1 distances ``[N, N]`` of a CPU float32 ``z`` ``[N, d]`` by the C kernel."""
+    """Raw l1 distances ``[..., N, N]`` of a CPU float32 ``z`` ``[..., N, d]`` by the C kernel."""
     kernel = load_kernel()
     if kernel is None:
         raise RuntimeError(f"the l1 kernel is unavailable: {kernel_status()}")
-    if z.device.type != "cpu" or z.dtype != torch.float32 or z.dim() != 2:
-        raise ValueError("the l1 kernel takes a 2-D float32 CPU tensor")
+    if z.device.type != "cpu" or z.dtype != torch.float32 or z.dim() not in (2, 3):
+        raise ValueError("the l1 kernel takes a [N, d] or [K, N, d] float32 CPU tensor")
     z = z.contiguous()
     if torch.is_grad_enabled() and z.requires_grad:
         return _PairwiseL1.apply(z, kernel)
-    return kernel.forward(z, _threads(*z.shape))
+    out = kernel.forward(_as_batch(z), _threads(z.shape))
+    return out if z.dim() == 3 else out.squeeze(0)
 
 
 def pairwise_l1_cdist(z: Tensor) -> Tensor:
-    """Raw l1 distances ``[N, N]`` by ``torch.cdist`` (any device and dtype)."""
+    """Raw l1 distances ``[..., N, N]`` by ``torch.cdist`` (any device and dtype)."""
     return torch.cdist(z, z, p=1.0)
 
 
 def pairwise_l1(z: Tensor) -> Tensor:
-    """Raw l1 distances ``[N, N]`` between the rows of ``z`` ``[N, d]``, differentiable."""
+    """Raw, differentiable l1 distances ``[..., N, N]`` of the rows of ``z`` ``[..., N, d]``."""
     if kernel_applies(z):
         return pairwise_l1_kernel(z)
     return pairwise_l1_cdist(z)
 
 
 def l1_gradient_chunked(z: Tensor, grad_distances: Tensor) -> Tensor:
-    """``sum_j (g_ij + g_ji) sign(z_i - z_j)`` ``[N, d]`` in torch, by blocks of rows.
+    """``sum_j (g_ij + g_ji) sign(z_i - z_j)`` ``[..., N, d]`` in torch, by blocks of rows.
 
     Any device and dtype. Never holds more than about :data:`CHUNK_ELEMENTS` elements of
     the ``[N, N, d]`` signs at once (``torch.cdist``'s own backward holds all of them).
     """
+    if z.dim() == 3:
+        return torch.stack([l1_gradient_chunked(zk, gk)
+                            for zk, gk in zip(z, grad_distances, strict=True)])
     n, d = z.shape
     weights = grad_distances + grad_distances.T
     rows = max(1, CHUNK_ELEMENTS // max(n * d, 1))
@@ -484,14 +496,14 @@ class _PairwiseL1Chunked(torch.autograd.Function):
 
 
 def pairwise_l1_chunked(z: Tensor) -> Tensor:
-    """Raw l1 distances ``[N, N]``: ``torch.cdist`` forward, chunked torch backward."""
+    """Raw l1 distances ``[..., N, N]``: ``torch.cdist`` forward, chunked torch backward."""
     return _PairwiseL1Chunked.apply(z)
 
 
 def pairwise_l1_backward(z: Tensor, grad_distances: Tensor) -> Tensor:
-    """The gradient ``[N, d]`` of ``sum(grad_distances * pairwise_l1(z))`` with respect to ``z``.
+    """The gradient ``[..., N, d]`` of ``sum(grad_distances * pairwise_l1(z))`` w.r.t. ``z``.
 
-    ``grad_distances`` is ``[N, N]``. For callers that compute gradients by hand, with
+    ``grad_distances`` is ``[..., N, N]``. For callers that compute gradients by hand, with
     no autograd graph; bit for bit what backpropagating through :func:`pairwise_l1` gives
     (the same implementation is chosen).
     """
@@ -499,8 +511,9 @@ def pairwise_l1_backward(z: Tensor, grad_distances: Tensor) -> Tensor:
     if kernel_applies(z):
         kernel = load_kernel()
         assert kernel is not None  # kernel_applies checked it
-        return kernel.backward(z.contiguous(), grad_distances.to(z.dtype).contiguous(),
-                               _threads(*z.shape))
+        grad = kernel.backward(_as_batch(z), _as_batch(grad_distances.to(z.dtype)),
+                               _threads(z.shape))
+        return grad if z.dim() == 3 else grad.squeeze(0)
     with torch.enable_grad():
         leaf = z.requires_grad_()
         return torch.autograd.grad(pairwise_l1_cdist(leaf), leaf, grad_distances)[0]

@@ -1,15 +1,21 @@
-"""Networks: a trunk of tanh hidden layers and the heads that sit on its features.
+"""Networks of a population: trunks of tanh hidden layers and the heads on their features.
+
+A population is K members that differ only in their seed (DESIGN §2). Every parameter has
+a leading member dimension ``[K, ...]`` and every batch is ``[K, B, ...]``, so one batched
+product (``torch.baddbmm``) runs all members' layers at once; no operation mixes members.
+A solo run is a population of one.
 
 ``h_0 = x``, ``h_l = tanh(W_l h_{l-1} + b_l)``; heads read ``h_L``. How the trunk is
-trained is the learner's business (``lpdm.learners``), never the network's. Policy
-distributions skip torch's argument validation: it costs a third of a step's inference
-and the heads produce valid parameters by construction.
+trained is the learner's business (``lpdm.learners``), never the network's. Each member's
+weights are initialised from its own generator (orthogonal, as CleanRL), and its actions
+are sampled from it, so a member's numbers never depend on the other members.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Sequence
 
 import gymnasium as gym
 import numpy as np
@@ -17,25 +23,56 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Categorical, Distribution, Normal
 
+Generators = Sequence[torch.Generator]
 
-def _orthogonal(layer: nn.Linear, gain: float) -> nn.Linear:
-    nn.init.orthogonal_(layer.weight, gain)
-    nn.init.zeros_(layer.bias)
-    return layer
+
+def seeded_generators(seeds: Sequence[int]) -> list[torch.Generator]:
+    """One CPU generator per member, seeded with its seed."""
+    return [torch.Generator().manual_seed(int(seed)) for seed in seeds]
+
+
+def member_noise(generators: Generators, shape: tuple[int, ...], normal: bool,
+                 device: torch.device | str = "cpu") -> Tensor:
+    """``[K, *shape]`` noise, member ``k``'s drawn from ``generators[k]``: standard normal
+    when ``normal``, else uniform on [0, 1)."""
+    draw = torch.randn if normal else torch.rand
+    return torch.stack([draw(shape, generator=g) for g in generators]).to(device)
+
+
+def member_permutations(generators: Generators, n: int, device: torch.device | str = "cpu"
+                        ) -> Tensor:
+    """``[K, n]``: a random permutation of ``0..n-1`` per member, from its generator."""
+    return torch.stack([torch.randperm(n, generator=g) for g in generators]).to(device)
+
+
+class MemberLinear(nn.Module):
+    """K independent affine maps ``[K, B, in] -> [K, B, out]``, orthogonally initialised."""
+
+    def __init__(self, in_features: int, out_features: int, gain: float,
+                 generators: Generators) -> None:
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.weight = nn.Parameter(torch.empty(len(generators), out_features, in_features))
+        self.bias = nn.Parameter(torch.zeros(len(generators), out_features))
+        with torch.no_grad():
+            for k, generator in enumerate(generators):
+                nn.init.orthogonal_(self.weight[k], gain, generator=generator)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.baddbmm(self.bias.unsqueeze(1), x, self.weight.transpose(1, 2))
 
 
 class Trunk(nn.Module):
-    """Hidden layers ``[B, in_dim] -> [B, sizes[-1]]``, each ``Linear`` then ``tanh``.
+    """Hidden layers ``[K, B, in_dim] -> [K, B, sizes[-1]]``, each affine then ``tanh``.
 
     With no sizes the trunk is the identity (``out_dim = in_dim``): heads read the input.
     """
 
-    def __init__(self, in_dim: int, sizes: tuple[int, ...]) -> None:
+    def __init__(self, in_dim: int, sizes: tuple[int, ...], generators: Generators) -> None:
         super().__init__()
         widths = (in_dim, *sizes)
         self.layers = nn.ModuleList(
-            _orthogonal(nn.Linear(a, b), math.sqrt(2)) for a, b in itertools.pairwise(widths)
-        )
+            MemberLinear(a, b, math.sqrt(2), generators) for a, b in itertools.pairwise(widths))
         self.out_dim = widths[-1]
 
     def forward(self, x: Tensor) -> Tensor:
@@ -45,14 +82,21 @@ class Trunk(nn.Module):
 
 
 class CategoricalHead(nn.Module):
-    """Logits for a ``Discrete(n)`` action space; features ``[B, F]`` -> ``Categorical``."""
+    """Logits for a ``Discrete(n)`` action space; features ``[K, B, F]`` -> ``Categorical``."""
 
-    def __init__(self, in_dim: int, n_actions: int) -> None:
+    def __init__(self, in_dim: int, n_actions: int, generators: Generators) -> None:
         super().__init__()
-        self.logits = _orthogonal(nn.Linear(in_dim, n_actions), 0.01)
+        self.logits = MemberLinear(in_dim, n_actions, 0.01, generators)
 
     def distribution(self, features: Tensor) -> Distribution:
         return Categorical(logits=self.logits(features), validate_args=False)
+
+    def sample(self, dist: Distribution, generators: Generators) -> Tensor:
+        """Actions ``[K, B]``, member ``k``'s drawn with ``generators[k]`` (inverse CDF)."""
+        probs = dist.probs
+        u = member_noise(generators, probs.shape[1:-1], normal=False, device=probs.device)
+        index = torch.searchsorted(probs.cumsum(-1), u.unsqueeze(-1), right=True)
+        return index.squeeze(-1).clamp_max(probs.shape[-1] - 1)
 
     def log_prob(self, dist: Distribution, actions: Tensor) -> Tensor:
         return dist.log_prob(actions.long())
@@ -67,14 +111,22 @@ class CategoricalHead(nn.Module):
 class GaussianHead(nn.Module):
     """Diagonal Gaussian with a state-independent log-std for a ``Box`` action space."""
 
-    def __init__(self, in_dim: int, action_dim: int) -> None:
+    def __init__(self, in_dim: int, action_dim: int, generators: Generators) -> None:
         super().__init__()
-        self.mean = _orthogonal(nn.Linear(in_dim, action_dim), 0.01)
-        self.log_std = nn.Parameter(torch.zeros(action_dim))
+        self.mean = MemberLinear(in_dim, action_dim, 0.01, generators)
+        self.log_std = nn.Parameter(torch.zeros(len(generators), action_dim))
 
     def distribution(self, features: Tensor) -> Distribution:
         mean = self.mean(features)
-        return Normal(mean, self.log_std.exp().expand_as(mean), validate_args=False)
+        std = self.log_std.exp().unsqueeze(1).expand_as(mean)
+        return Normal(mean, std, validate_args=False)
+
+    def sample(self, dist: Distribution, generators: Generators) -> Tensor:
+        """Actions ``[K, B, A]``, member ``k``'s noise drawn with ``generators[k]``."""
+        mean = dist.mean
+        noise = member_noise(generators, mean.shape[1:], normal=True, device=mean.device)
+        with torch.no_grad():
+            return mean + dist.stddev * noise
 
     def log_prob(self, dist: Distribution, actions: Tensor) -> Tensor:
         return dist.log_prob(actions).sum(dim=-1)
@@ -90,20 +142,21 @@ PolicyHead = CategoricalHead | GaussianHead
 
 
 class ValueHead(nn.Module):
-    """State value; features ``[B, F]`` -> ``[B]``."""
+    """State value; features ``[K, B, F]`` -> ``[K, B]``."""
 
-    def __init__(self, in_dim: int) -> None:
+    def __init__(self, in_dim: int, generators: Generators) -> None:
         super().__init__()
-        self.value = _orthogonal(nn.Linear(in_dim, 1), 1.0)
+        self.value = MemberLinear(in_dim, 1, 1.0, generators)
 
     def forward(self, features: Tensor) -> Tensor:
         return self.value(features).squeeze(-1)
 
 
-def make_policy_head(action_space: gym.Space, in_dim: int) -> PolicyHead:
+def make_policy_head(action_space: gym.Space, in_dim: int, generators: Generators
+                     ) -> PolicyHead:
     """The head for a ``Discrete`` or ``Box`` action space."""
     if isinstance(action_space, gym.spaces.Discrete):
-        return CategoricalHead(in_dim, int(action_space.n))
+        return CategoricalHead(in_dim, int(action_space.n), generators)
     if isinstance(action_space, gym.spaces.Box):
-        return GaussianHead(in_dim, int(np.prod(action_space.shape)))
+        return GaussianHead(in_dim, int(np.prod(action_space.shape)), generators)
     raise ValueError(f"unsupported action space {action_space}")

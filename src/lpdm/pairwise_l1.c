@@ -1,11 +1,12 @@
 /* Pairwise l1 distances of the rows of a float32 matrix, and their gradient.
  *
  * Plain C (no Python or torch headers), so it compiles in well under a second;
- * lpdm.kernels builds it on first use and calls it through ctypes. z is [n, d] row-major.
+ * lpdm.kernels builds it on first use and calls it through ctypes. z is [m, n, d]
+ * row-major: m independent matrices (the members of a population), one after another.
  *
- *   lpdm_l1_forward:  out[i, j] = sum_k |z[i, k] - z[j, k]|            out is [n, n]
+ *   lpdm_l1_forward:  out[i, j] = sum_k |z[i, k] - z[j, k]|            out is [m, n, n]
  *   lpdm_l1_backward: grad[i, k] = sum_j (g[i, j] + g[j, i]) sign(z[i, k] - z[j, k])
- *                     with sign(0) = 0, as torch.cdist's gradient      g [n, n], grad [n, d]
+ *                     with sign(0) = 0, as torch.cdist's gradient   g [m, n, n], grad [m, n, d]
  *
  * Both passes work on tiles of T rows so that every row loaded from memory serves T rows
  * of the other side (the inner loops over features vectorise); narrow rows (d < NARROW)
@@ -102,9 +103,9 @@ static void forward_narrow(const float *z, float *out, int64_t n, int64_t d, int
         for (int64_t j = 0; j < i; j++) out[i * n + j] = out[j * n + i];
 }
 
-/* scratch: n * d floats, used when d < NARROW. */
-void lpdm_l1_forward(const float *z, float *out, int64_t n, int64_t d, int threads,
-                     float *scratch) {
+/* One [n, d] matrix. scratch: n * d floats, used when d < NARROW. */
+static void forward_one(const float *z, float *out, int64_t n, int64_t d, int threads,
+                        float *scratch) {
     if (d < NARROW) {
         forward_narrow(z, out, n, d, threads, scratch);
     } else if (threads > 1) {
@@ -154,9 +155,9 @@ static void backward_rows(const float *z, const float *g, float *grad, int64_t n
     memcpy(grad + i0 * d, acc, (size_t)(rows * d) * sizeof(float));
 }
 
-/* scratch: threads * (T * d + PAGE_FLOATS) floats. */
-void lpdm_l1_backward(const float *z, const float *g, float *grad, int64_t n, int64_t d,
-                      int threads, float *scratch) {
+/* One [n, d] matrix. scratch: threads * (T * d + PAGE_FLOATS) floats. */
+static void backward_one(const float *z, const float *g, float *grad, int64_t n, int64_t d,
+                         int threads, float *scratch) {
     if (threads > 1) {
 #pragma omp parallel for schedule(dynamic, 2) num_threads(threads)
         for (int64_t i0 = 0; i0 < n; i0 += T)
@@ -166,7 +167,19 @@ void lpdm_l1_backward(const float *z, const float *g, float *grad, int64_t n, in
     }
 }
 
-/* Scratch floats the passes need, for the Python side to allocate. */
+void lpdm_l1_forward(const float *z, float *out, int64_t m, int64_t n, int64_t d, int threads,
+                     float *scratch) {
+    for (int64_t k = 0; k < m; k++)
+        forward_one(z + k * n * d, out + k * n * n, n, d, threads, scratch);
+}
+
+void lpdm_l1_backward(const float *z, const float *g, float *grad, int64_t m, int64_t n,
+                      int64_t d, int threads, float *scratch) {
+    for (int64_t k = 0; k < m; k++)
+        backward_one(z + k * n * d, g + k * n * n, grad + k * n * d, n, d, threads, scratch);
+}
+
+/* Scratch floats the passes need, for the Python side to allocate (reused across matrices). */
 int64_t lpdm_l1_forward_scratch(int64_t n, int64_t d) { return d < NARROW ? n * d : 0; }
 int64_t lpdm_l1_backward_scratch(int64_t d, int threads) {
     return (int64_t)threads * (T * d + PAGE_FLOATS);

@@ -9,12 +9,18 @@ A run directory holds
 - ``summary.json``: ``status`` (``running``, ``finished`` or ``failed``), scores, timing;
 - ``checkpoint.pt``: everything needed to continue, replaced atomically.
 
-Checkpoints are taken at iteration boundaries every ``checkpoint_every`` steps, and at
-each of them the training environments are reseeded from ``(seed, segment)``. An
-interrupted run resumed from its last checkpoint therefore continues exactly as the
-uninterrupted run would have (same rows, same weights, on the same machine): episodes in
-progress at a checkpoint are cut in both. Rows written after the last checkpoint are
-dropped on resume, since they are produced again.
+Runs are trained as populations (:class:`Trainer`): the members, one run directory each,
+share one process and batched networks but nothing else. A solo run is a population of
+one. Each member checkpoints on its own schedule, at iteration boundaries every
+``checkpoint_every`` of its steps, and at each checkpoint its training environments are
+reseeded from ``(seed, segment)``; its checkpoint holds its own state only. An interrupted
+member resumed from its last checkpoint therefore continues exactly as the uninterrupted
+run would have (same rows, same weights, on the same machine), alone or in any population:
+episodes in progress at a checkpoint are cut in both. Rows written after the last
+checkpoint are dropped on resume, since they are produced again.
+
+A member that fails (its environment returns NaN, a loss or a weight is not finite) stops
+alone: its summary says ``failed`` with the cause, the other members go on.
 """
 
 from __future__ import annotations
@@ -24,7 +30,6 @@ import json
 import math
 import os
 import time
-from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,10 +40,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from lpdm.algorithms import Algorithm, make_algorithm
+from lpdm.algorithms import Algorithm, Iteration, make_algorithm
 from lpdm.config import Config, ConfigError, from_dict, resolve, to_dict
 from lpdm.envs import (
     EnvRunner,
+    PopulationRunner,
     derive_seed,
     env_spaces,
     load_normalization_state,
@@ -46,8 +52,9 @@ from lpdm.envs import (
     normalization_state,
 )
 from lpdm.evaluation import Evaluator, eval_score, final_score, max_score
+from lpdm.networks import seeded_generators
 
-CHECKPOINT_FORMAT = 2  # 2: progress records the step at which each episode ended
+CHECKPOINT_FORMAT = 3  # 3: one member's state of a population (member dimension first)
 METRIC_COLUMNS = ("global_step", "episodic_return", "episodic_length")
 EVALUATION_COLUMNS = ("global_step", "mean_return", "std_return", "min_return", "max_return",
                       "episodes")
@@ -158,6 +165,7 @@ class Progress:
     next_eval: int = 0
     next_checkpoint: int = 0
     wall_seconds: float = 0.0
+    update_seconds: float = 0.0
     returns: list[float] = field(default_factory=list)
     return_steps: list[int] = field(default_factory=list)  # global step at each episode's end
     eval_steps: list[int] = field(default_factory=list)
@@ -196,13 +204,25 @@ class TrainedAgent:
         self.algo.runner.close()
 
 
+def make_population(configs: list[Config], device_envs: int | None = None
+                    ) -> tuple[Algorithm, list[torch.Generator]]:
+    """A fresh population: member ``k`` has ``configs[k]``'s seed and environments.
+
+    ``device_envs``: environments per member (default the configuration's).
+    """
+    generators = seeded_generators([c.seed for c in configs])
+    runner = PopulationRunner([EnvRunner(make_vector_env(c, device_envs or c.envs.num_envs))
+                               for c in configs])
+    return make_algorithm(configs[0], runner, generators), generators
+
+
 def load_agent(path: Path) -> TrainedAgent:
-    """The agent of run directory ``path`` as of its last checkpoint."""
+    """The agent of run directory ``path`` as of its last checkpoint (a population of one)."""
     directory = RunDirectory(Path(path))
     config = directory.read_config()
     checkpoint = read_checkpoint(directory.checkpoint, config.run.device)
-    algo = make_algorithm(config, EnvRunner(make_vector_env(config, 1)))
-    algo.load_state_dict(checkpoint["algorithm"])
+    algo, _ = make_population([config], device_envs=1)
+    algo.load_member_states([checkpoint["algorithm"]])
     return TrainedAgent(config, algo, _state_to_numpy(checkpoint["normalization"]),
                         int(checkpoint["progress"]["global_step"]))
 
@@ -232,47 +252,34 @@ def tensorboard_writer_class() -> type:
     return SummaryWriter
 
 
-class Trainer:
-    """Drives an :class:`Algorithm` to ``total_steps``, logging, evaluating, checkpointing."""
+@dataclass
+class Member:
+    """One member of a population: its configuration, run directory, counters and logs."""
 
-    def __init__(self, config: Config, directory: RunDirectory, progress_bar: bool) -> None:
-        self.config = config
-        self.dir = directory
-        self.progress_bar = progress_bar
-        torch.set_num_threads(config.run.threads)
-        torch.manual_seed(config.seed)
-        self.runner = EnvRunner(make_vector_env(config, config.envs.num_envs))
-        self.algo: Algorithm = make_algorithm(config, self.runner)
-        self.evaluator = Evaluator(config)
-        self.state = Progress(next_eval=config.run.eval_every,
-                              next_checkpoint=config.run.checkpoint_every)
+    config: Config
+    dir: RunDirectory
+    state: Progress
+    checkpoint: dict | None = None  # loaded on resume
+    metrics: CsvLog | None = None
+    evaluations: CsvLog | None = None
+    board: TensorBoardLog | None = None
 
-    # ----------------------------------------------------------------- checkpoints
+    @property
+    def done(self) -> bool:
+        return self.state.global_step >= self.config.total_steps
 
-    def save_checkpoint(self, metrics: CsvLog, evaluations: CsvLog) -> None:
-        s = self.state
-        checkpoint = {
-            "format": CHECKPOINT_FORMAT,
-            "progress": dict(vars(s)),
-            "metrics_bytes": metrics.flush(),
-            "evaluations_bytes": evaluations.flush(),
-            "torch_rng": torch.get_rng_state(),
-            "algorithm": self.algo.state_dict(),
-            "normalization": _state_to_tensors(normalization_state(self.runner.envs)),
-        }
-        tmp = self.dir.checkpoint.with_name("checkpoint.pt.tmp")
-        torch.save(checkpoint, tmp)
-        os.replace(tmp, self.dir.checkpoint)
+    def open_logs(self, metric_columns: list[str]) -> None:
+        c = self.checkpoint
+        self.metrics = CsvLog(self.dir.metrics, metric_columns, c["metrics_bytes"] if c else None)
+        self.evaluations = CsvLog(self.dir.evaluations, EVALUATION_COLUMNS,
+                                  c["evaluations_bytes"] if c else None)
+        if self.config.run.tensorboard:
+            self.board = TensorBoardLog(self.dir.path / "tensorboard", self.state.global_step)
 
-    def load_checkpoint(self) -> dict:
-        checkpoint = read_checkpoint(self.dir.checkpoint, self.config.run.device)
-        self.state = Progress(**checkpoint["progress"])
-        torch.set_rng_state(checkpoint["torch_rng"])
-        self.algo.load_state_dict(checkpoint["algorithm"])
-        load_normalization_state(self.runner.envs, _state_to_numpy(checkpoint["normalization"]))
-        return checkpoint
-
-    # ----------------------------------------------------------------- loop
+    def close_logs(self) -> None:
+        for log in (self.metrics, self.evaluations, self.board):
+            if log is not None:
+                log.close()
 
     def summary(self, status: str, error: str | None = None) -> dict:
         s, c = self.state, self.config
@@ -296,107 +303,221 @@ class Trainer:
             "evaluations": s.evaluations,
             "iterations": s.iterations,
             "wall_seconds": round(s.wall_seconds, 3),
-            "update_seconds": round(self.algo.update_seconds, 3),
+            "update_seconds": round(s.update_seconds, 3),
             "seconds_per_iteration": per_iteration(s.wall_seconds),
-            "update_seconds_per_iteration": per_iteration(self.algo.update_seconds),
+            "update_seconds_per_iteration": per_iteration(s.update_seconds),
         }
         if error:
             data["error"] = error
         return data
 
-    def evaluate(self, evaluations: CsvLog) -> None:
-        s = self.state
-        returns = self.evaluator.run(self.algo.act, normalization_state(self.runner.envs),
-                                     self.config.run.eval_episodes,
-                                     derive_seed(self.config.seed, 1_000_000 + s.evaluations))
-        s.evaluations += 1
-        if returns.size == 0:
-            return
-        s.eval_steps.append(s.global_step)
-        s.eval_means.append(float(returns.mean()))
-        evaluations.write({"global_step": s.global_step, "mean_return": float(returns.mean()),
-                           "std_return": float(returns.std()), "min_return": float(returns.min()),
-                           "max_return": float(returns.max()), "episodes": int(returns.size)})
+    def write_summary(self, status: str, error: str | None = None) -> dict:
+        summary = self.summary(status, error)
+        write_json_atomic(self.dir.summary, summary)
+        return summary
 
-    def run(self, resume: bool) -> dict:
-        c = self.config
+
+class Trainer:
+    """Drives a population of members to their ``total_steps``: logging, evaluating,
+    checkpointing each member on its own schedule, and dropping members that finish or fail.
+
+    ``configs`` differ only in their seeds; ``directories`` are the members' run directories.
+    """
+
+    def __init__(self, configs: list[Config], directories: list[RunDirectory],
+                 progress_bar: bool, resume: bool = False) -> None:
+        self.config = configs[0]
+        self.progress_bar = progress_bar
+        torch.set_num_threads(self.config.run.threads)
+        self.members = []
+        for config, directory in zip(configs, directories, strict=True):
+            checkpoint = (read_checkpoint(directory.checkpoint, config.run.device)
+                          if resume and directory.checkpoint.exists() else None)
+            state = (Progress(**checkpoint["progress"]) if checkpoint else
+                     Progress(next_eval=config.run.eval_every,
+                              next_checkpoint=config.run.checkpoint_every))
+            self.members.append(Member(config, directory, state, checkpoint))
+        self.algo, _ = make_population(configs)
+        fresh = [self.algo.member_state(k) for k in range(len(configs))]
+        self.algo.load_member_states([m.checkpoint["algorithm"] if m.checkpoint else fresh[k]
+                                      for k, m in enumerate(self.members)])
+        for member, runner in zip(self.members, self.algo.runner.runners, strict=True):
+            if member.checkpoint:
+                load_normalization_state(runner.envs,
+                                         _state_to_numpy(member.checkpoint["normalization"]))
+        self.evaluator = Evaluator(self.config, len(configs))
+
+    @property
+    def runners(self) -> list[EnvRunner]:
+        return self.algo.runner.runners
+
+    # ----------------------------------------------------------------- checkpoints
+
+    def save_checkpoint(self, slot: int) -> None:
+        """Member ``slot``'s checkpoint: its own state only, written atomically."""
+        member = self.members[slot]
+        checkpoint = {
+            "format": CHECKPOINT_FORMAT,
+            "progress": dict(vars(member.state)),
+            "metrics_bytes": member.metrics.flush(),
+            "evaluations_bytes": member.evaluations.flush(),
+            "algorithm": self.algo.member_state(slot),
+            "normalization": _state_to_tensors(normalization_state(self.runners[slot].envs)),
+        }
+        tmp = member.dir.checkpoint.with_name("checkpoint.pt.tmp")
+        torch.save(checkpoint, tmp)
+        os.replace(tmp, member.dir.checkpoint)
+
+    # ----------------------------------------------------------------- loop
+
+    def evaluate(self, slots: list[int]) -> None:
+        """Deterministic evaluation of the members at ``slots``, together."""
+        seeds: list[int | None] = [None] * len(self.members)
+        for slot in slots:
+            member = self.members[slot]
+            seeds[slot] = derive_seed(member.config.seed, 1_000_000 + member.state.evaluations)
+        returns = self.evaluator.run(self.algo.act,
+                                     [normalization_state(r.envs) for r in self.runners],
+                                     self.config.run.eval_episodes, seeds)
+        for slot in slots:
+            s, result = self.members[slot].state, returns[slot]
+            s.evaluations += 1
+            if result.size == 0:
+                continue
+            s.eval_steps.append(s.global_step)
+            s.eval_means.append(float(result.mean()))
+            self.members[slot].evaluations.write({
+                "global_step": s.global_step, "mean_return": float(result.mean()),
+                "std_return": float(result.std()), "min_return": float(result.min()),
+                "max_return": float(result.max()), "episodes": int(result.size)})
+            if self.members[slot].board:
+                self.members[slot].board.scalars("eval", {"mean_return": s.eval_means[-1]},
+                                                 s.global_step)
+
+    def _record(self, slot: int, iteration: Iteration, seconds: float) -> None:
+        member = self.members[slot]
+        s = member.state
+        s.global_step += iteration.steps
+        s.iterations += 1
+        s.wall_seconds += seconds
+        s.update_seconds += self.algo.update_seconds
+        diagnostics = self.algo.diagnostics(slot)
+        for step, episodic_return, length in iteration.episodes:
+            member.metrics.write({"global_step": step, "episodic_return": episodic_return,
+                                  "episodic_length": length, **diagnostics})
+            s.returns.append(episodic_return)
+            s.return_steps.append(step)
+        s.episodes += len(iteration.episodes)
+        if member.board:
+            for step, episodic_return, length in iteration.episodes:
+                member.board.scalars("charts", {"episodic_return": episodic_return,
+                                                "episodic_length": length}, step)
+            member.board.scalars("losses", iteration.stats, s.global_step)
+            member.board.scalars("diagnostics", diagnostics, s.global_step)
+            member.board.scalars("charts", {"steps_per_second": s.global_step / max(
+                s.wall_seconds, 1e-9)}, s.global_step)
+
+    def _checkpoint_due(self, slot: int) -> None:
+        member, s = self.members[slot], self.members[slot].state
+        c = member.config
+        if s.global_step >= s.next_eval or member.done:
+            while s.next_eval <= s.global_step:
+                s.next_eval += c.run.eval_every
+        if s.global_step >= s.next_checkpoint or member.done:
+            while s.next_checkpoint <= s.global_step:
+                s.next_checkpoint += c.run.checkpoint_every
+            s.segment += 1
+            self.save_checkpoint(slot)
+            member.write_summary("running")
+            if not member.done:
+                self.runners[slot].reset(derive_seed(c.seed, s.segment))
+
+    def run(self) -> list[dict]:
+        """Train every member to its end; returns their final summaries, in order."""
         metric_columns = [*METRIC_COLUMNS, *self.algo.diagnostic_names()]
-        checkpoint = self.load_checkpoint() if resume and self.dir.checkpoint.exists() else None
-        metrics = CsvLog(self.dir.metrics, metric_columns,
-                         checkpoint["metrics_bytes"] if checkpoint else None)
-        evaluations = CsvLog(self.dir.evaluations, EVALUATION_COLUMNS,
-                             checkpoint["evaluations_bytes"] if checkpoint else None)
-        s = self.state
-        board = (TensorBoardLog(self.dir.path / "tensorboard", s.global_step)
-                 if c.run.tensorboard else None)
-        self.runner.reset(derive_seed(c.seed, s.segment))
-        write_json_atomic(self.dir.summary, self.summary("running"))
-        started = time.perf_counter() - s.wall_seconds
-        recent = deque(s.returns[-10:], maxlen=10)
-        bar = tqdm(total=c.total_steps, initial=s.global_step, unit="step", dynamic_ncols=True,
-                   disable=not self.progress_bar, desc=f"{c.env} {c.algo} {c.learner} s{c.seed}")
+        for member, runner in zip(self.members, self.runners, strict=True):
+            member.open_logs(metric_columns)
+            runner.reset(derive_seed(member.config.seed, member.state.segment))
+            member.write_summary("running")
+        results: dict[int, dict] = {}
+        order = list(range(len(self.members)))  # slot -> position in the caller's list
+        bar = tqdm(total=sum(m.config.total_steps for m in self.members),
+                   initial=sum(m.state.global_step for m in self.members), unit="step",
+                   dynamic_ncols=True, disable=not self.progress_bar, desc=self._label())
         try:
-            while s.global_step < c.total_steps:
-                iteration = self.algo.iterate(s.global_step, c.total_steps - s.global_step)
-                s.global_step += iteration.steps
-                s.iterations += 1
-                diagnostics = self.algo.diagnostics()
-                for step, episodic_return, length in iteration.episodes:
-                    metrics.write({"global_step": step, "episodic_return": episodic_return,
-                                   "episodic_length": length, **diagnostics})
-                    s.returns.append(episodic_return)
-                    s.return_steps.append(step)
-                    recent.append(episodic_return)
-                s.episodes += len(iteration.episodes)
-                if board:
-                    for step, episodic_return, length in iteration.episodes:
-                        board.scalars("charts", {"episodic_return": episodic_return,
-                                                 "episodic_length": length}, step)
-                    board.scalars("losses", iteration.stats, s.global_step)
-                    board.scalars("diagnostics", diagnostics, s.global_step)
-                    board.scalars("charts", {"steps_per_second": s.global_step / max(
-                        time.perf_counter() - started, 1e-9)}, s.global_step)
-                bar.update(iteration.steps)
+            self._drop(order, results, bar)
+            while self.members:
+                started = time.perf_counter()
+                iterations = self.algo.iterate(
+                    [m.state.global_step for m in self.members],
+                    [m.config.total_steps - m.state.global_step for m in self.members])
+                self.algo.check_weights()
+                seconds = time.perf_counter() - started
+                for slot, iteration in enumerate(iterations):
+                    self._record(slot, iteration, seconds)
+                    bar.update(iteration.steps)
+                recent = [r for m in self.members for r in m.state.returns[-10:]]
                 if recent:
                     bar.set_postfix(ret=f"{np.mean(recent):.1f}", refresh=False)
-                done = s.global_step >= c.total_steps
-                if s.global_step >= s.next_eval or done:
-                    self.evaluate(evaluations)
-                    if board and s.eval_steps and s.eval_steps[-1] == s.global_step:
-                        board.scalars("eval", {"mean_return": s.eval_means[-1]}, s.global_step)
-                    while s.next_eval <= s.global_step:
-                        s.next_eval += c.run.eval_every
-                if s.global_step >= s.next_checkpoint or done:
-                    while s.next_checkpoint <= s.global_step:
-                        s.next_checkpoint += c.run.checkpoint_every
-                    s.segment += 1
-                    s.wall_seconds = time.perf_counter() - started
-                    self.save_checkpoint(metrics, evaluations)
-                    write_json_atomic(self.dir.summary, self.summary("running"))
-                    if not done:
-                        self.runner.reset(derive_seed(c.seed, s.segment))
-            s.wall_seconds = time.perf_counter() - started
-            summary = self.summary("finished")
+                alive = [k for k in range(len(self.members)) if k not in self.algo.failures]
+                due = [k for k in alive if self.members[k].state.global_step >=
+                       self.members[k].state.next_eval or self.members[k].done]
+                if due:
+                    self.evaluate(due)
+                for slot in alive:
+                    self._checkpoint_due(slot)
+                self._drop(order, results, bar)
         except KeyboardInterrupt:
-            s.wall_seconds = time.perf_counter() - started
-            write_json_atomic(self.dir.summary, self.summary(
-                "failed", "interrupted; continue with: lpdm train --resume " + str(self.dir.path)))
+            for member in self.members:
+                member.write_summary("failed", "interrupted; continue with: lpdm train "
+                                     f"--resume {_resume_target(member.dir.path)}")
             raise
         except Exception as error:
-            s.wall_seconds = time.perf_counter() - started
             message = f"{type(error).__name__}: {error}"
-            write_json_atomic(self.dir.summary, self.summary("failed", message))
+            for member in self.members:
+                member.write_summary("failed", message)
             raise
         finally:
             bar.close()
-            if board:
-                board.close()
-            metrics.close()
-            evaluations.close()
-            self.runner.close()
+            for member in self.members:
+                member.close_logs()
+            self.algo.runner.close()
             self.evaluator.close()
-        write_json_atomic(self.dir.summary, summary)
-        return summary
+        return [results[k] for k in sorted(results)]
+
+    def _drop(self, order: list[int], results: dict[int, dict], bar: tqdm) -> None:
+        """Write the summaries of the members that finished or failed, and drop them."""
+        keep = []
+        for slot, member in enumerate(self.members):
+            if slot in self.algo.failures:
+                results[order[slot]] = member.write_summary("failed", self.algo.failures[slot])
+                bar.write(f"{member.dir.path}: failed: {self.algo.failures[slot]}")
+            elif member.done:
+                results[order[slot]] = member.write_summary("finished")
+            else:
+                keep.append(slot)
+                continue
+            member.close_logs()
+        if len(keep) == len(self.members):
+            return
+        self.members = [self.members[k] for k in keep]
+        order[:] = [order[k] for k in keep]
+        if keep:
+            self.algo.select(keep)
+            self.evaluator.select(keep)
+        else:
+            self.algo.failures = {}
+        bar.set_description(self._label(), refresh=False)
+
+    def _label(self) -> str:
+        c = self.config
+        seeds = ",".join(str(m.config.seed) for m in self.members)
+        return f"{c.env} {c.algo} {c.learner} s{seeds}"
+
+
+def _resume_target(path: Path) -> Path:
+    """The directory to resume: a population's (the parent of ``sSEED`` members) or the run's."""
+    return path.parent if is_population_dir(path.parent) else path
 
 
 def prepare_run(config: Config, out: Path) -> Config:
@@ -414,21 +535,68 @@ def prepare_run(config: Config, out: Path) -> Config:
     return resolved
 
 
+def member_dir(out: Path, seed: int) -> Path:
+    """The run directory of the member with ``seed`` in the population directory ``out``."""
+    return Path(out) / f"s{seed}"
+
+
+def is_population_dir(path: Path) -> bool:
+    """Whether ``path`` holds members (``sSEED/config.json``) rather than being a run."""
+    path = Path(path)
+    return not (path / "config.json").exists() and any(path.glob("s*/config.json"))
+
+
+def population_members(path: Path) -> list[Path]:
+    """The member run directories of the population directory ``path``, by seed."""
+    found = [p.parent for p in Path(path).glob("s*/config.json") if p.parent.name[1:].isdigit()]
+    return sorted(found, key=lambda p: int(p.name[1:]))
+
+
+def train_population(configs: list[Config], outs: list[Path], resume: bool = False,
+                     progress_bar: bool = True) -> list[dict]:
+    """Train the members ``configs`` (differing only in seed) into run directories ``outs``,
+    as one population; ``resume`` continues them (finished members are left as they are).
+
+    Returns every member's ``summary.json`` contents, in order.
+    """
+    outs = [Path(o) for o in outs]
+    if resume:
+        configs = [RunDirectory(o).read_config() for o in outs]
+    else:
+        configs = [prepare_run(c, o) for c, o in zip(configs, outs, strict=True)]
+    _check_population(configs)
+    summaries: dict[int, dict] = {}
+    todo = []
+    for k, out in enumerate(outs):
+        summary = RunDirectory(out).read_summary()
+        if resume and summary.get("status") == "finished":
+            summaries[k] = summary
+        else:
+            todo.append(k)
+    if todo:
+        trainer = Trainer([configs[k] for k in todo], [RunDirectory(outs[k]) for k in todo],
+                          progress_bar, resume)
+        for k, summary in zip(todo, trainer.run(), strict=True):
+            summaries[k] = summary
+    return [summaries[k] for k in range(len(outs))]
+
+
+def _check_population(configs: list[Config]) -> None:
+    """Members must differ in their seed only."""
+    first = to_dict(configs[0]) | {"seed": None}
+    for config in configs[1:]:
+        if to_dict(config) | {"seed": None} != first:
+            raise RunError("the members of a population must differ in their seed only")
+    seeds = [c.seed for c in configs]
+    if len(set(seeds)) != len(seeds):
+        raise RunError(f"a population needs distinct seeds, got {seeds}")
+
+
 def train(config: Config | None, out: Path, resume: bool = False,
           progress_bar: bool = True) -> dict:
-    """Train into run directory ``out`` (a fresh run, or ``resume`` an interrupted one).
-
-    Returns the final ``summary.json`` contents.
-    """
-    out = Path(out)
-    directory = RunDirectory(out)
-    if resume:
-        config = directory.read_config()
-        if directory.read_summary().get("status") == "finished":
-            return directory.read_summary()
-    else:
-        if config is None:
-            raise ConfigError("a configuration is needed for a new run")
-        config = prepare_run(config, out)
-    trainer = Trainer(config, directory, progress_bar)
-    return trainer.run(resume=resume)
+    """Train into run directory ``out`` (a fresh run, or ``resume`` an interrupted one): a
+    population of one. Returns the final ``summary.json`` contents."""
+    if not resume and config is None:
+        raise ConfigError("a configuration is needed for a new run")
+    configs = [] if resume else [config]
+    return train_population(configs, [Path(out)], resume, progress_bar)[0]

@@ -6,15 +6,18 @@ from lpdm.algorithms.base import Algorithm, Iteration
 from lpdm.algorithms.ppo import PPO
 from lpdm.algorithms.reinforce import Reinforce
 from lpdm.config import Config
-from lpdm.envs import EnvRunner
+from lpdm.envs import PopulationRunner
+from lpdm.networks import Generators
 
 
-def make_algorithm(config: Config, runner: EnvRunner) -> Algorithm:
-    """The algorithm named by ``config.algo`` over ``runner``'s environments."""
+def make_algorithm(config: Config, runner: PopulationRunner, generators: Generators
+                   ) -> Algorithm:
+    """The algorithm named by ``config.algo`` for a population over ``runner``'s
+    environments, member ``k`` seeded by ``generators[k]``."""
     if config.algo == "reinforce":
-        return Reinforce(config, runner)
+        return Reinforce(config, runner, generators)
     if config.algo == "ppo":
-        return PPO(config, runner)
+        return PPO(config, runner, generators)
     raise ValueError(f"unknown algorithm {config.algo!r}")
 
 

@@ -1,16 +1,25 @@
 """What every algorithm shares: learned networks, the RL optimizer step, state, diagnostics.
 
-An algorithm owns one or more :class:`LearnedNetwork` (trunk + head + learner). It
-trains them through :meth:`Algorithm.rl_step`, whose optimizer holds the heads'
-parameters and whatever trunk parameters the learner exposes to the RL loss.
+An algorithm trains a population of K members (a solo run is K = 1): every network holds
+the members' parameters stacked ``[K, ...]``, every batch is ``[K, B, ...]``, and every
+loss is one per member ``[K]``. It owns one or more :class:`LearnedNetwork` (trunk +
+head + learner) and trains them through :meth:`Algorithm.rl_step`, whose optimizer holds
+the heads' parameters and whatever trunk parameters the learner exposes to the RL loss;
+gradients are clipped per member. Nothing mixes members: member ``k``'s numbers depend
+only on its own seed, environments and data.
+
+A member can fail alone: an environment returning NaN, or a non-finite loss or weight,
+is recorded in :attr:`Algorithm.failures` (member index -> one line); the trainer then
+drops it with :meth:`Algorithm.select`.
 """
 
 from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -18,9 +27,10 @@ import torch
 from torch import Tensor, nn
 
 from lpdm.config import Config
-from lpdm.envs import EnvRunner
+from lpdm.envs import PopulationRunner
 from lpdm.learners import Learner, make_learner
-from lpdm.networks import Trunk
+from lpdm.networks import Generators, Trunk
+from lpdm.optim import MemberAdam, clip_grad_norm_per_member, select_members
 
 DIAGNOSTIC_FIELDS = ("local_loss", "distance_corr", "saturation", "distance_entropy")
 
@@ -33,19 +43,20 @@ def trunk_sizes(config: Config) -> tuple[int, ...]:
 class LearnedNetwork(nn.Module):
     """A trunk, the head on its features and the learner that trains the trunk.
 
-    ``make_head(width)`` builds the head for the trunk's output width.
+    ``make_head(width, generators)`` builds the head for the trunk's output width.
     """
 
-    def __init__(self, name: str, in_dim: int, make_head: Callable[[int], nn.Module],
-                 config: Config) -> None:
+    def __init__(self, name: str, in_dim: int,
+                 make_head: Callable[[int, Generators], nn.Module], config: Config,
+                 generators: Generators) -> None:
         super().__init__()
         self.name = name
         sizes = trunk_sizes(config)
-        # the head first: initialisations draw from the seeded RNG in this order
-        self.head = make_head(sizes[-1] if sizes else in_dim)
-        self.trunk = Trunk(in_dim, sizes)
+        # the head first: each member's initialisation draws from its generator in this order
+        self.head = make_head(sizes[-1] if sizes else in_dim, generators)
+        self.trunk = Trunk(in_dim, sizes, generators)
         self.learner: Learner = make_learner(config.learner, self.trunk, config.local,
-                                             config.network.hidden_lr)
+                                             config.network.hidden_lr, generators)
 
     def param_groups(self, lr: float, hidden_lr: float) -> list[dict]:
         groups = [{"params": list(self.head.parameters()), "lr": lr}]
@@ -57,82 +68,99 @@ class LearnedNetwork(nn.Module):
         return [f"{self.name}_l{i + 1}_{field}"
                 for i in range(len(self.trunk.layers)) for field in DIAGNOSTIC_FIELDS]
 
-    def diagnostics(self) -> dict[str, float]:
-        values = {}
-        for i, layer in enumerate(self.learner.diagnostics):
-            for field_name in DIAGNOSTIC_FIELDS:
-                values[f"{self.name}_l{i + 1}_{field_name}"] = getattr(layer, field_name)
-        return values
+    def diagnostics(self, member: int) -> dict[str, float]:
+        report = self.learner.diagnostics
+        layers = report[member] if member < len(report) and report[member] else []
+        return {f"{self.name}_l{i + 1}_{name}": getattr(layer, name)
+                for i, layer in enumerate(layers) for name in DIAGNOSTIC_FIELDS}
 
 
 @dataclass
 class Iteration:
-    """What one collect-and-update iteration did."""
+    """What one collect-and-update iteration did for one member."""
 
-    steps: int  # valid environment steps collected
+    steps: int = 0  # valid environment steps collected
     episodes: list[tuple[int, float, int]] = field(default_factory=list)
     # (global step at which the episode ended, return, length)
     stats: dict[str, float] = field(default_factory=dict)  # losses etc. of the update
 
 
 class Algorithm(ABC):
-    """A learner-agnostic RL algorithm over an :class:`EnvRunner`.
+    """A learner-agnostic RL algorithm over a population's environments.
 
     Subclasses set ``self.policy``, the network whose head chooses actions.
     """
 
     policy: LearnedNetwork
 
-    def __init__(self, config: Config, runner: EnvRunner, networks: list[LearnedNetwork]) -> None:
+    def __init__(self, config: Config, runner: PopulationRunner,
+                 networks: list[LearnedNetwork], generators: Generators) -> None:
         self.config = config
         self.runner = runner
+        self.generators = list(generators)
         self.device = torch.device(config.run.device)
         self.networks = nn.ModuleList(networks).to(self.device)
         groups = [g for n in networks for g in n.param_groups(config.network.lr,
                                                                 config.network.hidden_lr)]
-        for group in groups:
-            group["base_lr"] = group["lr"]
-        self.optimizer = torch.optim.Adam(groups, eps=1e-5)
-        self.update_seconds = 0.0
-        self.updates = 0
+        self.optimizer = MemberAdam(groups, eps=1e-5)
+        self.failures: dict[int, str] = {}
+        self.update_seconds = 0.0  # of the last update
+
+    @property
+    def members(self) -> int:
+        return len(self.generators)
 
     @staticmethod
-    def spaces(runner: EnvRunner) -> tuple[int, gym.Space]:
+    def spaces(runner: PopulationRunner) -> tuple[int, gym.Space]:
         return int(np.prod(runner.envs.single_observation_space.shape)), \
             runner.envs.single_action_space
 
     @abstractmethod
-    def iterate(self, global_step: int, budget: int) -> Iteration:
-        """Collect at most ``budget`` valid steps, then update; ``global_step`` before it."""
+    def iterate(self, global_steps: Sequence[int], budgets: Sequence[int]) -> list[Iteration]:
+        """Collect at most ``budgets[k]`` valid steps for each member, then update.
+
+        ``global_steps[k]``: member ``k``'s steps before it. Returns one
+        :class:`Iteration` per member.
+        """
 
     @torch.no_grad()
     def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
-        """Actions ``[E, ...]`` of ``self.policy`` for observations ``[E, obs_dim]``.
+        """Actions ``[K, E, ...]`` of ``self.policy`` for observations ``[K, E, obs_dim]``.
 
-        Deterministic: the argmax or the mean action; else a sample. No learning.
+        Deterministic: the argmax or the mean action; else a sample, member ``k``'s drawn
+        from its generator. No learning.
         """
         features = self.policy.trunk(self.tensor(obs))
         head = self.policy.head
-        actions = head.deterministic(features) if deterministic else \
-            head.distribution(features).sample()
+        if deterministic:
+            actions = head.deterministic(features)
+        else:
+            actions = head.sample(head.distribution(features), self.generators)
         return actions.cpu().numpy()
 
     def tensor(self, array: np.ndarray) -> Tensor:
         return torch.as_tensor(np.asarray(array), dtype=torch.float32, device=self.device)
 
-    def rl_step(self, loss: Tensor) -> None:
-        """One optimizer step of the RL loss (heads, plus the trunk under ``bp``)."""
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+    def rl_step(self, losses: Tensor, active: Tensor | None = None) -> None:
+        """One optimizer step of each member's RL loss ``[K]`` (heads, plus the trunk under
+        ``bp``), its gradient clipped by its own norm; only the members in ``active`` (``[K]``
+        bool, default all). A member whose loss is not finite is recorded as failed and not
+        stepped."""
+        finite = torch.isfinite(losses.detach()).cpu()
+        for k in (~finite).nonzero().flatten().tolist():
+            self.failures.setdefault(k, "the RL loss diverged (not finite)")
+        step = finite if active is None else finite & active.cpu()
+        self.optimizer.zero_grad()
+        torch.where(step.to(losses.device), losses, torch.zeros_like(losses)).sum().backward()
         if self.config.max_grad_norm and self.config.max_grad_norm > 0:
-            params = [p for g in self.optimizer.param_groups for p in g["params"]]
-            nn.utils.clip_grad_norm_(params, self.config.max_grad_norm)
-        self.optimizer.step()
+            clip_grad_norm_per_member(self.optimizer.params, self.config.max_grad_norm)
+        self.optimizer.step(step)
 
-    def set_lr_fraction(self, fraction: float) -> None:
-        """Scale every learning rate (RL optimizer and local optimizers) by ``fraction``."""
-        for group in self.optimizer.param_groups:
-            group["lr"] = group["base_lr"] * fraction
+    def set_lr_fraction(self, fractions: Sequence[float]) -> None:
+        """Scale every learning rate (RL optimizer and local optimizers) of member ``k`` by
+        ``fractions[k]``."""
+        fraction = torch.as_tensor(list(fractions), dtype=torch.float64)
+        self.optimizer.set_lr_fraction(fraction)
         for network in self.networks:
             network.learner.set_lr_scale(fraction)
 
@@ -147,21 +175,42 @@ class Algorithm(ABC):
             return []
         return [name for n in self.networks for name in n.diagnostic_names()]
 
-    def diagnostics(self) -> dict[str, float]:
+    def diagnostics(self, member: int) -> dict[str, float]:
+        """Member ``member``'s per-layer diagnostics of the last update."""
         if not self.config.local.diagnostics:
             return {}
         values: dict[str, float] = {}
         for network in self.networks:
-            values |= network.diagnostics()
+            values |= network.diagnostics(member)
         return values
 
+    def check_weights(self) -> None:
+        """Record as failed every member with a non-finite weight, naming the first."""
+        for network in self.networks:
+            for name, p in network.named_parameters():
+                bad = ~torch.isfinite(p.detach()).reshape(p.shape[0], -1).all(1).cpu()
+                for k in bad.nonzero().flatten().tolist():
+                    self.failures.setdefault(k, f"{network.name} weight {name} is not finite")
+
+    def select(self, index: Sequence[int]) -> None:
+        """Keep the members at ``index`` (in that order): networks, optimizers, generators,
+        environments; the others are dropped (finished or failed)."""
+        keep = torch.as_tensor(list(index), dtype=torch.long)
+        select_members(self.networks, keep)
+        self.optimizer.select(keep)
+        for network in self.networks:
+            network.learner.select(keep)
+        self.generators = [self.generators[k] for k in index]
+        self.runner.select(list(index))
+        self.failures = {}
+
     def state_dict(self) -> dict:
+        """The population's state; every tensor has the member dimension first."""
         return {
             "networks": self.networks.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "learners": [n.learner.state_dict() for n in self.networks],
-            "update_seconds": self.update_seconds,
-            "updates": self.updates,
+            "generators": torch.stack([g.get_state() for g in self.generators]),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -169,12 +218,43 @@ class Algorithm(ABC):
         self.optimizer.load_state_dict(state["optimizer"])
         for network, saved in zip(self.networks, state["learners"], strict=True):
             network.learner.load_state_dict(saved)
-        self.update_seconds = float(state["update_seconds"])
-        self.updates = int(state["updates"])
+        for generator, saved in zip(self.generators, state["generators"], strict=True):
+            generator.set_state(saved.clone())
+
+    def member_state(self, member: int) -> dict:
+        """Member ``member``'s state: :meth:`state_dict` of a population of one."""
+        return map_tensors(self.state_dict(), lambda t: t[member:member + 1].clone())
+
+    def load_member_states(self, states: list[dict]) -> None:
+        """Load the states of members saved one by one (:meth:`member_state`), in order."""
+        self.load_state_dict(stack_states(states))
+
+
+def map_tensors(value: Any, fn: Callable[[Tensor], Tensor]) -> Any:
+    """``value`` (nested dicts, lists) with ``fn`` applied to every tensor."""
+    if isinstance(value, Tensor):
+        return fn(value)
+    if isinstance(value, dict):
+        return {k: map_tensors(v, fn) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(map_tensors(v, fn) for v in value)
+    return value
+
+
+def stack_states(states: list[Any]) -> Any:
+    """Concatenate, along the member dimension, the tensors of same-shaped member states."""
+    first = states[0]
+    if isinstance(first, Tensor):
+        return torch.cat(states)
+    if isinstance(first, dict):
+        return {k: stack_states([s[k] for s in states]) for k in first}
+    if isinstance(first, (list, tuple)):
+        return type(first)(stack_states([s[i] for s in states]) for i in range(len(first)))
+    return first
 
 
 class _UpdateTimer:
-    """Context manager adding the wall time of an update to ``algorithm.update_seconds``."""
+    """Context manager recording the wall time of an update in ``algorithm.update_seconds``."""
 
     def __init__(self, algorithm: Algorithm) -> None:
         self.algorithm = algorithm
@@ -183,8 +263,7 @@ class _UpdateTimer:
         self.start = time.perf_counter()
 
     def __exit__(self, *exc: object) -> None:
-        self.algorithm.update_seconds += time.perf_counter() - self.start
-        self.algorithm.updates += 1
+        self.algorithm.update_seconds = time.perf_counter() - self.start
 
 
 def discounted_returns(rewards: np.ndarray, episode_ends: np.ndarray, gamma: float) -> np.ndarray:
@@ -202,3 +281,21 @@ def discounted_returns(rewards: np.ndarray, episode_ends: np.ndarray, gamma: flo
 def anneal_fraction(global_step: int, total_steps: int) -> float:
     """Linear learning-rate annealing: 1 at the start, approaching 0 at ``total_steps``."""
     return max(1.0 - global_step / total_steps, 0.0) if total_steps > 0 else 1.0
+
+
+def masked_mean(x: Tensor, valid: Tensor | None, dim: int = -1) -> Tensor:
+    """Mean over ``dim`` of the entries where ``valid`` (all when None)."""
+    if valid is None:
+        return x.mean(dim)
+    count = valid.to(x.dtype).sum(dim).clamp_min(1.0)
+    return torch.where(valid, x, torch.zeros_like(x)).sum(dim) / count
+
+
+def masked_std(x: Tensor, valid: Tensor | None, dim: int = -1) -> Tensor:
+    """Unbiased standard deviation over ``dim`` of the entries where ``valid``."""
+    if valid is None:
+        return x.std(dim)
+    mean = masked_mean(x, valid, dim).unsqueeze(dim)
+    count = valid.to(x.dtype).sum(dim)
+    squares = torch.where(valid, (x - mean).square(), torch.zeros_like(x))
+    return torch.sqrt(squares.sum(dim) / (count - 1).clamp_min(1.0))

@@ -7,21 +7,33 @@ target-KL early stop. The actor and the critic each have their own trunk and a l
 of the same kind; under the local learners both trunks learn from every minibatch's
 observations, guided (``lpdm-guided``) by the returns or the advantages.
 
-Vector environments autoreset on the next step. The dummy reset transitions are masked
-out, and a time-limit truncation is bootstrapped with the critic's value of the true
-final observation (which next-step autoreset returns with the truncation).
+Vector environments autoreset on the next step. The dummy reset transitions stay in the
+batch as padding, masked out of every loss, mean and distance (so that all members of a
+population have batches of one size), and a time-limit truncation is bootstrapped with
+the critic's value of the true final observation (which next-step autoreset returns with
+the truncation). Each member anneals its learning rates by its own step count, draws its
+own minibatch permutations and normalises its own advantages.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from lpdm.algorithms.base import Algorithm, Iteration, LearnedNetwork, anneal_fraction
+from lpdm.algorithms.base import (
+    Algorithm,
+    Iteration,
+    LearnedNetwork,
+    anneal_fraction,
+    masked_mean,
+    masked_std,
+)
 from lpdm.config import Config
-from lpdm.envs import EnvRunner
-from lpdm.networks import ValueHead, make_policy_head
+from lpdm.envs import PopulationRunner
+from lpdm.networks import Generators, ValueHead, make_policy_head, member_permutations
 
 
 def generalized_advantages(
@@ -33,14 +45,15 @@ def generalized_advantages(
     gamma: float,
     gae_lambda: float,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """GAE over a rollout ``[T, E]``; returns ``(advantages, returns)``, both ``[T, E]``.
+    """GAE over a rollout ``[T, ...]``; returns ``(advantages, returns)``, both ``[T, ...]``.
 
     ``values[t]`` is ``V(obs_t)`` and the value of the observation after step ``t`` is
     ``values[t + 1]`` (``next_value`` after the last step). After a termination or a
     truncation that next observation is the episode's true final observation (next-step
     autoreset), so a truncation bootstraps from it and a termination does not; either way
     the advantage recursion stops there. The dummy reset step that follows carries no
-    transition and must be masked out by the caller.
+    transition and must be masked out by the caller. A member whose rollout stops early
+    (its budget) is marked truncated at its last step.
     """
     steps = rewards.shape[0]
     advantages = np.zeros_like(rewards, dtype=np.float64)
@@ -55,125 +68,162 @@ def generalized_advantages(
 
 
 class PPO(Algorithm):
-    def __init__(self, config: Config, runner: EnvRunner) -> None:
+    def __init__(self, config: Config, runner: PopulationRunner, generators: Generators) -> None:
         obs_dim, action_space = self.spaces(runner)
         self.policy = LearnedNetwork(
-            "actor", obs_dim, lambda width: make_policy_head(action_space, width), config)
-        self.critic = LearnedNetwork("critic", obs_dim, ValueHead, config)
-        super().__init__(config, runner, [self.policy, self.critic])
-        self.action_shape = action_space.shape
+            "actor", obs_dim, lambda width, g: make_policy_head(action_space, width, g), config,
+            generators)
+        self.critic = LearnedNetwork("critic", obs_dim, ValueHead, config, generators)
+        super().__init__(config, runner, [self.policy, self.critic], generators)
 
     @torch.no_grad()
     def _policy_step(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Sampled actions, their log-probabilities and the values of ``obs`` ``[E, ...]``."""
+        """Sampled actions, their log-probabilities and the values of ``obs`` ``[K, E, ...]``."""
         obs_t = self.tensor(obs)
-        dist = self.policy.head.distribution(self.policy.trunk(obs_t))
-        actions = dist.sample()
-        log_prob = self.policy.head.log_prob(dist, actions)
+        head = self.policy.head
+        dist = head.distribution(self.policy.trunk(obs_t))
+        actions = head.sample(dist, self.generators)
+        log_prob = head.log_prob(dist, actions)
         value = self.critic.head(self.critic.trunk(obs_t))
         return actions.cpu().numpy(), log_prob.cpu().numpy(), value.cpu().numpy()
 
-    def iterate(self, global_step: int, budget: int) -> Iteration:
+    def iterate(self, global_steps: Sequence[int], budgets: Sequence[int]) -> list[Iteration]:
         c, ppo = self.config, self.config.ppo
         if ppo.anneal_lr:
-            self.set_lr_fraction(anneal_fraction(global_step, c.total_steps))
-        num_envs = self.runner.num_envs
-        horizon = min(ppo.num_steps, -(-budget // num_envs))
-        obs, target_obs, actions, log_probs, values, rewards, terminated, truncated, valid = (
-            [] for _ in range(9))
-        iteration = Iteration(steps=0)
-        for _ in range(horizon):
+            self.set_lr_fraction([anneal_fraction(g, c.total_steps) for g in global_steps])
+        members, num_envs = self.members, self.runner.num_envs
+        horizons = np.minimum(ppo.num_steps, -(-np.asarray(budgets) // num_envs))
+        length = int(horizons.max())
+        shape = (length, members, num_envs)
+        rewards = np.zeros(shape)
+        terminated, truncated, valid = (np.zeros(shape, dtype=bool) for _ in range(3))
+        obs, target_obs, actions, log_probs, values = [], [], [], [], []
+        iterations = [Iteration() for _ in range(members)]
+        for t in range(length):
+            active = (horizons > t) & np.array([k not in self.failures for k in range(members)])
             action, log_prob, value = self._policy_step(self.runner.obs)
-            step = self.runner.step(action)
-            obs.append(step.obs)
-            target_obs.append(step.target_obs)
+            obs.append(self.runner.obs)
+            target_obs.append(self.runner.target_obs)
             actions.append(action)
             log_probs.append(log_prob)
             values.append(value)
-            rewards.append(step.reward)
-            terminated.append(step.terminated)
-            truncated.append(step.truncated)
-            valid.append(step.valid)
-            iteration.steps += int(step.valid.sum())
-            for episode in step.episodes:
-                iteration.episodes.append(
-                    (global_step + iteration.steps, episode.episodic_return, episode.length))
+            steps, failures = self.runner.step(action, active)
+            for k, step in enumerate(steps):
+                if step is None:
+                    continue
+                rewards[t, k], terminated[t, k], valid[t, k] = step.reward, step.terminated, \
+                    step.valid
+                truncated[t, k] = step.truncated | (t == horizons[k] - 1)
+                iterations[k].steps += int(step.valid.sum())
+                for episode in step.episodes:
+                    iterations[k].episodes.append((global_steps[k] + iterations[k].steps,
+                                                   episode.episodic_return, episode.length))
+            for k, why in failures.items():
+                self.failures[k] = f"{why} at step {global_steps[k] + iterations[k].steps}"
         _, _, next_value = self._policy_step(self.runner.obs)
         advantages, returns = generalized_advantages(
-            np.asarray(rewards), np.asarray(values, dtype=np.float64), next_value,
-            np.asarray(terminated), np.asarray(truncated), c.gamma, ppo.gae_lambda)
-        mask = np.asarray(valid)
-        batch = {
-            "obs": np.asarray(obs)[mask],
-            "target_obs": np.asarray(target_obs)[mask],
-            "actions": np.asarray(actions)[mask],
-            "log_probs": np.asarray(log_probs)[mask],
-            "values": np.asarray(values)[mask],
-            "advantages": advantages[mask],
-            "returns": returns[mask],
-        }
-        with self.timed_update():
-            iteration.stats = self._update({k: self.tensor(v) for k, v in batch.items()})
-        return iteration
+            rewards, np.asarray(values, dtype=np.float64), next_value, terminated, truncated,
+            c.gamma, ppo.gae_lambda)
 
-    def _update(self, batch: dict[str, Tensor]) -> dict[str, float]:
-        """``update_epochs`` passes of minibatch PPO over the valid rollout samples ``[B, ...]``."""
+        def members_first(rollout: np.ndarray) -> Tensor:  # [T, K, E, ...] -> [K, T * E, ...]
+            moved = np.moveaxis(np.asarray(rollout), 1, 0)
+            return self.tensor(moved.reshape(members, length * num_envs, *moved.shape[3:]))
+
+        batch = {"obs": obs, "target_obs": target_obs, "actions": actions,
+                 "log_probs": log_probs, "values": values, "advantages": advantages,
+                 "returns": returns}
+        batch = {key: members_first(value) for key, value in batch.items()}
+        batch["valid"] = members_first(valid).bool()
+        with self.timed_update():
+            stats = self._update(batch)
+        for k, iteration in enumerate(iterations):
+            iteration.stats = {key: float(value[k]) for key, value in stats.items()}
+        return iterations
+
+    def _update(self, batch: dict[str, Tensor]) -> dict[str, np.ndarray]:
+        """``update_epochs`` passes of minibatch PPO over the rollout samples ``[K, B, ...]``.
+
+        Returns each statistic per member ``[K]``.
+        """
         ppo = self.config.ppo
-        size = batch["obs"].shape[0]
+        size = batch["obs"].shape[1]
         minibatch = max(-(-size // ppo.num_minibatches), 1)
-        stats: dict[str, list[float]] = {"policy_loss": [], "value_loss": [], "entropy": [],
-                                         "approx_kl": [], "clip_fraction": []}
+        stats: dict[str, list[Tensor]] = {"policy_loss": [], "value_loss": [], "entropy": [],
+                                          "approx_kl": [], "clip_fraction": []}
+        stopped = torch.zeros(self.members, dtype=torch.bool)
         for _ in range(ppo.update_epochs):
-            order = torch.randperm(size, device=self.device)
+            order = member_permutations(self.generators, size, self.device)
             for start in range(0, size, minibatch):
-                index = order[start:start + minibatch]
-                mb = {k: v[index] for k, v in batch.items()}
+                index = order[:, start:start + minibatch]
+                mb = {k: _rows(v, index) for k, v in batch.items()}
+                mb["valid"] = mb["valid"] & ~stopped.to(self.device).unsqueeze(1)
                 kl = self._minibatch_step(mb, stats)
-            if ppo.target_kl is not None and kl > ppo.target_kl:
-                break
+            if ppo.target_kl is not None:  # a member past the KL stops its epochs alone
+                stopped |= (kl > ppo.target_kl).cpu()
+                if bool(stopped.all()):
+                    break
+        valid = batch["valid"]
         values, returns = batch["values"], batch["returns"]
-        variance = float(returns.var()) if size > 1 else float("nan")
-        explained = (1.0 - float((returns - values).var()) / variance
-                     if variance and variance > 0 else float("nan"))
-        summary = {k: float(np.mean(v)) for k, v in stats.items() if v}
-        summary["explained_variance"] = explained
+        variance = masked_std(returns, valid).square()
+        residual = masked_std(returns - values, valid).square()
+        explained = torch.where(variance > 0, 1.0 - residual / variance.clamp_min(1e-30),
+                                torch.full_like(variance, float("nan")))
+        summary = {k: torch.stack(v).nanmean(0).cpu().numpy() for k, v in stats.items() if v}
+        summary["explained_variance"] = explained.cpu().numpy()
         return summary
 
-    def _minibatch_step(self, mb: dict[str, Tensor], stats: dict[str, list[float]]) -> float:
+    def _minibatch_step(self, mb: dict[str, Tensor], stats: dict[str, list[Tensor]]) -> Tensor:
+        """One RL step of every member on its minibatch ``[K, M, ...]``; returns the
+        approximate KL per member ``[K]``."""
         c, ppo = self.config, self.config.ppo
+        valid = mb["valid"]
         advantages = mb["advantages"]
         guidance = advantages if c.local.guidance_signal == "advantages" else mb["returns"]
-        actor_features = self.policy.learner.features(mb["obs"], guidance, mb["target_obs"])
-        critic_features = self.critic.learner.features(mb["obs"], guidance, mb["target_obs"])
+        actor_features = self.policy.learner.features(mb["obs"], guidance, mb["target_obs"],
+                                                      valid)
+        critic_features = self.critic.learner.features(mb["obs"], guidance, mb["target_obs"],
+                                                       valid)
 
         dist = self.policy.head.distribution(actor_features)
         log_prob = self.policy.head.log_prob(dist, mb["actions"])
-        entropy = self.policy.head.entropy(dist).mean()
+        entropy = masked_mean(self.policy.head.entropy(dist), valid)
         log_ratio = log_prob - mb["log_probs"]
         ratio = log_ratio.exp()
         with torch.no_grad():
-            approx_kl = float(((ratio - 1) - log_ratio).mean())
-            clip_fraction = float(((ratio - 1.0).abs() > ppo.clip_coef).float().mean())
-        if ppo.norm_adv and advantages.numel() > 1:
-            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
-        policy_loss = torch.max(
+            approx_kl = masked_mean((ratio - 1) - log_ratio, valid)
+            clip_fraction = masked_mean(((ratio - 1.0).abs() > ppo.clip_coef).float(), valid)
+        if ppo.norm_adv:
+            count = valid.sum(1, keepdim=True)
+            mean = masked_mean(advantages, valid).unsqueeze(1)
+            std = masked_std(advantages, valid).unsqueeze(1)
+            normalised = (advantages - mean) / (std + 1e-8)
+            advantages = torch.where(count > 1, normalised, advantages)
+        policy_loss = masked_mean(torch.max(
             -advantages * ratio,
             -advantages * ratio.clamp(1 - ppo.clip_coef, 1 + ppo.clip_coef),
-        ).mean()
+        ), valid)
 
         value = self.critic.head(critic_features)
         if ppo.clip_vloss:
             clipped = mb["values"] + (value - mb["values"]).clamp(-ppo.clip_coef, ppo.clip_coef)
-            value_loss = 0.5 * torch.max((value - mb["returns"]) ** 2,
-                                         (clipped - mb["returns"]) ** 2).mean()
+            value_loss = 0.5 * masked_mean(torch.max((value - mb["returns"]) ** 2,
+                                                     (clipped - mb["returns"]) ** 2), valid)
         else:
-            value_loss = 0.5 * ((value - mb["returns"]) ** 2).mean()
+            value_loss = 0.5 * masked_mean((value - mb["returns"]) ** 2, valid)
 
         loss = policy_loss - c.ent_coef * entropy + ppo.vf_coef * value_loss
-        self.rl_step(loss)
+        # a member with no real row in this minibatch (or stopped by the KL) takes no step
+        has_rows = valid.any(1)
+        self.rl_step(torch.where(has_rows, loss, torch.zeros_like(loss)), has_rows.cpu())
         for key, number in (("policy_loss", policy_loss), ("value_loss", value_loss),
-                            ("entropy", entropy)):
-            stats[key].append(number.item())
-        stats["approx_kl"].append(approx_kl)
-        stats["clip_fraction"].append(clip_fraction)
+                            ("entropy", entropy), ("approx_kl", approx_kl),
+                            ("clip_fraction", clip_fraction)):
+            stats[key].append(torch.where(has_rows, number.detach(),
+                                          torch.full_like(number, float("nan"))))
         return approx_kl
+
+
+def _rows(x: Tensor, index: Tensor) -> Tensor:
+    """Rows ``index`` ``[K, M]`` of each member's ``x`` ``[K, B, ...]`` -> ``[K, M, ...]``."""
+    return x.gather(1, index.reshape(*index.shape, *([1] * (x.dim() - 2)))
+                    .expand(-1, -1, *x.shape[2:]))

@@ -1,65 +1,112 @@
 """REINFORCE with a mean baseline, for Discrete and Box actions, under any learner.
 
 Each iteration collects whole episodes (``episodes_per_update``, one by default) from a
-single environment, computes discounted returns-to-go ``G_t`` and takes one gradient
-step of ``-(G_t - b) log π(a_t|s_t)`` (``b`` the batch mean, optionally divided by the
-std). The trunk's features come from the learner, which, for the local learners, runs
-its local updates over blocks of ``distance_batch`` samples with ``G_t`` as guidance.
+single environment per member, computes discounted returns-to-go ``G_t`` and takes one
+gradient step of ``-(G_t - b) log π(a_t|s_t)`` (``b`` the batch mean, optionally divided
+by the std). The trunk's features come from the learner, which, for the local learners,
+runs its local updates over blocks of ``distance_batch`` samples with ``G_t`` as guidance.
+
+In a population every member collects its own episodes; a member whose episodes are done
+waits (its environment is not stepped) until every member's are, so that members update
+together, each on its own data only. Their batches are padded to the longest.
 """
 
 from __future__ import annotations
 
-import numpy as np
+from collections.abc import Sequence
 
-from lpdm.algorithms.base import Algorithm, Iteration, LearnedNetwork, discounted_returns
+import numpy as np
+import torch
+
+from lpdm.algorithms.base import (
+    Algorithm,
+    Iteration,
+    LearnedNetwork,
+    discounted_returns,
+    masked_mean,
+    masked_std,
+)
 from lpdm.config import Config
-from lpdm.envs import EnvRunner
-from lpdm.networks import make_policy_head
+from lpdm.envs import PopulationRunner
+from lpdm.networks import Generators, make_policy_head
 
 
 class Reinforce(Algorithm):
-    def __init__(self, config: Config, runner: EnvRunner) -> None:
+    def __init__(self, config: Config, runner: PopulationRunner, generators: Generators) -> None:
         obs_dim, action_space = self.spaces(runner)
         self.policy = LearnedNetwork(
-            "policy", obs_dim, lambda width: make_policy_head(action_space, width), config)
-        super().__init__(config, runner, [self.policy])
+            "policy", obs_dim, lambda width, g: make_policy_head(action_space, width, g),
+            config, generators)
+        super().__init__(config, runner, [self.policy], generators)
 
-    def iterate(self, global_step: int, budget: int) -> Iteration:
-        observations, target_obs, actions, rewards, ends = [], [], [], [], []
-        iteration = Iteration(steps=0)
-        finished = 0
-        while finished < self.config.reinforce.episodes_per_update and iteration.steps < budget:
-            step = self.runner.step(self.act(self.runner.obs, deterministic=False))
-            if not step.valid[0]:
-                continue  # the autoreset step after an episode: no transition
-            iteration.steps += 1
-            observations.append(step.obs[0])
-            target_obs.append(step.target_obs[0])
-            actions.append(step.actions[0])
-            rewards.append(step.reward[0])
-            done = bool(step.terminated[0] or step.truncated[0])
-            ends.append(done)
-            finished += done
-            for episode in step.episodes:
-                iteration.episodes.append(
-                    (global_step + iteration.steps, episode.episodic_return, episode.length))
-        ends[-1] = True  # a budget-cut final episode is updated on as it stands
+    def iterate(self, global_steps: Sequence[int], budgets: Sequence[int]) -> list[Iteration]:
+        members = self.members
+        episodes = self.config.reinforce.episodes_per_update
+        trajectories: list[list[tuple]] = [[] for _ in range(members)]
+        iterations = [Iteration() for _ in range(members)]
+        finished = np.zeros(members, dtype=int)
+        while True:
+            active = np.array([finished[k] < episodes and iterations[k].steps < budgets[k]
+                               and k not in self.failures for k in range(members)])
+            if not active.any():
+                break
+            obs, target_obs = self.runner.obs, self.runner.target_obs
+            steps, failures = self.runner.step(self.act(obs, deterministic=False), active)
+            for k, why in failures.items():
+                self.failures[k] = f"{why} at step {global_steps[k] + iterations[k].steps}"
+            for k, step in enumerate(steps):
+                if step is None or not step.valid[0]:
+                    continue  # waiting, failed, or the autoreset step after an episode
+                iterations[k].steps += 1
+                done = bool(step.terminated[0] or step.truncated[0])
+                trajectories[k].append((step.obs[0], target_obs[k][0], step.actions[0],
+                                        step.reward[0], done))
+                finished[k] += done
+                for episode in step.episodes:
+                    iterations[k].episodes.append((global_steps[k] + iterations[k].steps,
+                                                   episode.episodic_return, episode.length))
         with self.timed_update():
-            self._update(np.asarray(observations), np.asarray(target_obs), np.asarray(actions),
-                         np.asarray(rewards), np.asarray(ends))
-        return iteration
+            self._update(trajectories)
+        return iterations
 
-    def _update(self, observations: np.ndarray, target_obs: np.ndarray, actions: np.ndarray,
-                rewards: np.ndarray, ends: np.ndarray) -> None:
-        returns = discounted_returns(rewards, ends, self.config.gamma)
-        returns_t = self.tensor(returns)
-        advantages = returns_t - returns_t.mean()
-        if self.config.reinforce.normalize_advantage and len(returns) > 1:
-            advantages = advantages / (advantages.std() + 1e-8)
-        features = self.policy.learner.features(self.tensor(observations), returns_t,
-                                                self.tensor(target_obs))
+    def _update(self, trajectories: list[list[tuple]]) -> None:
+        """One RL step per member on its transitions ``(obs, target obs, action, reward,
+        episode end)``, padded to the longest member's."""
+        members = len(trajectories)
+        length = max(len(t) for t in trajectories)
+        if length == 0:
+            return
+        example = next(t for t in trajectories if t)[0]
+        obs = np.zeros((members, length, *np.shape(example[0])), dtype=np.float32)
+        target_obs = np.zeros((members, length, *np.shape(example[1])), dtype=np.float32)
+        actions = np.zeros((members, length, *np.shape(example[2])), dtype=np.float32)
+        returns = np.zeros((members, length))
+        valid = np.zeros((members, length), dtype=bool)
+        for k, transitions in enumerate(trajectories):
+            if not transitions:
+                continue
+            n = len(transitions)
+            obs[k, :n], target_obs[k, :n], actions[k, :n] = (
+                np.asarray([t[i] for t in transitions]) for i in range(3))
+            ends = np.asarray([t[4] for t in transitions])
+            ends[-1] = True  # a budget-cut final episode is updated on as it stands
+            returns[k, :n] = discounted_returns(np.asarray([t[3] for t in transitions]), ends,
+                                                self.config.gamma)
+            valid[k, :n] = True
+        self.learn(self.tensor(obs), self.tensor(target_obs), self.tensor(actions),
+                   self.tensor(returns), torch.as_tensor(valid, device=self.device))
+
+    def learn(self, obs: torch.Tensor, target_obs: torch.Tensor, actions: torch.Tensor,
+              returns: torch.Tensor, valid: torch.Tensor) -> None:
+        """The update on a padded batch: ``obs`` ``[K, T, obs_dim]``, ``returns`` and
+        ``valid`` ``[K, T]``."""
+        advantages = returns - masked_mean(returns, valid).unsqueeze(1)
+        if self.config.reinforce.normalize_advantage:
+            scaled = advantages / (masked_std(returns, valid).unsqueeze(1) + 1e-8)
+            advantages = torch.where(valid.sum(1, keepdim=True) > 1, scaled, advantages)
+        features = self.policy.learner.features(obs, returns, target_obs, valid)
         dist = self.policy.head.distribution(features)
-        log_prob = self.policy.head.log_prob(dist, self.tensor(actions))
-        entropy = self.policy.head.entropy(dist).mean()
-        loss = -(advantages * log_prob).mean() - self.config.ent_coef * entropy
-        self.rl_step(loss)
+        log_prob = self.policy.head.log_prob(dist, actions)
+        entropy = masked_mean(self.policy.head.entropy(dist), valid)
+        loss = -masked_mean(advantages * log_prob, valid) - self.config.ent_coef * entropy
+        self.rl_step(loss, valid.any(1).cpu())
