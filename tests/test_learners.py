@@ -137,9 +137,10 @@ def test_local_learner_splits_large_batches_into_distance_blocks():
     steps = []
     original = learner.trainer.update
 
-    def counting_update(x, *args, **kwargs):
-        steps.append(x.shape[1])
-        return original(x, *args, **kwargs)
+    def counting_update(x, performance, diagnostics, target_rows, valid, active):
+        assert x.shape[1] == 32  # every block padded to N: shapes never depend on co-members
+        steps.append(int(valid.sum()))
+        return original(x, performance, diagnostics, target_rows, valid, active)
 
     learner.trainer.update = counting_update
     out = learner.features(torch.randn(1, 100, 6))

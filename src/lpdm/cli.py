@@ -76,6 +76,7 @@ def parse_seeds(text: str) -> list[int]:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from lpdm.runs import (
+        RunDirectory,
         is_population_dir,
         member_dir,
         population_members,
@@ -92,7 +93,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise ConfigError(f"a resumed run keeps its configuration; drop {flags}")
         target = Path(args.resume)
         outs = population_members(target) if is_population_dir(target) else [target]
-        summaries = train_population([], outs, resume=True, progress_bar=progress)
+        configs = [RunDirectory(o).read_config() for o in outs]
+        summaries = train_population(configs, outs, resume=True, progress_bar=progress)
     else:
         seeds = parse_seeds(seed_text) if seed_text is not None else [Config().seed]
         population = seed_text is not None and "," in seed_text

@@ -329,14 +329,6 @@ class PopulationRunner:
                 steps.append(None)
         return steps, failures
 
-    def select(self, index: list[int]) -> None:
-        """Keep the members at ``index``, in that order; close the others' environments."""
-        for k, runner in enumerate(self.runners):
-            if k not in index:
-                runner.close()
-        self.runners = [self.runners[k] for k in index]
-        self.failed = {}
-
     def close(self) -> None:
         for runner in self.runners:
             runner.close()

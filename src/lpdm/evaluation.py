@@ -76,13 +76,6 @@ class Evaluator:
                              f"{str(error).splitlines()[0] if str(error) else ''}"
                              f"{_render_hint(self.config.env)}") from None
 
-    def select(self, index: Sequence[int]) -> None:
-        """Keep the members at ``index``, in that order."""
-        for k, runner in enumerate(self.runners):
-            if k not in index:
-                runner.close()
-        self.runners = [self.runners[k] for k in index]
-
     def close(self) -> None:
         for runner in self.runners:
             runner.close()

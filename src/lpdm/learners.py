@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from lpdm.config import LocalConfig
 from lpdm.local import LocalTrunkTrainer, MemberDiagnostics, observe_trunk
 from lpdm.networks import Trunk, member_permutations
+from lpdm.optim import MemberAdam
 
 
 class Learner(ABC):
@@ -73,9 +74,9 @@ class Learner(ABC):
     def set_lr_scale(self, fraction: Tensor) -> None:  # noqa: B027 - no own optimizers by default
         """Scale the learning rate of the trunk's own optimizers per member (``[K]``)."""
 
-    def select(self, index: Tensor) -> None:  # noqa: B027 - no member state by default
-        """Keep the state of the members at ``index`` (the trunk's parameters are sliced by
-        the network that owns them)."""
+    def optimizers(self) -> list[MemberAdam]:
+        """The trunk's own optimizers (the local learners')."""
+        return []
 
     def state_dict(self) -> dict:
         return {}
@@ -126,10 +127,12 @@ class FrozenLearner(Learner):
 class LocalLearner(Learner):
     """``lpdm`` (unsupervised distance matching) or ``lpdm-guided`` (reward-guided).
 
-    Each member's real rows are split into random, nearly equal blocks of at most
-    ``distance_batch`` rows (one block, in order, when they fit), and each block is one
-    local step of that member. Members with more blocks take more steps: the blocks are
-    run in rounds, round ``r`` holding every member's ``r``-th block.
+    A batch of at most ``distance_batch`` rows is one block, used as it is (its padding
+    masked). A longer batch is split per member: its real rows into random, nearly equal
+    blocks of at most ``distance_batch`` rows, each one local step of that member. Members
+    with more blocks take more steps: the blocks are run in rounds, round ``r`` holding
+    every member's ``r``-th block, each padded to ``distance_batch`` rows so that a
+    member's arithmetic never depends on its co-members.
     """
 
     def __init__(self, trunk: Trunk, cfg: LocalConfig, lr: float,
@@ -146,7 +149,7 @@ class LocalLearner(Learner):
         members, rows = obs.shape[0], obs.shape[1]
         counts = (torch.full((members,), rows) if valid is None
                   else valid.sum(1).cpu())
-        if int(counts.max()) <= self.cfg.distance_batch:  # one block each: no gathering
+        if rows <= self.cfg.distance_batch:  # one block each: no gathering
             h, report = self.trainer.update(obs, performance, self._take_diagnostics_request(),
                                             target_rows, valid, counts > 0)
             self._keep(report)
@@ -191,7 +194,7 @@ class LocalLearner(Learner):
             blocks.append(list(real[order].tensor_split(pieces)))
         rounds = []
         for r in range(max(len(b) for b in blocks)):
-            size = max(len(b[r]) for b in blocks if len(b) > r)
+            size = n  # not the largest block of the round: that depends on the co-members
             index = torch.zeros(len(blocks), size, dtype=torch.long)
             block_valid = torch.zeros(len(blocks), size, dtype=torch.bool)
             for k, member_blocks in enumerate(blocks):
@@ -205,8 +208,8 @@ class LocalLearner(Learner):
     def set_lr_scale(self, fraction: Tensor) -> None:
         self.trainer.set_lr_scale(fraction)
 
-    def select(self, index: Tensor) -> None:
-        self.trainer.optimizer.select(index)
+    def optimizers(self) -> list[MemberAdam]:
+        return [self.trainer.optimizer]
 
     def state_dict(self) -> dict:
         return self.trainer.state_dict()

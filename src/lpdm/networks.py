@@ -32,11 +32,14 @@ def seeded_generators(seeds: Sequence[int]) -> list[torch.Generator]:
 
 
 def member_noise(generators: Generators, shape: tuple[int, ...], normal: bool,
-                 device: torch.device | str = "cpu") -> Tensor:
+                 device: torch.device | str = "cpu", active: Sequence[bool] | None = None
+                 ) -> Tensor:
     """``[K, *shape]`` noise, member ``k``'s drawn from ``generators[k]``: standard normal
-    when ``normal``, else uniform on [0, 1)."""
+    when ``normal``, else uniform on [0, 1). Members not ``active`` get zeros and draw
+    nothing, so that how long one member waits never shifts another's random stream."""
     draw = torch.randn if normal else torch.rand
-    return torch.stack([draw(shape, generator=g) for g in generators]).to(device)
+    return torch.stack([draw(shape, generator=g) if active is None or active[k]
+                        else torch.zeros(shape) for k, g in enumerate(generators)]).to(device)
 
 
 def member_permutations(generators: Generators, n: int, device: torch.device | str = "cpu"
@@ -59,6 +62,10 @@ class MemberLinear(nn.Module):
                 nn.init.orthogonal_(self.weight[k], gain, generator=generator)
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.out_features == 1:
+            # a batched matrix-vector product rounds differently with the number of
+            # members; a product and a sum over features do not (members stay bit-exact)
+            return (x * self.weight).sum(-1, keepdim=True) + self.bias.unsqueeze(1)
         return torch.baddbmm(self.bias.unsqueeze(1), x, self.weight.transpose(1, 2))
 
 
@@ -91,10 +98,12 @@ class CategoricalHead(nn.Module):
     def distribution(self, features: Tensor) -> Distribution:
         return Categorical(logits=self.logits(features), validate_args=False)
 
-    def sample(self, dist: Distribution, generators: Generators) -> Tensor:
-        """Actions ``[K, B]``, member ``k``'s drawn with ``generators[k]`` (inverse CDF)."""
+    def sample(self, dist: Distribution, generators: Generators,
+               active: Sequence[bool] | None = None) -> Tensor:
+        """Actions ``[K, B]``, member ``k``'s drawn with ``generators[k]`` (inverse CDF);
+        only the ``active`` members draw."""
         probs = dist.probs
-        u = member_noise(generators, probs.shape[1:-1], normal=False, device=probs.device)
+        u = member_noise(generators, probs.shape[1:-1], False, probs.device, active)
         index = torch.searchsorted(probs.cumsum(-1), u.unsqueeze(-1), right=True)
         return index.squeeze(-1).clamp_max(probs.shape[-1] - 1)
 
@@ -121,10 +130,12 @@ class GaussianHead(nn.Module):
         std = self.log_std.exp().unsqueeze(1).expand_as(mean)
         return Normal(mean, std, validate_args=False)
 
-    def sample(self, dist: Distribution, generators: Generators) -> Tensor:
-        """Actions ``[K, B, A]``, member ``k``'s noise drawn with ``generators[k]``."""
+    def sample(self, dist: Distribution, generators: Generators,
+               active: Sequence[bool] | None = None) -> Tensor:
+        """Actions ``[K, B, A]``, member ``k``'s noise drawn with ``generators[k]``; only
+        the ``active`` members draw."""
         mean = dist.mean
-        noise = member_noise(generators, mean.shape[1:], normal=True, device=mean.device)
+        noise = member_noise(generators, mean.shape[1:], True, mean.device, active)
         with torch.no_grad():
             return mean + dist.stddev * noise
 

@@ -39,7 +39,11 @@ class MemberAdam:
                                           lr=torch.full((members,), float(group["lr"]),
                                                         dtype=torch.float64)))
         self.betas, self.eps = betas, eps
-        self.state: dict[nn.Parameter, dict[str, Tensor]] = {}
+        self.state: dict[nn.Parameter, dict[str, Tensor]] = {
+            p: {"step": torch.zeros(p.shape[0], dtype=torch.float64),
+                "exp_avg": torch.zeros_like(p, memory_format=torch.preserve_format),
+                "exp_avg_sq": torch.zeros_like(p, memory_format=torch.preserve_format)}
+            for p in self.params}
 
     def set_lr_fraction(self, fraction: Tensor) -> None:
         """Every group's rate: ``base_lr`` times ``fraction`` (``[K]`` or a number)."""
@@ -64,11 +68,7 @@ class MemberAdam:
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                state = self.state.get(p)
-                if state is None:
-                    state = self.state[p] = {
-                        "step": torch.zeros(p.shape[0], dtype=torch.float64),
-                        "exp_avg": torch.zeros_like(p), "exp_avg_sq": torch.zeros_like(p)}
+                state = self.state[p]
                 if active is None or bool(active.all()):
                     self._update(p, p.grad, state, group["lr"], beta1, beta2)
                 elif bool(active.any()):
@@ -93,24 +93,17 @@ class MemberAdam:
         denom = (exp_avg_sq.sqrt() / _per_member(correction2, p)).add_(self.eps)
         p.sub_(_per_member(step_size, p) * exp_avg / denom)
 
-    def select(self, index: Tensor) -> None:
-        """Keep the state of the members at ``index`` (``[K']`` long), in that order."""
-        for state in self.state.values():
-            for key, value in state.items():
-                state[key] = value[index.to(value.device)].clone()
-        for group in self.param_groups:
-            group["lr"] = group["lr"][index.cpu()].clone()
-
     def state_dict(self) -> dict:
         """Every tensor has the member dimension first."""
         return {"lrs": [group["lr"] for group in self.param_groups],
-                "state": [self.state.get(p) for p in self.params]}
+                "state": [self.state[p] for p in self.params]}
 
     def load_state_dict(self, saved: dict) -> None:
         for group, lr in zip(self.param_groups, saved["lrs"], strict=True):
             group["lr"] = lr.clone()
-        self.state = {p: {k: v.clone() for k, v in s.items()}
-                      for p, s in zip(self.params, saved["state"], strict=True) if s is not None}
+        self.state = {p: {k: v.clone().to(p.device) if k != "step" else v.clone()
+                          for k, v in s.items()}
+                      for p, s in zip(self.params, saved["state"], strict=True)}
 
 
 @torch.no_grad()
@@ -128,14 +121,3 @@ def clip_grad_norm_per_member(params: Iterable[nn.Parameter], max_norm: float) -
     for g in grads:
         g.mul_(_per_member(coef, g))
     return norms
-
-
-@torch.no_grad()
-def select_members(module: nn.Module, index: Tensor) -> None:
-    """Keep the members at ``index`` (``[K']`` long) of every parameter of ``module``.
-
-    The parameter objects stay the same (optimizers keep referring to them).
-    """
-    for p in module.parameters():
-        p.data = p.data[index.to(p.device)].clone()
-        p.grad = None

@@ -30,7 +30,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -260,6 +260,7 @@ class Member:
     dir: RunDirectory
     state: Progress
     checkpoint: dict | None = None  # loaded on resume
+    active: bool = True  # False once done (finished or failed): an inert slot
     metrics: CsvLog | None = None
     evaluations: CsvLog | None = None
     board: TensorBoardLog | None = None
@@ -280,6 +281,7 @@ class Member:
         for log in (self.metrics, self.evaluations, self.board):
             if log is not None:
                 log.close()
+        self.metrics = self.evaluations = self.board = None
 
     def summary(self, status: str, error: str | None = None) -> dict:
         s, c = self.state, self.config
@@ -318,19 +320,30 @@ class Member:
 
 
 class Trainer:
-    """Drives a population of members to their ``total_steps``: logging, evaluating,
-    checkpointing each member on its own schedule, and dropping members that finish or fail.
+    """Drives a population of members to their ``total_steps``: logging, evaluating and
+    checkpointing each member on its own schedule.
 
-    ``configs`` differ only in their seeds; ``directories`` are the members' run directories.
+    ``configs`` differ only in their seeds; ``directories`` are the members' run
+    directories. A member that is done (finished already, finished now, or failed) keeps
+    its slot, inert, so the population's size, and with it every member's arithmetic, stays
+    the same from start to end, however it is interrupted and resumed.
     """
 
     def __init__(self, configs: list[Config], directories: list[RunDirectory],
-                 progress_bar: bool, resume: bool = False) -> None:
+                 progress_bar: bool, resume: bool = False, inert: list[bool] | None = None,
+                 on_end: Callable[[int, dict], None] | None = None) -> None:
         self.config = configs[0]
         self.progress_bar = progress_bar
+        self.on_end = on_end
         torch.set_num_threads(self.config.run.threads)
-        self.members = []
-        for config, directory in zip(configs, directories, strict=True):
+        self.members: list[Member] = []
+        for k, (config, directory) in enumerate(zip(configs, directories, strict=True)):
+            if (inert and inert[k]) or (resume and directory.read_summary().get("status")
+                                        == "finished"):
+                member = Member(config, directory, Progress(), None)
+                member.active = False
+                self.members.append(member)
+                continue
             checkpoint = (read_checkpoint(directory.checkpoint, config.run.device)
                           if resume and directory.checkpoint.exists() else None)
             state = (Progress(**checkpoint["progress"]) if checkpoint else
@@ -350,6 +363,10 @@ class Trainer:
     @property
     def runners(self) -> list[EnvRunner]:
         return self.algo.runner.runners
+
+    @property
+    def active(self) -> list[int]:
+        return [k for k, m in enumerate(self.members) if m.active]
 
     # ----------------------------------------------------------------- checkpoints
 
@@ -380,19 +397,19 @@ class Trainer:
                                      [normalization_state(r.envs) for r in self.runners],
                                      self.config.run.eval_episodes, seeds)
         for slot in slots:
-            s, result = self.members[slot].state, returns[slot]
+            member, result = self.members[slot], returns[slot]
+            s = member.state
             s.evaluations += 1
             if result.size == 0:
                 continue
             s.eval_steps.append(s.global_step)
             s.eval_means.append(float(result.mean()))
-            self.members[slot].evaluations.write({
+            member.evaluations.write({
                 "global_step": s.global_step, "mean_return": float(result.mean()),
                 "std_return": float(result.std()), "min_return": float(result.min()),
                 "max_return": float(result.max()), "episodes": int(result.size)})
-            if self.members[slot].board:
-                self.members[slot].board.scalars("eval", {"mean_return": s.eval_means[-1]},
-                                                 s.global_step)
+            if member.board:
+                member.board.scalars("eval", {"mean_return": s.eval_means[-1]}, s.global_step)
 
     def _record(self, slot: int, iteration: Iteration, seconds: float) -> None:
         member = self.members[slot]
@@ -417,12 +434,9 @@ class Trainer:
             member.board.scalars("charts", {"steps_per_second": s.global_step / max(
                 s.wall_seconds, 1e-9)}, s.global_step)
 
-    def _checkpoint_due(self, slot: int) -> None:
+    def _checkpoint_if_due(self, slot: int) -> None:
         member, s = self.members[slot], self.members[slot].state
         c = member.config
-        if s.global_step >= s.next_eval or member.done:
-            while s.next_eval <= s.global_step:
-                s.next_eval += c.run.eval_every
         if s.global_step >= s.next_checkpoint or member.done:
             while s.next_checkpoint <= s.global_step:
                 s.next_checkpoint += c.run.checkpoint_every
@@ -435,46 +449,55 @@ class Trainer:
     def run(self) -> list[dict]:
         """Train every member to its end; returns their final summaries, in order."""
         metric_columns = [*METRIC_COLUMNS, *self.algo.diagnostic_names()]
-        for member, runner in zip(self.members, self.runners, strict=True):
+        results: dict[int, dict] = {}
+        for slot, (member, runner) in enumerate(zip(self.members, self.runners, strict=True)):
+            if not member.active:  # inert from the start: its files are not ours to touch
+                results[slot] = member.dir.read_summary()
+                runner.reset(0)  # an observation to stack beside the others; never stepped
+                continue
             member.open_logs(metric_columns)
             runner.reset(derive_seed(member.config.seed, member.state.segment))
             member.write_summary("running")
-        results: dict[int, dict] = {}
-        order = list(range(len(self.members)))  # slot -> position in the caller's list
         bar = tqdm(total=sum(m.config.total_steps for m in self.members),
                    initial=sum(m.state.global_step for m in self.members), unit="step",
                    dynamic_ncols=True, disable=not self.progress_bar, desc=self._label())
         try:
-            self._drop(order, results, bar)
-            while self.members:
+            self._end_members(results, bar)
+            while self.active:
+                active = self.active
                 started = time.perf_counter()
                 iterations = self.algo.iterate(
                     [m.state.global_step for m in self.members],
-                    [m.config.total_steps - m.state.global_step for m in self.members])
+                    [m.config.total_steps - m.state.global_step if m.active else 0
+                     for m in self.members])
                 self.algo.check_weights()
                 seconds = time.perf_counter() - started
-                for slot, iteration in enumerate(iterations):
-                    self._record(slot, iteration, seconds)
-                    bar.update(iteration.steps)
-                recent = [r for m in self.members for r in m.state.returns[-10:]]
+                for slot in active:
+                    self._record(slot, iterations[slot], seconds)
+                    bar.update(iterations[slot].steps)
+                recent = [r for k in active for r in self.members[k].state.returns[-10:]]
                 if recent:
                     bar.set_postfix(ret=f"{np.mean(recent):.1f}", refresh=False)
-                alive = [k for k in range(len(self.members)) if k not in self.algo.failures]
-                due = [k for k in alive if self.members[k].state.global_step >=
+                healthy = [k for k in active if k not in self.algo.failures]
+                due = [k for k in healthy if self.members[k].state.global_step >=
                        self.members[k].state.next_eval or self.members[k].done]
                 if due:
                     self.evaluate(due)
-                for slot in alive:
-                    self._checkpoint_due(slot)
-                self._drop(order, results, bar)
+                    for k in due:
+                        s = self.members[k].state
+                        while s.next_eval <= s.global_step:
+                            s.next_eval += self.members[k].config.run.eval_every
+                for slot in healthy:
+                    self._checkpoint_if_due(slot)
+                self._end_members(results, bar)
         except KeyboardInterrupt:
-            for member in self.members:
+            for member in self._running():
                 member.write_summary("failed", "interrupted; continue with: lpdm train "
                                      f"--resume {_resume_target(member.dir.path)}")
             raise
         except Exception as error:
             message = f"{type(error).__name__}: {error}"
-            for member in self.members:
+            for member in self._running():
                 member.write_summary("failed", message)
             raise
         finally:
@@ -483,35 +506,33 @@ class Trainer:
                 member.close_logs()
             self.algo.runner.close()
             self.evaluator.close()
-        return [results[k] for k in sorted(results)]
+        return [results[k] for k in range(len(self.members))]
 
-    def _drop(self, order: list[int], results: dict[int, dict], bar: tqdm) -> None:
-        """Write the summaries of the members that finished or failed, and drop them."""
-        keep = []
-        for slot, member in enumerate(self.members):
+    def _running(self) -> list[Member]:
+        return [self.members[k] for k in self.active]
+
+    def _end_members(self, results: dict[int, dict], bar: tqdm) -> None:
+        """Write the summaries of the members that finished or failed; make them inert."""
+        for slot in self.active:
+            member = self.members[slot]
             if slot in self.algo.failures:
-                results[order[slot]] = member.write_summary("failed", self.algo.failures[slot])
-                bar.write(f"{member.dir.path}: failed: {self.algo.failures[slot]}")
+                error = self.algo.failures[slot]
+                results[slot] = member.write_summary("failed", error)
+                bar.write(f"{member.dir.path}: failed: {error}")
+                self.algo.retire(slot)
             elif member.done:
-                results[order[slot]] = member.write_summary("finished")
+                results[slot] = member.write_summary("finished")
             else:
-                keep.append(slot)
                 continue
+            member.active = False
             member.close_logs()
-        if len(keep) == len(self.members):
-            return
-        self.members = [self.members[k] for k in keep]
-        order[:] = [order[k] for k in keep]
-        if keep:
-            self.algo.select(keep)
-            self.evaluator.select(keep)
-        else:
-            self.algo.failures = {}
+            if self.on_end:
+                self.on_end(slot, results[slot])
         bar.set_description(self._label(), refresh=False)
 
     def _label(self) -> str:
         c = self.config
-        seeds = ",".join(str(m.config.seed) for m in self.members)
+        seeds = ",".join(str(self.members[k].config.seed) for k in self.active)
         return f"{c.env} {c.algo} {c.learner} s{seeds}"
 
 
@@ -553,32 +574,23 @@ def population_members(path: Path) -> list[Path]:
 
 
 def train_population(configs: list[Config], outs: list[Path], resume: bool = False,
-                     progress_bar: bool = True) -> list[dict]:
+                     progress_bar: bool = True, inert: list[bool] | None = None,
+                     on_end: Callable[[int, dict], None] | None = None) -> list[dict]:
     """Train the members ``configs`` (differing only in seed) into run directories ``outs``,
-    as one population; ``resume`` continues them (finished members are left as they are).
+    as one population.
 
-    Returns every member's ``summary.json`` contents, in order.
+    ``resume`` continues them from their checkpoints (``configs`` then are the resolved
+    ones of ``config.json``). Finished members, and those marked ``inert``, keep their
+    slots but are neither trained nor written. ``on_end(k, summary)`` is called when member
+    ``k`` ends. Returns every member's ``summary.json`` contents, in order.
     """
     outs = [Path(o) for o in outs]
-    if resume:
-        configs = [RunDirectory(o).read_config() for o in outs]
-    else:
+    if not resume:
         configs = [prepare_run(c, o) for c, o in zip(configs, outs, strict=True)]
     _check_population(configs)
-    summaries: dict[int, dict] = {}
-    todo = []
-    for k, out in enumerate(outs):
-        summary = RunDirectory(out).read_summary()
-        if resume and summary.get("status") == "finished":
-            summaries[k] = summary
-        else:
-            todo.append(k)
-    if todo:
-        trainer = Trainer([configs[k] for k in todo], [RunDirectory(outs[k]) for k in todo],
-                          progress_bar, resume)
-        for k, summary in zip(todo, trainer.run(), strict=True):
-            summaries[k] = summary
-    return [summaries[k] for k in range(len(outs))]
+    trainer = Trainer(configs, [RunDirectory(o) for o in outs], progress_bar, resume,
+                      inert, on_end)
+    return trainer.run()
 
 
 def _check_population(configs: list[Config]) -> None:
@@ -598,5 +610,5 @@ def train(config: Config | None, out: Path, resume: bool = False,
     population of one. Returns the final ``summary.json`` contents."""
     if not resume and config is None:
         raise ConfigError("a configuration is needed for a new run")
-    configs = [] if resume else [config]
+    configs = [RunDirectory(Path(out)).read_config()] if resume else [config]
     return train_population(configs, [Path(out)], resume, progress_bar)[0]

@@ -10,7 +10,10 @@ only on its own seed, environments and data.
 
 A member can fail alone: an environment returning NaN, or a non-finite loss or weight,
 is recorded in :attr:`Algorithm.failures` (member index -> one line); the trainer then
-drops it with :meth:`Algorithm.select`.
+retires it (:meth:`Algorithm.retire`). A member that is done (finished, failed) keeps its
+slot, inert: its budget is zero, so it is never stepped and never updated, and the
+population keeps its size, which keeps every member's arithmetic the same to the bit
+(batched products round differently with the number of members).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from lpdm.config import Config
 from lpdm.envs import PopulationRunner
 from lpdm.learners import Learner, make_learner
 from lpdm.networks import Generators, Trunk
-from lpdm.optim import MemberAdam, clip_grad_norm_per_member, select_members
+from lpdm.optim import MemberAdam, clip_grad_norm_per_member
 
 DIAGNOSTIC_FIELDS = ("local_loss", "distance_corr", "saturation", "distance_entropy")
 
@@ -124,18 +127,19 @@ class Algorithm(ABC):
         """
 
     @torch.no_grad()
-    def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+    def act(self, obs: np.ndarray, deterministic: bool = True,
+            active: Sequence[bool] | None = None) -> np.ndarray:
         """Actions ``[K, E, ...]`` of ``self.policy`` for observations ``[K, E, obs_dim]``.
 
         Deterministic: the argmax or the mean action; else a sample, member ``k``'s drawn
-        from its generator. No learning.
+        from its generator if it is ``active`` (default all). No learning.
         """
         features = self.policy.trunk(self.tensor(obs))
         head = self.policy.head
         if deterministic:
             actions = head.deterministic(features)
         else:
-            actions = head.sample(head.distribution(features), self.generators)
+            actions = head.sample(head.distribution(features), self.generators, active)
         return actions.cpu().numpy()
 
     def tensor(self, array: np.ndarray) -> Tensor:
@@ -192,17 +196,19 @@ class Algorithm(ABC):
                 for k in bad.nonzero().flatten().tolist():
                     self.failures.setdefault(k, f"{network.name} weight {name} is not finite")
 
-    def select(self, index: Sequence[int]) -> None:
-        """Keep the members at ``index`` (in that order): networks, optimizers, generators,
-        environments; the others are dropped (finished or failed)."""
-        keep = torch.as_tensor(list(index), dtype=torch.long)
-        select_members(self.networks, keep)
-        self.optimizer.select(keep)
+    @torch.no_grad()
+    def retire(self, member: int) -> None:
+        """Make a failed member's slot inert: its weights and optimizer moments become
+        zeros (finite, so that nothing it computes can raise), its failure is forgotten."""
         for network in self.networks:
-            network.learner.select(keep)
-        self.generators = [self.generators[k] for k in index]
-        self.runner.select(list(index))
-        self.failures = {}
+            for p in network.parameters():
+                p[member] = 0.0
+        optimizers = [self.optimizer, *(o for n in self.networks for o in n.learner.optimizers())]
+        for optimizer in optimizers:
+            for state in optimizer.state.values():
+                for value in state.values():
+                    value[member] = 0
+        self.failures.pop(member, None)
 
     def state_dict(self) -> dict:
         """The population's state; every tensor has the member dimension first."""

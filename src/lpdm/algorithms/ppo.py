@@ -77,12 +77,14 @@ class PPO(Algorithm):
         super().__init__(config, runner, [self.policy, self.critic], generators)
 
     @torch.no_grad()
-    def _policy_step(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Sampled actions, their log-probabilities and the values of ``obs`` ``[K, E, ...]``."""
+    def _policy_step(self, obs: np.ndarray, active: np.ndarray | None = None
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Sampled actions (by the ``active`` members), their log-probabilities and the
+        values of ``obs`` ``[K, E, ...]``."""
         obs_t = self.tensor(obs)
         head = self.policy.head
         dist = head.distribution(self.policy.trunk(obs_t))
-        actions = head.sample(dist, self.generators)
+        actions = head.sample(dist, self.generators, active)
         log_prob = head.log_prob(dist, actions)
         value = self.critic.head(self.critic.trunk(obs_t))
         return actions.cpu().numpy(), log_prob.cpu().numpy(), value.cpu().numpy()
@@ -93,7 +95,9 @@ class PPO(Algorithm):
             self.set_lr_fraction([anneal_fraction(g, c.total_steps) for g in global_steps])
         members, num_envs = self.members, self.runner.num_envs
         horizons = np.minimum(ppo.num_steps, -(-np.asarray(budgets) // num_envs))
-        length = int(horizons.max())
+        # always num_steps rows (a member whose budget ends sooner pads its rollout), so
+        # that a member's arithmetic never depends on its co-members' budgets
+        length = ppo.num_steps
         shape = (length, members, num_envs)
         rewards = np.zeros(shape)
         terminated, truncated, valid = (np.zeros(shape, dtype=bool) for _ in range(3))
@@ -101,7 +105,7 @@ class PPO(Algorithm):
         iterations = [Iteration() for _ in range(members)]
         for t in range(length):
             active = (horizons > t) & np.array([k not in self.failures for k in range(members)])
-            action, log_prob, value = self._policy_step(self.runner.obs)
+            action, log_prob, value = self._policy_step(self.runner.obs, active)
             obs.append(self.runner.obs)
             target_obs.append(self.runner.target_obs)
             actions.append(action)
@@ -120,7 +124,7 @@ class PPO(Algorithm):
                                                    episode.episodic_return, episode.length))
             for k, why in failures.items():
                 self.failures[k] = f"{why} at step {global_steps[k] + iterations[k].steps}"
-        _, _, next_value = self._policy_step(self.runner.obs)
+        _, _, next_value = self._policy_step(self.runner.obs, np.zeros(members, dtype=bool))
         advantages, returns = generalized_advantages(
             rewards, np.asarray(values, dtype=np.float64), next_value, terminated, truncated,
             c.gamma, ppo.gae_lambda)

@@ -8,13 +8,19 @@ runs its local updates over blocks of ``distance_batch`` samples with ``G_t`` as
 
 In a population every member collects its own episodes; a member whose episodes are done
 waits (its environment is not stepped) until every member's are, so that members update
-together, each on its own data only. Their batches are padded to the longest.
+together, each on its own data only. Batches are padded (masked) to a fixed length, the
+most steps an update can hold (``episodes_per_update`` times the environment's time
+limit), so that a member's arithmetic never depends on its co-members: a member computes
+bit for bit what it would compute alone. (For an environment without a time limit the
+padding is the longest member's batch rounded up to a power of two, and members are equal
+to solo runs up to float rounding.)
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import gymnasium as gym
 import numpy as np
 import torch
 
@@ -38,6 +44,8 @@ class Reinforce(Algorithm):
             "policy", obs_dim, lambda width, g: make_policy_head(action_space, width, g),
             config, generators)
         super().__init__(config, runner, [self.policy], generators)
+        limit = gym.spec(config.env).max_episode_steps if config.env in gym.registry else None
+        self.batch_length = limit * config.reinforce.episodes_per_update if limit else None
 
     def iterate(self, global_steps: Sequence[int], budgets: Sequence[int]) -> list[Iteration]:
         members = self.members
@@ -51,7 +59,8 @@ class Reinforce(Algorithm):
             if not active.any():
                 break
             obs, target_obs = self.runner.obs, self.runner.target_obs
-            steps, failures = self.runner.step(self.act(obs, deterministic=False), active)
+            actions = self.act(obs, deterministic=False, active=active)
+            steps, failures = self.runner.step(actions, active)
             for k, why in failures.items():
                 self.failures[k] = f"{why} at step {global_steps[k] + iterations[k].steps}"
             for k, step in enumerate(steps):
@@ -73,9 +82,10 @@ class Reinforce(Algorithm):
         """One RL step per member on its transitions ``(obs, target obs, action, reward,
         episode end)``, padded to the longest member's."""
         members = len(trajectories)
-        length = max(len(t) for t in trajectories)
-        if length == 0:
+        longest = max(len(t) for t in trajectories)
+        if longest == 0:
             return
+        length = max(self.batch_length or 1 << (longest - 1).bit_length(), longest)
         example = next(t for t in trajectories if t)[0]
         obs = np.zeros((members, length, *np.shape(example[0])), dtype=np.float32)
         target_obs = np.zeros((members, length, *np.shape(example[1])), dtype=np.float32)

@@ -1,8 +1,8 @@
 """Where cells run: a local process pool (the default) or the tasks of a Ray cluster.
 
-A backend runs :func:`lpdm.sweeps.cell.run_cell` and hands back a
-``concurrent.futures.Future`` per cell; the scheduler never sees which backend it uses.
-Every worker runs one cell at a time with one torch thread.
+A backend runs :func:`lpdm.sweeps.cell.run_group` and hands back a
+``concurrent.futures.Future`` per group of cells (a population); the scheduler never sees
+which backend it uses. Every worker runs one population at a time with one torch thread.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from lpdm.config import ConfigError
 from lpdm.runs import RunError
-from lpdm.sweeps.cell import run_cell
+from lpdm.sweeps.cell import run_group
 
 ORPHAN_CHECK_SECONDS = 1.0
 
@@ -27,9 +27,9 @@ ORPHAN_CHECK_SECONDS = 1.0
 class Backend(Protocol):
     workers: int
 
-    def submit(self, sweep_dir: Path, cell: str, config: dict[str, Any], retry_failed: bool
-               ) -> Future:
-        """Start :func:`run_cell` on a worker; the future holds its result."""
+    def submit(self, sweep_dir: Path, cells: list[str], configs: list[dict[str, Any]],
+               retry_failed: list[bool]) -> Future:
+        """Start :func:`run_group` on a worker; the future holds its results."""
 
     def recover(self) -> None:
         """Make the backend usable again after a worker died."""
@@ -74,9 +74,9 @@ class LocalBackend:
         return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
                                    initializer=_init_worker, initargs=(os.getpid(),))
 
-    def submit(self, sweep_dir: Path, cell: str, config: dict[str, Any], retry_failed: bool
-               ) -> Future:
-        return self.executor.submit(run_cell, str(sweep_dir), cell, config, retry_failed)
+    def submit(self, sweep_dir: Path, cells: list[str], configs: list[dict[str, Any]],
+               retry_failed: list[bool]) -> Future:
+        return self.executor.submit(run_group, str(sweep_dir), cells, configs, retry_failed)
 
     def recover(self) -> None:
         try:
@@ -132,11 +132,11 @@ class RayBackend:
                            "cluster with token authentication set RAY_AUTH_MODE=token)") from None
         cpus = int(ray.cluster_resources().get("CPU", 1))
         self.workers = workers or max(cpus, 1)
-        self.task = ray.remote(num_cpus=1, max_retries=0)(run_cell)
+        self.task = ray.remote(num_cpus=1, max_retries=0)(run_group)
 
-    def submit(self, sweep_dir: Path, cell: str, config: dict[str, Any], retry_failed: bool
-               ) -> Future:
-        return self.task.remote(str(sweep_dir), cell, config, retry_failed).future()
+    def submit(self, sweep_dir: Path, cells: list[str], configs: list[dict[str, Any]],
+               retry_failed: list[bool]) -> Future:
+        return self.task.remote(str(sweep_dir), cells, configs, retry_failed).future()
 
     def recover(self) -> None:
         """Ray replaces dead workers itself."""

@@ -1,4 +1,5 @@
-"""One cell of a sweep, run by a worker: lock it, then skip, start or resume its run.
+"""Cells of a sweep, run by a worker as one population: lock them, then skip, start or
+resume their runs.
 
 A cell is locked with ``fcntl.flock`` on ``.lock`` in its run directory for as long as a
 worker runs it, so two sweep processes sharing a directory never run a cell at the same
@@ -14,12 +15,12 @@ import socket
 import time
 import traceback
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
-from lpdm.config import from_dict
-from lpdm.runs import RunDirectory, train, write_json_atomic
+from lpdm.config import from_dict, with_values
+from lpdm.runs import RunDirectory, prepare_run, train_population, write_json_atomic
 
 LOCK_FILE = ".lock"
 LOG_FILE = "sweep.log"
@@ -72,40 +73,80 @@ def one_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}".replace("\n", " ").strip()
 
 
-def run_cell(sweep_dir: str, cell: str, config: dict[str, Any], retry_failed: bool = True
-             ) -> dict[str, Any]:
-    """Run cell ``cell`` (a path under ``sweep_dir``) with ``config`` (``to_dict`` form).
+def run_group(sweep_dir: str, cells: list[str], configs: list[dict[str, Any]],
+              retry_failed: list[bool]) -> dict[str, dict[str, Any]]:
+    """Run the cells ``cells`` (paths under ``sweep_dir``; configurations ``configs``, in
+    ``to_dict`` form, differing only in seed) as one population.
 
-    A finished cell is skipped, an interrupted one resumed from its checkpoint, a failed one
-    resumed too unless ``retry_failed`` is False (then it is reported failed again).
+    Each cell is locked first. A finished cell, one held by another process (``busy``) and
+    a failed one not to be retried (``retry_failed``) keep their slots, inert; the others
+    start, or resume from their checkpoints.
 
-    Returns ``{"status": "finished" | "failed" | "busy", "skipped": bool, "summary": ...}``;
-    ``busy`` means another process holds the cell. Errors of the run are recorded in its
-    ``summary.json`` (and ``traceback.txt``), never raised.
+    Returns, per cell, ``{"status": "finished" | "failed" | "busy", "skipped": bool,
+    "summary": ...}``. Errors are recorded in the cells' ``summary.json`` (and
+    ``traceback.txt``), never raised.
     """
     root = Path(sweep_dir)
-    directory = root / cell
-    run = RunDirectory(directory)
-    with cell_lock(directory) as acquired:
-        if not acquired:
-            return {"status": "busy", "skipped": True, "summary": {}}
-        summary = run.read_summary()
-        if summary.get("status") == "finished" or (
-                summary.get("status") == "failed" and not retry_failed):
-            return {"status": summary["status"], "skipped": True, "summary": summary}
-        try:
+    results: dict[str, dict[str, Any]] = {}
+    active = []
+    with ExitStack() as locks:
+        for cell, retry in zip(cells, retry_failed, strict=True):
+            directory = root / cell
+            if not locks.enter_context(cell_lock(directory)):
+                results[cell] = {"status": "busy", "skipped": True, "summary": {}}
+                continue
+            summary = RunDirectory(directory).read_summary()
+            if summary.get("status") == "finished" or (
+                    summary.get("status") == "failed" and not retry):
+                results[cell] = {"status": summary["status"], "skipped": True,
+                                 "summary": summary}
+                continue
+            active.append(cell)
+        if active:
+            results |= _run_population(root, cells, configs, active)
+    return {cell: results[cell] for cell in cells}
+
+
+def _run_population(root: Path, cells: list[str], configs: list[dict[str, Any]],
+                    active: list[str]) -> dict[str, dict[str, Any]]:
+    results: dict[str, dict[str, Any]] = {}
+    directories = [root / cell for cell in cells]
+    try:
+        resolved = {}
+        for cell, config, directory in zip(cells, configs, directories, strict=True):
+            if cell not in active:
+                continue
+            run = RunDirectory(directory)
             if run.config.exists():
-                log_event(root, cell, "resume", f"from step {summary.get('steps', 0)}")
-                summary = train(None, directory, resume=True, progress_bar=False)
+                log_event(root, cell, "resume", f"from step {run.read_summary().get('steps', 0)}")
+                resolved[cell] = run.read_config()
             else:
+                resolved[cell] = prepare_run(from_dict(config), directory)
                 log_event(root, cell, "start")
-                summary = train(from_dict(config), directory, progress_bar=False)
-        except Exception as error:
-            (directory / TRACEBACK_FILE).write_text(traceback.format_exc())
+        # an inert slot (finished, busy, failed) takes an active member's configuration
+        model = resolved[active[0]]
+        members = [resolved.get(cell) or with_values(model, {"seed": config["seed"]})
+                   for cell, config in zip(cells, configs, strict=True)]
+
+        def ended(slot: int, summary: dict) -> None:
+            cell = cells[slot]
+            if summary["status"] == "finished":
+                (directories[slot] / TRACEBACK_FILE).unlink(missing_ok=True)
+                log_event(root, cell, "finished", f"steps={summary['steps']} "
+                          f"wall={summary['wall_seconds']:.0f}s")
+            else:
+                log_event(root, cell, "failed", summary.get("error", ""))
+            results[cell] = {"status": summary["status"], "skipped": False, "summary": summary}
+
+        train_population(members, directories, resume=True, progress_bar=False,
+                         inert=[cell not in active for cell in cells], on_end=ended)
+    except Exception as error:
+        trace = traceback.format_exc()
+        for cell, config, directory in zip(cells, configs, directories, strict=True):
+            if cell not in active or cell in results:
+                continue
+            (directory / TRACEBACK_FILE).write_text(trace)
             summary = record_failure(directory, config, one_line(error))
             log_event(root, cell, "failed", summary["error"])
-            return {"status": "failed", "skipped": False, "summary": summary}
-        (directory / TRACEBACK_FILE).unlink(missing_ok=True)  # of an earlier, failed attempt
-        log_event(root, cell, "finished", f"steps={summary['steps']} "
-                  f"wall={summary['wall_seconds']:.0f}s")
-        return {"status": "finished", "skipped": False, "summary": summary}
+            results[cell] = {"status": "failed", "skipped": False, "summary": summary}
+    return results

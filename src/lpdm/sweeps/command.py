@@ -13,9 +13,12 @@ from lpdm.sweeps.grid import (
     ALL_ALGOS,
     SweepSpec,
     check_cells,
+    default_population,
     expand,
     parse_values,
+    record_population,
     record_spec,
+    recorded_population,
 )
 from lpdm.sweeps.scheduler import cell_status, run_cells
 
@@ -43,6 +46,9 @@ def add_sweep_command(commands: argparse._SubParsersAction) -> None:
                         "or list seeds with --seed)")
     parser.add_argument("--workers", type=int, metavar="W", help="cells run at once, one "
                         "torch thread each (default: CPU cores here, or the Ray cluster's CPUs)")
+    parser.add_argument("--population", type=int, metavar="P", help="train up to P cells that "
+                        "differ only in their seed as one population, in one process (default: "
+                        "the largest that keeps every worker busy; 1: every cell alone)")
     parser.add_argument("--backend", choices=("local", "ray"), default="local",
                         help="local process pool (default), or Ray tasks")
     parser.add_argument("--address", metavar="HOST:PORT",
@@ -92,7 +98,23 @@ def make_backend(args: argparse.Namespace) -> Backend:
     return LocalBackend(args.workers or cores or 1)
 
 
+def choose_population(out: Path, cells: list, given: int | None, workers: int) -> int:
+    """The population size: as given, else as the sweep's first run recorded, else the
+    largest that keeps every worker busy; recorded in ``sweep.json`` for reruns."""
+    recorded = recorded_population(out)
+    population = given or recorded or default_population(cells, workers)
+    if recorded and population != recorded:
+        print(f"  populations of {population} seeds instead of {recorded}: resumed cells may "
+              "now differ from uninterrupted ones by float rounding", flush=True)
+    if population != recorded:
+        record_population(out, population)
+    print(f"  populations of up to {population} seeds", flush=True)
+    return population
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
+    if args.population is not None and args.population < 1:
+        raise ConfigError(f"--population must be at least 1, got {args.population}")
     out = Path(args.out)
     spec = spec_from_args(args)
     cells = expand(spec)
@@ -108,7 +130,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         print(f"sweep {out}: {len(cells)} cells ({counts['finished']} finished, "
               f"{counts['interrupted']} to resume, {counts['failed']} failed to retry, "
               f"{counts['pending']} to start) on {backend.workers} {where} workers", flush=True)
-        outcome = run_cells(out, cells, backend, progress=not args.no_progress)
+        population = choose_population(out, cells, args.population, backend.workers)
+        outcome = run_cells(out, cells, backend, population, progress=not args.no_progress)
     except KeyboardInterrupt:
         interrupted = True
         print(f"sweep {out}: interrupted; rerun the same command to resume", flush=True)

@@ -163,6 +163,28 @@ def expand(spec: SweepSpec) -> list[Cell]:
     return cells
 
 
+def populations(cells: list[Cell], size: int) -> list[list[Cell]]:
+    """The cells grouped into populations: cells that differ only in their seed (the same
+    directory but for ``sSEED``), at most ``size`` to a group, by seed."""
+    by_config: dict[PurePosixPath, list[Cell]] = {}
+    for cell in cells:
+        by_config.setdefault(cell.path.parent, []).append(cell)
+    groups = []
+    for members in by_config.values():
+        members = sorted(members, key=lambda c: c.seed)
+        groups += [members[i:i + size] for i in range(0, len(members), max(size, 1))]
+    return groups
+
+
+def default_population(cells: list[Cell], workers: int) -> int:
+    """The largest population that still gives every worker one (at most all seeds of a
+    configuration)."""
+    if not cells:
+        return 1
+    seeds = max(len(g) for g in populations(cells, len(cells)))
+    return max(1, min(seeds, len(cells) // max(workers, 1)))
+
+
 def check_cells(cells: list[Cell]) -> None:
     """Resolve every cell's configuration, so that bad values fail before anything runs."""
     discrete: dict[str, bool] = {}
@@ -177,6 +199,23 @@ def check_cells(cells: list[Cell]) -> None:
 
 
 # --------------------------------------------------------------------------- sweep.json
+
+
+def recorded_population(directory: Path) -> int | None:
+    """The population size a sweep's first run chose (``sweep.json``), if recorded."""
+    path = directory / SWEEP_FILE
+    if not path.exists():
+        return None
+    value = json.loads(path.read_text()).get("population")
+    return int(value) if value else None
+
+
+def record_population(directory: Path, size: int) -> None:
+    """Record the population size in ``sweep.json``: reruns group cells the same way."""
+    path = directory / SWEEP_FILE
+    data = json.loads(path.read_text())
+    data["population"] = size
+    write_json_atomic(path, data)
 
 
 def read_spec(directory: Path) -> SweepSpec | None:

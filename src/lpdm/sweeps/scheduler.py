@@ -1,8 +1,10 @@
-"""Runs the cells of a sweep on a backend, at most ``workers`` at a time, with one progress bar.
+"""Runs the cells of a sweep on a backend, at most ``workers`` populations at a time, with
+one progress bar.
 
-Cells are handed out seed-major (every configuration's seed 0 first), so that a sweep
-stopped half-way already holds a comparable subset. A cell that another process holds
-(a second sweep on the same directory) is put back and retried later; the sweep ends
+Cells that differ only in their seed run together as a population (``--population``).
+Populations are handed out seed-major (every configuration's first seeds first), so that a
+sweep stopped half-way already holds a comparable subset. A cell that another process
+holds (a second sweep on the same directory) is put back and retried later; the sweep ends
 when every cell is finished or failed.
 """
 
@@ -19,8 +21,8 @@ from tqdm import tqdm
 from lpdm.config import to_dict
 from lpdm.runs import RunDirectory
 from lpdm.sweeps.backends import Backend
-from lpdm.sweeps.cell import is_locked, one_line, record_failure
-from lpdm.sweeps.grid import Cell
+from lpdm.sweeps.cell import one_line, record_failure
+from lpdm.sweeps.grid import Cell, populations
 
 BUSY_RETRY_SECONDS = 2.0
 POLL_SECONDS = 1.0
@@ -82,34 +84,38 @@ def _fraction_done(sweep_dir: Path, cell: Cell) -> float:
     return min(steps / total, 1.0) if total else 0.0
 
 
-def run_cells(sweep_dir: Path, cells: list[Cell], backend: Backend, progress: bool = True
-              ) -> SweepOutcome:
-    """Run every cell of ``cells`` not finished yet; returns the outcome."""
+def run_cells(sweep_dir: Path, cells: list[Cell], backend: Backend, population: int = 1,
+              progress: bool = True) -> SweepOutcome:
+    """Run every cell of ``cells`` not finished yet; returns the outcome.
+
+    Cells that differ only in their seed run together in populations of ``population``
+    cells. The groups are fixed by the grid and ``population`` alone (finished cells keep
+    their place, inert), so a rerun puts every cell beside the same co-members as the first
+    run did, and a resumed cell continues exactly as it would have.
+    """
     outcome = SweepOutcome(total=len(cells))
-    todo: deque[Cell] = deque()
-    for cell in sorted(cells, key=lambda c: c.seed):
-        if cell_status(sweep_dir, cell) == "finished":
-            outcome.finished += 1
-        else:
-            todo.append(cell)
-    held: list[tuple[float, Cell]] = []  # (retry time, cell) of cells another process runs
+    status = {cell: cell_status(sweep_dir, cell) for cell in cells}
+    counted = {cell for cell, s in status.items() if s == "finished"}  # in outcome.finished
+    outcome.finished = len(counted)
+    groups = [g for g in populations(cells, population)
+              if any(status[c] != "finished" for c in g)]
+    # seed-major: every configuration's first population before any second one
+    todo: deque[list[Cell]] = deque(sorted(groups, key=lambda g: g[0].seed))
+    held: list[tuple[float, list[Cell]]] = []  # groups with cells another process runs
     seen_held: set[Cell] = set()  # those are not retried if they failed over there
-    running: dict[Future, Cell] = {}
+    running: dict[Future, list[Cell]] = {}
     display = _Display(len(cells), outcome.finished, progress)
     try:
         while todo or held or running:
             now = time.monotonic()
-            todo.extend(cell for at, cell in held if at <= now)
-            held = [(at, cell) for at, cell in held if at > now]
+            todo.extend(group for at, group in held if at <= now)
+            held = [(at, group) for at, group in held if at > now]
             while todo and len(running) < backend.workers:
-                cell = todo.popleft()
-                if is_locked(sweep_dir / cell.path):
-                    held.append((now + BUSY_RETRY_SECONDS, cell))
-                    seen_held.add(cell)
-                    continue
-                future = backend.submit(sweep_dir, str(cell.path), to_dict(cell.config()),
-                                        retry_failed=cell not in seen_held)
-                running[future] = cell
+                group = todo.popleft()
+                future = backend.submit(sweep_dir, [str(c.path) for c in group],
+                                        [to_dict(c.config()) for c in group],
+                                        [c not in seen_held for c in group])
+                running[future] = group
             if running:
                 done, _ = wait(running, timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
             else:
@@ -117,50 +123,70 @@ def run_cells(sweep_dir: Path, cells: list[Cell], backend: Backend, progress: bo
                 time.sleep(POLL_SECONDS)
             broken = False
             for future in done:
-                cell = running.pop(future)
-                broken |= _collect(sweep_dir, cell, future, outcome, held, display)
-                seen_held.update(cell for _, cell in held)
+                group = running.pop(future)
+                busy, died = _collect(sweep_dir, group, future, outcome, display, counted)
+                broken |= died
+                if busy:
+                    seen_held.update(busy)
+                    held.append((time.monotonic() + BUSY_RETRY_SECONDS, group))
             if broken:
                 backend.recover()
-            partial = sum(_fraction_done(sweep_dir, cell) for cell in running.values())
-            display.update(outcome.finished + partial, outcome.finished, len(running),
-                           len(outcome.failed), len(held))
+            partial = sum(_fraction_done(sweep_dir, cell) for group in running.values()
+                          for cell in group if cell not in counted)
+            display.update(outcome.finished + partial, outcome.finished,
+                           sum(len(g) for g in running.values()), len(outcome.failed),
+                           sum(len(g) for _, g in held))
     finally:
         display.close()
     return outcome
 
 
-def _collect(sweep_dir: Path, cell: Cell, future: Future, outcome: SweepOutcome,
-             held: list[tuple[float, Cell]], display: _Display) -> bool:
-    """Account for one ended cell; returns True if its worker died (the backend is broken)."""
-    path = str(cell.path)
+def _collect(sweep_dir: Path, group: list[Cell], future: Future, outcome: SweepOutcome,
+             display: _Display, counted: set[Cell]) -> tuple[list[Cell], bool]:
+    """Account for an ended population: returns the cells another process held, and
+    whether its worker died (the backend is broken)."""
     try:
-        result = future.result()
+        results = future.result()
+        died = False
     except Exception as error:  # a worker died (killed, out of memory), which ends its pool
         message = (f"a worker process died while this cell ran ({one_line(error)}); "
                    "rerun the sweep to resume it")
-        record_failure(sweep_dir / cell.path, to_dict(cell.config()), message)
-        result = {"status": "failed", "skipped": False, "summary": {"error": message}}
-        broken = True
-    else:
-        broken = False
+        results = {}
+        for cell in group:
+            if cell_status(sweep_dir, cell) != "finished":
+                record_failure(sweep_dir / cell.path, to_dict(cell.config()), message)
+                results[str(cell.path)] = {"status": "failed", "skipped": False,
+                                           "summary": {"error": message}}
+        died = True
+    busy = []
+    for cell in group:
+        result = results.get(str(cell.path))
+        if result is None or cell in counted:
+            continue  # finished before this sweep started: counted already
+        if result["status"] == "busy":
+            busy.append(cell)
+            continue
+        if result["status"] == "finished":
+            counted.add(cell)
+        _account(cell, result, outcome, display)
+    return busy, died
+
+
+def _account(cell: Cell, result: dict, outcome: SweepOutcome, display: _Display) -> None:
+    path = str(cell.path)
     status, summary = result["status"], result["summary"]
-    if status == "busy":
-        held.append((time.monotonic() + BUSY_RETRY_SECONDS, cell))
-        return broken
     if not result["skipped"]:
         outcome.ran += 1
     if status == "finished":
         outcome.finished += 1
         outcome.failed.pop(path, None)
-        if not result["skipped"]:
+        if not result["skipped"]:  # else another process finished it
             display.line(f"finished {path}: max_score {_fmt(summary.get('max_score'))}, "
                          f"final_score {_fmt(summary.get('final_score'))} "
                          f"({summary.get('wall_seconds', 0):.0f}s)")
     else:
         outcome.failed[path] = summary.get("error", "unknown error")
         display.line(f"failed   {path}: {outcome.failed[path]}")
-    return broken
 
 
 def _fmt(value: float | None) -> str:
