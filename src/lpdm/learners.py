@@ -78,6 +78,11 @@ class Learner(ABC):
         """The trunk's own optimizers (the local learners')."""
         return []
 
+    def take_divergences(self) -> dict[int, int]:
+        """Members whose local loss was not finite since the last call -> the first such
+        layer (0-based); none for learners without local losses."""
+        return {}
+
     def state_dict(self) -> dict:
         return {}
 
@@ -210,6 +215,10 @@ class LocalLearner(Learner):
 
     def optimizers(self) -> list[MemberAdam]:
         return [self.trainer.optimizer]
+
+    def take_divergences(self) -> dict[int, int]:
+        diverged, self.trainer.diverged = self.trainer.diverged, {}
+        return diverged
 
     def state_dict(self) -> dict:
         return self.trainer.state_dict()

@@ -197,6 +197,7 @@ class LocalTrunkTrainer:
         self.guided = guided
         self.optimizer = MemberAdam([{"params": list(trunk.parameters()), "lr": lr}])
         self.closed_form = closed_form_gradients(cfg)
+        self.diverged: dict[int, int] = {}  # member -> first layer whose loss was not finite
 
     def set_lr_scale(self, fraction: Tensor) -> None:
         """Scale the learning rate of member ``k`` by ``fraction[k]`` (or all by a number)."""
@@ -241,6 +242,7 @@ class LocalTrunkTrainer:
                 if target.mask is not None:
                     diff = diff * target.mask
                 losses = torch.linalg.vector_norm(diff, dim=(-2, -1))  # [K]
+                self._check(losses, layer)
                 # dL/d(raw distances), in the order autograd computes it: the norm's
                 # gradient diff / L (zero at L = 0), negated, divided by the scaling.
                 per_member = losses[:, None, None]
@@ -268,6 +270,7 @@ class LocalTrunkTrainer:
             y = torch.tanh(layer(h))
             losses = distance_matching_loss(target.distances, y, cfg.metric, cfg.scale,
                                             target.mask, target.width, valid)
+            self._check(losses, layer)
             if diagnostics:
                 layers.append(layer_diagnostics(target, y, losses.detach(), cfg, valid=valid))
             # members and layers have disjoint parameters: the gradient of the sum is
@@ -280,6 +283,14 @@ class LocalTrunkTrainer:
         if not streaming:
             torch.stack(total).sum().backward()
         return h, layers
+
+    def _check(self, losses: Tensor, layer: torch.nn.Module) -> None:
+        """Record the members whose local loss at ``layer`` is not finite."""
+        bad = ~torch.isfinite(losses.detach())
+        if bool(bad.any()):
+            index = list(self.trunk.layers).index(layer)
+            for k in bad.nonzero().flatten().tolist():
+                self.diverged.setdefault(k, index)
 
     def state_dict(self) -> dict:
         return {"optimizer": self.optimizer.state_dict()}

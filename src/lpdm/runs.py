@@ -470,7 +470,7 @@ class Trainer:
                     [m.state.global_step for m in self.members],
                     [m.config.total_steps - m.state.global_step if m.active else 0
                      for m in self.members])
-                self.algo.check_weights()
+                self.algo.check_members()
                 seconds = time.perf_counter() - started
                 for slot in active:
                     self._record(slot, iterations[slot], seconds)

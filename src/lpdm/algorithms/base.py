@@ -107,6 +107,7 @@ class Algorithm(ABC):
                                                                 config.network.hidden_lr)]
         self.optimizer = MemberAdam(groups, eps=1e-5)
         self.failures: dict[int, str] = {}
+        self._rl_diverged: set[int] = set()  # members whose RL loss was not finite
         self.update_seconds = 0.0  # of the last update
 
     @property
@@ -151,8 +152,7 @@ class Algorithm(ABC):
         bool, default all). A member whose loss is not finite is recorded as failed and not
         stepped."""
         finite = torch.isfinite(losses.detach()).cpu()
-        for k in (~finite).nonzero().flatten().tolist():
-            self.failures.setdefault(k, "the RL loss diverged (not finite)")
+        self._rl_diverged.update((~finite).nonzero().flatten().tolist())
         step = finite if active is None else finite & active.cpu()
         self.optimizer.zero_grad()
         torch.where(step.to(losses.device), losses, torch.zeros_like(losses)).sum().backward()
@@ -188,13 +188,21 @@ class Algorithm(ABC):
             values |= network.diagnostics(member)
         return values
 
-    def check_weights(self) -> None:
-        """Record as failed every member with a non-finite weight, naming the first."""
+    def check_members(self) -> None:
+        """Record as failed every member whose local loss diverged or that has a non-finite
+        weight, naming the first such layer or weight."""
+        for network in self.networks:
+            for k, layer in sorted(network.learner.take_divergences().items()):
+                self.failures.setdefault(k, f"local loss of {network.name} layer {layer + 1} "
+                                            "diverged")
         for network in self.networks:
             for name, p in network.named_parameters():
                 bad = ~torch.isfinite(p.detach()).reshape(p.shape[0], -1).all(1).cpu()
                 for k in bad.nonzero().flatten().tolist():
                     self.failures.setdefault(k, f"{network.name} weight {name} is not finite")
+        for k in sorted(self._rl_diverged):
+            self.failures.setdefault(k, "the RL loss diverged (not finite)")
+        self._rl_diverged.clear()
 
     @torch.no_grad()
     def retire(self, member: int) -> None:
@@ -209,6 +217,7 @@ class Algorithm(ABC):
                 for value in state.values():
                     value[member] = 0
         self.failures.pop(member, None)
+        self._rl_diverged.discard(member)
 
     def state_dict(self) -> dict:
         """The population's state; every tensor has the member dimension first."""

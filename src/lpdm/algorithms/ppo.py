@@ -123,7 +123,7 @@ class PPO(Algorithm):
                     iterations[k].episodes.append((global_steps[k] + iterations[k].steps,
                                                    episode.episodic_return, episode.length))
             for k, why in failures.items():
-                self.failures[k] = f"{why} at step {global_steps[k] + iterations[k].steps}"
+                self.failures[k] = f"{why} at step {global_steps[k] + iterations[k].steps + 1}"
         _, _, next_value = self._policy_step(self.runner.obs, np.zeros(members, dtype=bool))
         advantages, returns = generalized_advantages(
             rewards, np.asarray(values, dtype=np.float64), next_value, terminated, truncated,

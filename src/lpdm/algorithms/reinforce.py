@@ -62,7 +62,7 @@ class Reinforce(Algorithm):
             actions = self.act(obs, deterministic=False, active=active)
             steps, failures = self.runner.step(actions, active)
             for k, why in failures.items():
-                self.failures[k] = f"{why} at step {global_steps[k] + iterations[k].steps}"
+                self.failures[k] = f"{why} at step {global_steps[k] + iterations[k].steps + 1}"
             for k, step in enumerate(steps):
                 if step is None or not step.valid[0]:
                     continue  # waiting, failed, or the autoreset step after an episode
