@@ -46,7 +46,7 @@ def population(tmp_path, name, seeds=(0, 1, 2), algo="reinforce", learner="lpdm"
 
 
 def test_a_member_whose_environment_fails_stops_alone(tmp_path, monkeypatch):
-    reference, reference_dirs = population(tmp_path, "reference")
+    _, reference_dirs = population(tmp_path, "reference")
     original = runs.make_population
 
     def sabotaged(configs, device_envs=None):
