@@ -8,10 +8,11 @@ import pytest
 from lpdm import bench
 from lpdm.cli import main
 
-TITLES = ("(a) pairwise l1", "(b) update phase", "(c) end-to-end PPO", "(d) peak memory")
+TITLES = ("(a) pairwise l1", "(b) update phase", "(c) end-to-end PPO", "(d) peak memory",
+          "(e) populations")
 
 
-def test_quick_bench_prints_all_four_tables(tmp_path, capsys, monkeypatch):
+def test_quick_bench_prints_every_table(tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "stable_baselines3", None)  # as if not installed
     markdown = tmp_path / "performance.md"
     assert main(["bench", "--quick", "--markdown", str(markdown)]) == 0
@@ -20,11 +21,14 @@ def test_quick_bench_prints_all_four_tables(tmp_path, capsys, monkeypatch):
     for title in TITLES:
         assert title in out
     for row in ("lpdm kernel", "lpdm-guided", "lpdm sparse", "REINFORCE", "PPO",
-                "lpdm PPO, lpdm", "environment alone"):
+                "lpdm PPO, lpdm", "environment alone", "Hopper-v4 ppo lpdm",
+                "CartPole-v1 reinforce lpdm"):
         assert row in out
+    assert "hot loops at -march=" in out and "NOT vectorised" not in out
+    assert "resident memory of a population of 32" in out
     assert "Stable-Baselines3 PPO skipped: stable-baselines3 is not installed" in out
     text = markdown.read_text()
-    assert text.count("\n### ") + text.startswith("### ") == 4
+    assert text.count("\n### ") + text.startswith("### ") == len(TITLES)
     assert "| depth | bp | lpdm (streaming) | lpdm / bp |" in text
 
 

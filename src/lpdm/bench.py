@@ -10,7 +10,10 @@ Four tables (DESIGN §3, "bench"):
 - ``throughput``: end-to-end training steps per second of PPO (``bp``, ``lpdm``), of
   Stable-Baselines3's PPO with the same networks and settings, and of the environment
   alone (random actions), the ceiling;
-- ``memory``: the peak memory of one update of a deep trunk, ``bp`` against ``lpdm``.
+- ``memory``: the peak memory of one update of a deep trunk, ``bp`` against ``lpdm``;
+- ``population``: aggregate steps per second of a population of K members against K solo
+  runs one after another (CartPole REINFORCE and PPO, Hopper PPO), beside SB3 PPO and the
+  environments alone, and the resident memory of a population of 32 Hopper PPO members.
 
 Candidates of one table are timed in turns (round robin), so that a busy machine slows
 them alike; every number is a median over repeats. ``--quick`` shrinks every table to
@@ -44,7 +47,7 @@ from lpdm.config import Config, ConfigError, LocalConfig, resolve, with_values
 if TYPE_CHECKING:  # the environment modules (gymnasium) load only for the tables using them
     from lpdm.algorithms import Algorithm
 
-TABLES = ("kernel", "update", "throughput", "memory")
+TABLES = ("kernel", "update", "throughput", "memory", "population")
 BENCH_ENV = "Hopper-v4"
 HIDDEN = (128, 256)
 CPU = torch.device("cpu")
@@ -568,6 +571,144 @@ def memory_table(quick: bool) -> Table:
     return table
 
 
+# --------------------------------------------------------------------------- (e) population
+
+POPULATION_CASES = (("CartPole-v1", "reinforce", "lpdm"), ("CartPole-v1", "ppo", "lpdm"),
+                    ("Hopper-v4", "ppo", "lpdm"), ("Hopper-v4", "ppo", "bp"))
+
+
+def population_config(env: str, algo: str, learner: str, quick: bool) -> Config:
+    """A resolved configuration of one population benchmark case (tiny when ``quick``)."""
+    from lpdm.envs import env_spaces
+
+    given: dict[str, object] = {"env": env, "algo": algo, "learner": learner,
+                                "total_steps": 10**7, "threads": 1}
+    if quick and algo == "ppo":
+        given |= {"num_steps": 64, "num_minibatches": 2, "update_epochs": 1}
+    _, action_space = env_spaces(env)
+    return resolve(with_values(Config(), given), discrete_actions=hasattr(action_space, "n"))
+
+
+def _iterations_rate(agent: Agent, iterations: int) -> Callable[[], float]:
+    """Aggregate valid steps per second of ``iterations`` iterations of a population."""
+    members = agent.algo.members
+
+    def run() -> float:
+        start, steps = time.perf_counter(), 0
+        for _ in range(iterations):
+            done = agent.algo.iterate([0] * members, [10**7] * members)
+            steps += sum(i.steps for i in done)
+        return steps / (time.perf_counter() - start)
+    return run
+
+
+def _environments_rate(config: Config, members: int, steps: int) -> Callable[[], float]:
+    """Steps per second of the members' environments alone, with random actions."""
+    from lpdm.envs import EnvRunner, PopulationRunner, make_vector_env
+
+    runner = PopulationRunner([EnvRunner(make_vector_env(config, config.envs.num_envs))
+                               for _ in range(members)])
+    for seed, member in enumerate(runner.runners):
+        member.reset(seed)
+    space = runner.envs.single_action_space
+
+    def run() -> float:
+        start = time.perf_counter()
+        for _ in range(steps):
+            runner.step(np.stack([np.stack([space.sample() for _ in range(runner.num_envs)])
+                                  for _ in range(members)]))
+        return steps * members * runner.num_envs / (time.perf_counter() - start)
+    return run
+
+
+def population_table(quick: bool) -> Table:
+    """(e) A population of K against K solo runs one after another (the solo rate)."""
+    sizes = (1, 2) if quick else (1, 4, 8, 16)
+    repeats = 1 if quick else 3
+    table = Table("(e) populations: aggregate environment steps per second (1 torch thread)",
+                  ["case", "K", "population", "K solo runs", "speed-up", "envs alone",
+                   "of the ceiling"])
+    for env, algo, learner in POPULATION_CASES:
+        config = population_config(env, algo, learner, quick)
+        iterations = (2 if quick else 20) if algo == "reinforce" else 1
+        if not quick and algo == "ppo" and config.envs.num_envs > 1:
+            iterations = 4  # CartPole: 4 x 128 steps per iteration
+        agents = {k: make_agent(config, k) for k in sizes}
+        env_steps = 64 if quick else 400
+        runs = {f"population {k}": _iterations_rate(a, iterations) for k, a in agents.items()}
+        runs |= {f"envs {k}": _environments_rate(config, k, env_steps) for k in sizes}
+        for agent in agents.values():  # warm-up
+            agent.algo.iterate([0] * agent.algo.members, [10**7] * agent.algo.members)
+        with torch_threads(1):
+            samples: dict[str, list[float]] = {name: [] for name in runs}
+            for _ in range(repeats):
+                for name, run in runs.items():
+                    samples[name].append(run())
+        rates = {name: statistics.median(v) for name, v in samples.items()}
+        solo = rates["population 1"]
+        for k in sizes:
+            population, ceiling = rates[f"population {k}"], rates[f"envs {k}"]
+            table.rows.append([f"{env} {algo} {learner}", str(k), f"{population:.0f}",
+                               f"{solo:.0f}", fmt_ratio(population / solo), f"{ceiling:.0f}",
+                               f"{population / ceiling:.0%}"])
+        for agent in agents.values():
+            agent.close()
+    sb3 = _sb3_rate(quick, repeats)
+    if sb3 is None:
+        table.notes.append("SB3 PPO skipped: stable-baselines3 is not installed "
+                           "(pip install 'lpdm[sb3]')")
+    else:
+        hopper = [r for r in table.rows if r[0] == "Hopper-v4 ppo lpdm"]
+        best = max(hopper, key=lambda r: float(r[2]))
+        table.notes.append(f"Stable-Baselines3 PPO on Hopper-v4, the same K seeds one after "
+                           f"another: {sb3:.0f} steps/s; the Hopper lpdm population of "
+                           f"{best[1]} is {float(best[2]) / sb3:.2f}x that")
+    table.notes.append("K solo runs one after another run at the solo rate: its aggregate "
+                       "steps/s is the K = 1 row; speed-up = population / solo; envs alone: "
+                       "the same K members' environments (with their normalisation "
+                       "wrappers) stepped with random actions, the ceiling")
+    table.notes.append(f"REINFORCE: {20 if not quick else 2} iterations (one episode per "
+                       "member each; members that finish early wait); PPO: whole iterations; "
+                       f"medians of {repeats}, in turns; resident memory of a population of "
+                       f"32 Hopper-v4 PPO lpdm members: {_population_memory(quick)}")
+    return table
+
+
+def _sb3_rate(quick: bool, repeats: int) -> float | None:
+    """Steps per second of Stable-Baselines3 PPO on Hopper-v4 at the same settings."""
+    try:
+        model = _sb3_model(bench_config("ppo", "bp", quick))
+    except ImportError:
+        return None
+    rollout = model.n_steps * model.n_envs
+    model.learn(total_timesteps=rollout)  # warm-up
+    rates = []
+    with torch_threads(1):
+        for _ in range(repeats):
+            start = time.perf_counter()
+            model.learn(total_timesteps=rollout, reset_num_timesteps=False)
+            rates.append(rollout / (time.perf_counter() - start))
+    return statistics.median(rates)
+
+
+def population_memory(members: int, quick: bool) -> int:
+    """Peak resident memory (bytes) of this process after one iteration of a population of
+    ``members`` Hopper-v4 PPO ``lpdm`` members (run in a fresh process)."""
+    agent = make_agent(population_config("Hopper-v4", "ppo", "lpdm", quick), members)
+    agent.algo.iterate([0] * members, [10**7] * members)
+    return _status_kib("VmHWM") * 1024
+
+
+def _population_memory(quick: bool) -> str:
+    code = ("import json; from lpdm.bench import population_memory; "
+            f"print(json.dumps(population_memory({2 if quick else 32}, {quick})))")
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env=env, check=True, timeout=900)
+    peak = int(json.loads(result.stdout.strip().splitlines()[-1]))
+    return f"{peak / 2**30:.2f} GiB" + (" (quick: 2 members)" if quick else "")
+
+
 # --------------------------------------------------------------------------- command line
 
 
@@ -606,6 +747,7 @@ def run_bench(only: list[str], device: str, quick: bool, threads: int | None = N
         "update": lambda: update_table(quick),
         "throughput": lambda: throughput_table(quick),
         "memory": lambda: memory_table(quick),
+        "population": lambda: population_table(quick),
     }
     return [builders[name]() for name in only]
 

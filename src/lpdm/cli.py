@@ -13,47 +13,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lpdm.config import OPTIONS, Config, ConfigError, Option, with_values
+from lpdm.config import OPTIONS, Config, ConfigError, with_values
 from lpdm.envs import EnvError, quiet_gymnasium
+from lpdm.flags import add_config_arguments, given_values
 from lpdm.runs import RunError
 
 USER_ERRORS = (ConfigError, EnvError, RunError)
-
-
-def add_config_arguments(parser: argparse.ArgumentParser, as_lists: bool = False) -> None:
-    """One flag per configuration option; values stay unset unless given.
-
-    With ``as_lists`` every flag takes a comma-separated list of values (for sweeps);
-    values of a tuple option (``--hidden-sizes``) are then separated by ``/``.
-    """
-    groups: dict[str, argparse._ArgumentGroup] = {}
-    for option in OPTIONS.values():
-        section = option.path[0] if len(option.path) > 1 else "experiment"
-        group = groups.setdefault(section, parser.add_argument_group(f"{section} options"))
-        default = option.default if not isinstance(option.default, tuple) else \
-            ",".join(map(str, option.default))
-        help_text = f"{option.help} (default: {default})"
-        kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "help": help_text,
-                                  "dest": option.name}
-        if as_lists:
-            group.add_argument(option.flag, metavar="V[,V...]", **kwargs)
-        elif option.type is bool:
-            group.add_argument(option.flag, action=argparse.BooleanOptionalAction, **kwargs)
-        else:
-            metavar = "{" + ",".join(option.choices) + "}" if option.choices else \
-                option.type_name.upper().replace(" ", "_").replace("-", "_")
-            group.add_argument(option.flag, metavar=metavar, **kwargs)
-
-
-def given_values(args: argparse.Namespace) -> dict[str, Any]:
-    """The configuration values given on the command line, parsed, by option name."""
-    values = {}
-    for name, raw in vars(args).items():
-        option: Option | None = OPTIONS.get(name)
-        if option is None:
-            continue
-        values[name] = option.parse(raw) if isinstance(raw, str) else raw
-    return values
 
 
 def _default_out(config: Config, population: bool) -> Path:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from lpdm.config import ALGOS, OPTIONS, PAPER_LEARNERS, ConfigError
 from lpdm.envs import BENCHMARK_SUITES
+from lpdm.flags import add_config_arguments
 from lpdm.sweeps.backends import Backend, LocalBackend, RayBackend
 from lpdm.sweeps.grid import (
     ALL_ALGOS,
@@ -33,8 +34,6 @@ their checkpoints. Exit status 1 if any cell failed."""
 
 def add_sweep_command(commands: argparse._SubParsersAction) -> None:
     """Register ``lpdm sweep`` on the ``lpdm`` subcommand parser."""
-    from lpdm.cli import add_config_arguments
-
     parser = commands.add_parser("sweep", help="run a grid of experiments, resumably",
                                  description=DESCRIPTION,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
