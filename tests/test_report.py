@@ -12,8 +12,8 @@ from lpdm.report.build import build_report
 from lpdm.sweeps.command import spec_from_args
 from lpdm.sweeps.grid import expand, record_spec
 
-FIGURES = ("learning_curves.png", "score_distributions.png", "performance_profiles.png",
-           "wall_time.png")
+FIGURES = ("overview.png", "learning_curves.png", "score_distributions.png",
+           "performance_profiles.png", "wall_time.png")  # synthetic runs have no diagnostics
 
 
 def fake_sweep(root: Path, argv: list[str], runs: dict) -> None:
@@ -94,6 +94,17 @@ def test_report_files_tables_and_verdicts(synthetic):
     assert "lpdm-guided on CartPole-v1 with reinforce: scores lower than bp in final score, " \
            "not significantly" in text
     assert report.headline().startswith("**Final score**")
+    # the verdict matrix leads: a column per comparison and score, a coloured cell each
+    assert "| setting | lpdm vs bp · final | lpdm vs bp · max |" in text
+    assert "| CartPole-v1 · reinforce | ▼▼ 0.00 |" in text
+    assert "lpdm-guided vs lpdm · final" in text and "lpdm vs frozen · final" in text
+    page = (out / "index.html").read_text()
+    assert '<td class="loses">▼▼ 0.00</td>' in page
+    assert "<details><summary>Every verdict in words" in page
+    assert page.index("Verdict</h2>") < page.index("<details>") < page.index("Table 2")
+    # guided over unguided: IQMs 495 / 110 (lpdm-guided's failed run left out)
+    assert "| CartPole-v1 · reinforce | final score | 4.50 [" in text
+    assert float(scores["lpdm-guided"]["poi_vs_lpdm_final_score"]) == 1.0
 
     with (out / "runs.csv").open() as f:
         statuses = [row["status"] for row in csv.DictReader(f)]
@@ -147,7 +158,7 @@ def test_report_of_a_real_sweep_and_of_a_folder_of_runs(tmp_path, capsys):
     for learner, row in scores.items():
         assert 8 <= float(row["max_score_iqm"]) <= 500, learner
         assert float(row["seconds_per_iteration"]) > 0
-    for name in FIGURES:
+    for name in (*FIGURES, "diagnostics.png"):
         assert (sweep / "report" / name).exists(), name
 
     # without a sweep.json, every run directory below the folder is found

@@ -20,6 +20,7 @@ from lpdm.report.stats import (
     Estimate,
     ScoreSummary,
     average_probability_of_improvement,
+    iqm_ratio,
     mann_whitney_p,
     min_max_normalise,
     probability_of_improvement,
@@ -35,6 +36,20 @@ OUTCOMES = ("loses", "lower, not significant", "no clear difference", "higher, n
 BASELINE = "bp"
 CONTROL = "frozen"
 CONTROLS = ("frozen", "linear")  # learners that do not learn a trunk
+GUIDED, UNGUIDED = "lpdm-guided", "lpdm"
+
+
+def comparisons(learners: Iterable[str]) -> list[tuple[str, str]]:
+    """``(learner, reference)`` pairs a report judges, of the learners present: every
+    learner against bp; the local learners against each control (does learning the trunk
+    help at all?); and guided against unguided distance matching (does guidance help?)."""
+    present = list(learners)
+    pairs = [(lr, BASELINE) for lr in present if lr != BASELINE and BASELINE in present]
+    pairs += [(lr, control) for control in CONTROLS if control in present
+              for lr in LOCAL_LEARNERS if lr in present]
+    if GUIDED in present and UNGUIDED in present:
+        pairs.append((GUIDED, UNGUIDED))
+    return pairs
 
 
 @dataclass(frozen=True)
@@ -58,8 +73,12 @@ class Group:
     runs: list[RunRecord]
     scores: dict[str, ScoreSummary] = field(default_factory=dict)  # by SCORES name
     stuck_fraction: float = math.nan
-    versus_bp: dict[str, Estimate] = field(default_factory=dict)  # P(this > bp) by score
-    versus_frozen: dict[str, Estimate] = field(default_factory=dict)
+    # P(this > reference), by reference learner and score
+    versus: dict[str, dict[str, Estimate]] = field(default_factory=dict)
+
+    @property
+    def versus_bp(self) -> dict[str, Estimate]:
+        return self.versus.get(BASELINE, {})
 
     @property
     def finished(self) -> list[RunRecord]:
@@ -92,6 +111,17 @@ class Verdict:
 
 
 @dataclass(frozen=True)
+class Ratio:
+    """IQM of one learner over the IQM of another, in one setting, on one score."""
+
+    setting: Setting
+    learner: str
+    reference: str
+    score: str
+    ratio: Estimate  # with a bootstrap CI (each learner's runs resampled on their own)
+
+
+@dataclass(frozen=True)
 class Aggregate:
     """One learner under one algorithm over every environment (normalised scores)."""
 
@@ -110,9 +140,14 @@ class Analysis:
     thresholds: dict[str, float]  # stuck threshold of each environment's final score
     threshold_given: dict[str, bool]
     normalisation: dict[str, tuple[float, float]]  # env -> (min, max) of final scores
-    verdicts: list[Verdict]
-    control_verdicts: list[Verdict]
+    verdicts: list[Verdict]  # every comparison, setting and score
+    ratios: list[Ratio]  # guided over unguided IQM, per setting and score
     aggregates: list[Aggregate]
+
+    @property
+    def comparisons(self) -> list[tuple[str, str]]:
+        """The ``(learner, reference)`` pairs judged, in order."""
+        return list(dict.fromkeys((v.learner, v.reference) for v in self.verdicts))
 
     @property
     def settings(self) -> list[Setting]:
@@ -197,35 +232,36 @@ def _verdict(group: Group, reference: Group, score: str) -> Verdict:
 
 def analyse(runs: list[RunRecord], given_thresholds: dict[str, float] | None = None
             ) -> Analysis:
-    """Statistics of every group, stuck fractions, verdicts and cross-environment aggregates."""
+    """Statistics of every group, stuck fractions, verdicts, ratios and cross-environment
+    aggregates."""
     given_thresholds = given_thresholds or {}
     groups = make_groups(runs)
     for group in groups:
         group.scores = {score: summarize(group.values(score)) for score in REPORTED_SCORES}
     thresholds = stuck_thresholds(groups, given_thresholds)
-    verdicts, control_verdicts = [], []
+    verdicts, ratios = [], []
     for group in groups:
         finals = group.values("final_score")
         threshold = thresholds[group.setting.env]
         if finals.size and math.isfinite(threshold):
             group.stuck_fraction = float(np.mean(finals < threshold))
-        for reference_name, store, out in ((BASELINE, group.versus_bp, verdicts),
-                                           (CONTROL, group.versus_frozen, control_verdicts)):
-            reference = next((g for g in groups if g.setting == group.setting
-                              and g.learner == reference_name), None)
-            if reference is None or group.learner == reference_name:
-                continue
-            compare = group.learner in LOCAL_LEARNERS or (reference_name == BASELINE
-                                                          and group.learner in CONTROLS)
+    for setting in dict.fromkeys(g.setting for g in groups):
+        mine = {g.learner: g for g in groups if g.setting == setting}
+        for learner, reference in comparisons(mine):
+            group, other = mine[learner], mine[reference]
             for score in SCORES:
-                verdict = _verdict(group, reference, score)
-                store[score] = verdict.poi
-                if compare and group.values(score).size and reference.values(score).size:
-                    out.append(verdict)
+                verdict = _verdict(group, other, score)
+                group.versus.setdefault(reference, {})[score] = verdict.poi
+                if group.values(score).size and other.values(score).size:
+                    verdicts.append(verdict)
+        if GUIDED in mine and UNGUIDED in mine:
+            for score in SCORES:
+                ratios.append(Ratio(setting, GUIDED, UNGUIDED, score, iqm_ratio(
+                    mine[GUIDED].values(score), mine[UNGUIDED].values(score))))
     normalisation = _normalisation(groups)
     return Analysis(runs, groups, thresholds,
                     {env: env in given_thresholds for env in thresholds}, normalisation,
-                    verdicts, control_verdicts, _aggregates(groups, normalisation))
+                    verdicts, ratios, _aggregates(groups, normalisation))
 
 
 def _normalisation(groups: list[Group]) -> dict[str, tuple[float, float]]:

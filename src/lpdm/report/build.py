@@ -8,11 +8,14 @@ from pathlib import Path
 from lpdm.report import figures
 from lpdm.report.analysis import Analysis, analyse
 from lpdm.report.collect import REPORT_DIR, collect_runs
-from lpdm.report.content import compose, headline_tables
+from lpdm.report.content import OVERVIEW_FIGURE, compose, headline_tables
 from lpdm.report.document import Figure, to_html, to_markdown
 from lpdm.report.export import write_runs, write_scores
 
 FIGURES = (
+    (OVERVIEW_FIGURE, figures.overview,
+     "Overview: final score of every learner under every algorithm, one panel per "
+     "environment (bars: IQM with its 95% bootstrap interval; dots: runs)."),
     ("learning_curves.png", figures.learning_curves,
      "Learning curves: IQM across seeds of the training return (10-episode moving "
      "average), with 95% bootstrap bands."),
@@ -23,6 +26,11 @@ FIGURES = (
      "Performance profiles: fraction of runs whose final score, min-max normalised within "
      "its environment over all runs, exceeds τ (averaged over environments), with 95% "
      "stratified bootstrap bands."),
+    ("diagnostics.png", figures.diagnostics,
+     "Per-layer diagnostics of the policy network over training, IQM across seeds (layer 1 "
+     "dashed, the last layer solid): the fraction of saturated tanh units, the correlation "
+     "between target and output distances, and the entropy of the normalised distance "
+     "distribution (1: all pairs equally far apart; low: collapse onto a few pairs)."),
     ("wall_time.png", figures.wall_time,
      "Wall time per iteration (light: whole iteration, hatched: the update) and per 1000 "
      "environment steps, mean over finished runs."),

@@ -47,10 +47,15 @@ class RunRecord:
 
     def training_returns(self) -> tuple[np.ndarray, np.ndarray]:
         """``(global_step [E], episodic_return [E])`` of the run's finished episodes."""
+        columns = self.metrics()
+        return columns["global_step"], columns["episodic_return"]
+
+    def metrics(self) -> dict[str, np.ndarray]:
+        """Every column of ``metrics.csv`` as floats ``[E]`` (NaN where a cell is empty)."""
         rows = RunDirectory(self.path).read_metrics()
-        steps = np.array([float(r["global_step"]) for r in rows])
-        returns = np.array([float(r["episodic_return"]) for r in rows])
-        return steps, returns
+        names = rows[0].keys() if rows else ("global_step", "episodic_return")
+        return {name: np.array([float(r[name]) if r.get(name) not in (None, "") else np.nan
+                                for r in rows]) for name in names}
 
 
 def _number(value: object) -> float:

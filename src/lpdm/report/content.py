@@ -6,8 +6,8 @@ import math
 from pathlib import Path
 
 from lpdm.evaluation import FINAL_FRACTION, MOVING_AVERAGE_WINDOW
-from lpdm.report.analysis import BASELINE, CONTROL, OUTCOMES, Analysis, Group, Verdict
-from lpdm.report.document import Block, Bullets, Figure, Heading, Paragraph, Table
+from lpdm.report.analysis import BASELINE, OUTCOMES, SCORES, Analysis, Group, Verdict
+from lpdm.report.document import Block, Bullets, Details, Figure, Heading, Paragraph, Table
 from lpdm.report.stats import CONFIDENCE, RESAMPLES, SIGNIFICANCE, Estimate
 
 SCORE_NAMES = {"final_score": "final score", "max_score": "max score",
@@ -69,6 +69,51 @@ def tally(verdicts: list[Verdict]) -> Table:
     return Table(("comparison", "score", *OUTCOMES), tuple(rows))
 
 
+# A verdict as a matrix cell: a symbol, and the CSS class that colours it.
+MARKS = {"loses": ("▼▼", "loses"), "lower, not significant": ("▼", "lower"),
+         "no clear difference": ("=", "same"), "higher, not significant": ("▲", "higher"),
+         "beats": ("▲▲", "beats"), "too few runs": ("·", "few")}
+SHORT = {"final_score": "final", "max_score": "max"}
+
+
+def verdict_matrix(analysis: Analysis) -> Table:
+    """Rows: settings; columns: each comparison on each score; cells: the outcome (a
+    symbol, coloured in HTML) with P(learner > reference)."""
+    columns = [(learner, reference, score) for learner, reference in analysis.comparisons
+               for score in SCORES]
+    found = {(v.setting, v.learner, v.reference, v.score): v for v in analysis.verdicts}
+    rows, classes = [], []
+    for setting in analysis.settings:
+        cells, styles = [setting.label], [""]
+        for learner, reference, score in columns:
+            verdict = found.get((setting, learner, reference, score))
+            if verdict is None:
+                cells.append("")
+                styles.append("")
+                continue
+            mark, css = MARKS[verdict.outcome]
+            cells.append(f"{mark} {number(verdict.poi.value, 2)}")
+            styles.append(css)
+        rows.append(tuple(cells))
+        classes.append(tuple(styles))
+    header = ("setting", *(f"{lr} vs {ref} · {SHORT[score]}" for lr, ref, score in columns))
+    return Table(header, tuple(rows), tuple(classes))
+
+
+MATRIX_LEGEND = ("Each cell: the outcome and P(learner > reference), the probability that a "
+                 "run of the learner scores higher than a run of the reference. ▼▼ **loses** "
+                 "and ▲▲ **beats**: a two-sided Mann-Whitney U test finds a difference "
+                 f"(p < {SIGNIFICANCE}); ▼ lower and ▲ higher: not significant (P and the "
+                 "IQMs agree on the direction); = no clear difference; · too few runs.")
+
+
+def ratio_table(analysis: Analysis) -> Table:
+    rows = tuple((r.setting.label, SCORE_NAMES[r.score], estimate(r.ratio, 2))
+                 for r in analysis.ratios)
+    learner, reference = (analysis.ratios[0].learner, analysis.ratios[0].reference)
+    return Table(("setting", "score", f"IQM {learner} / IQM {reference} [CI]"), rows)
+
+
 def _headline(analysis: Analysis, score: str) -> Table:
     learners = analysis.learners
     rows = []
@@ -92,8 +137,8 @@ def headline_tables(analysis: Analysis) -> list[Block]:
             _headline(analysis, "eval_score")]
 
 
-def _poi(group: Group, store: str, score: str) -> str:
-    value = getattr(group, store).get(score)
+def _poi(group: Group, reference: str, score: str) -> str:
+    value = group.versus.get(reference, {}).get(score)
     return estimate(value, 2) if value is not None else ""
 
 
@@ -107,8 +152,8 @@ def _detail_rows(analysis: Analysis) -> tuple[tuple[str, ...], ...]:
                     estimate(s.iqm)]
         row += [number(100 * group.stuck_fraction, 0) + ("%" if
                 math.isfinite(group.stuck_fraction) else ""),
-                _poi(group, "versus_bp", "final_score"), _poi(group, "versus_bp", "max_score"),
-                _poi(group, "versus_frozen", "final_score")]
+                _poi(group, "bp", "final_score"), _poi(group, "bp", "max_score"),
+                _poi(group, "frozen", "final_score")]
         rows.append(tuple(row))
     return tuple(rows)
 
@@ -166,9 +211,12 @@ def _left_out(analysis: Analysis, source: Path) -> list[Block]:
 
 
 def compose(analysis: Analysis, figures: list[Figure], source: Path) -> list[Block]:
-    """The whole report, top to bottom."""
+    """The whole report, top to bottom: the overview figure and the verdict matrix first,
+    the sentences behind them folded away, then tables, figures, timing and left-out runs."""
     runs = analysis.runs
     finished = sum(r.finished for r in runs)
+    overview = [f for f in figures if f.filename == OVERVIEW_FIGURE]
+    others = [f for f in figures if f.filename != OVERVIEW_FIGURE]
     blocks: list[Block] = [
         Heading(f"lpdm report: {source.name}", 1),
         Paragraph(f"{len(runs)} runs in {source}: {finished} finished, "
@@ -186,19 +234,21 @@ def compose(analysis: Analysis, figures: list[Figure], source: Path) -> list[Blo
                   f"difference (p < {SIGNIFICANCE}) and P is below (above) 0.5. With few "
                   f"seeds no difference can be significant (3 runs against 3: p >= 0.1), and "
                   f"the bootstrap intervals are then too narrow to trust."),
+        *overview,
         Heading("Verdict"),
     ]
     if analysis.verdicts:
-        blocks.append(tally(analysis.verdicts))
-        blocks.append(Bullets(tuple(verdict_sentences(analysis.verdicts))))
+        blocks += [verdict_matrix(analysis), Paragraph(MATRIX_LEGEND), tally(analysis.verdicts),
+                   Details("Every verdict in words, with its numbers",
+                           (Bullets(tuple(verdict_sentences(analysis.verdicts))),))]
     else:
-        blocks.append(Paragraph(f"No comparison with {BASELINE}: the runs hold no pair of "
-                                f"{BASELINE} and another learner with finished runs."))
-    if analysis.control_verdicts:
-        blocks.append(Paragraph(f"Against the {CONTROL} control (random features, only the "
-                                "heads learn), which tells whether learning the trunk "
-                                "helps at all:"))
-        blocks.append(Bullets(tuple(verdict_sentences(analysis.control_verdicts))))
+        blocks.append(Paragraph(f"No comparison: the runs hold no pair of learners with "
+                                f"finished runs in one setting (e.g. {BASELINE} and another)."))
+    if analysis.ratios:
+        blocks += [Heading("Guided over unguided"),
+                   Paragraph("The paper reports L_g (lpdm-guided) at 1.43-1.85x L_u (lpdm) on "
+                             "Hopper-v4. Ratio of IQMs; the interval resamples each "
+                             "learner's runs on their own."), ratio_table(analysis)]
     blocks += [Heading("Scores (as the paper's Table 2)"), *headline_tables(analysis)]
     if analysis.aggregates:
         blocks += [Heading("Across environments"),
@@ -206,10 +256,14 @@ def compose(analysis: Analysis, figures: list[Figure], source: Path) -> list[Blo
                              "intervals resample each environment's runs separately "
                              "(stratified bootstrap)."), _aggregate_table(analysis)]
     blocks += [Heading("Scores in detail"), Table(DETAIL_COLUMNS, _detail_rows(analysis)),
-               Paragraph(_thresholds(analysis)), Heading("Figures"), *figures,
+               Paragraph(_thresholds(analysis)), Heading("Figures"), *others,
                Heading("Wall time"),
                Paragraph("Averages over finished runs. Runs of a sweep share the machine's "
-                         "cores, so compare learners within one sweep only."),
+                         "cores (and, in a population, a process), so compare learners "
+                         "within one sweep only."),
                _timing_table(analysis), Heading("Runs left out"),
                *_left_out(analysis, source)]
     return blocks
+
+
+OVERVIEW_FIGURE = "overview.png"

@@ -32,6 +32,8 @@ class Bullets:
 class Table:
     columns: tuple[str, ...]
     rows: tuple[tuple[str, ...], ...]
+    # a CSS class per cell (HTML only: a verdict matrix colours its cells), "" for none
+    classes: tuple[tuple[str, ...], ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,15 @@ class Figure:
     caption: str
 
 
-Block = Heading | Paragraph | Bullets | Table | Figure
+@dataclass(frozen=True)
+class Details:
+    """Blocks folded away under a one-line summary (HTML ``<details>``)."""
+
+    summary: str
+    blocks: tuple[Heading | Paragraph | Bullets | Table | Figure, ...]
+
+
+Block = Heading | Paragraph | Bullets | Table | Figure | Details
 
 _BOLD = re.compile(r"\*\*(.+?)\*\*")
 
@@ -55,6 +65,11 @@ def _md_cell(text: str) -> str:
 def to_markdown(blocks: list[Block]) -> str:
     parts = []
     for block in blocks:
+        if isinstance(block, Details):
+            inner = to_markdown(list(block.blocks)).strip()
+            parts.append(f"<details><summary>{html.escape(block.summary)}</summary>\n\n"
+                         f"{inner}\n\n</details>")
+            continue
         if isinstance(block, Heading):
             parts.append(f"{'#' * block.level} {block.text}")
         elif isinstance(block, Paragraph):
@@ -83,6 +98,14 @@ tr:nth-child(even) td { background: #fafafa; }
 figure { margin: 1.5em 0; }
 figure img { max-width: 100%; border: 1px solid #ddd; }
 figcaption { color: #555; font-size: 0.9em; }
+details { margin: 1em 0; }
+summary { cursor: pointer; font-weight: 600; }
+td.loses { background: #f4a6a6 !important; }
+td.lower { background: #fbdede !important; }
+td.same { background: #f2f2f2 !important; }
+td.higher { background: #dcefdc !important; }
+td.beats { background: #9fd89f !important; }
+td.few { background: #ffffff !important; color: #888; }
 """
 
 
@@ -92,8 +115,21 @@ def _inline(text: str) -> str:
 
 def to_html(blocks: list[Block], title: str, figure_dir: Path) -> str:
     """A standalone page; figures are read from ``figure_dir`` and embedded as base64."""
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head>\n"
+            f"<body>\n" + _html_blocks(blocks, figure_dir) + "\n</body></html>\n")
+
+
+def _cell(text: str, css: str) -> str:
+    return f'<td class="{css}">{_inline(text)}</td>' if css else f"<td>{_inline(text)}</td>"
+
+
+def _html_blocks(blocks: list[Block], figure_dir: Path) -> str:
     body = []
     for block in blocks:
+        if isinstance(block, Details):
+            body.append(f"<details><summary>{_inline(block.summary)}</summary>"
+                        f"{_html_blocks(list(block.blocks), figure_dir)}</details>")
         if isinstance(block, Heading):
             body.append(f"<h{block.level}>{_inline(block.text)}</h{block.level}>")
         elif isinstance(block, Paragraph):
@@ -103,14 +139,14 @@ def to_html(blocks: list[Block], title: str, figure_dir: Path) -> str:
             body.append(f"<ul>{items}</ul>")
         elif isinstance(block, Table):
             head = "".join(f"<th>{_inline(c)}</th>" for c in block.columns)
-            rows = "".join("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in row) + "</tr>"
-                           for row in block.rows)
+            classes = block.classes or tuple(("",) * len(row) for row in block.rows)
+            rows = "".join("<tr>" + "".join(_cell(c, css) for c, css in zip(row, styles,
+                                                                          strict=True))
+                           + "</tr>" for row, styles in zip(block.rows, classes, strict=True))
             body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
         elif isinstance(block, Figure):
             data = base64.b64encode((figure_dir / block.filename).read_bytes()).decode("ascii")
             body.append(f'<figure><img alt="{html.escape(block.caption)}" '
                         f'src="data:image/png;base64,{data}"><figcaption>'
                         f"{_inline(block.caption)}</figcaption></figure>")
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-            f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head>\n"
-            f"<body>\n" + "\n".join(body) + "\n</body></html>\n")
+    return "\n".join(body)

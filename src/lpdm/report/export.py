@@ -40,9 +40,9 @@ def score_rows(analysis: Analysis) -> list[dict[str, object]]:
                 row |= _estimate(f"{score}_{name}", getattr(summary, name))
         row["stuck_threshold"] = analysis.thresholds.get(s.env, math.nan)
         row["stuck_fraction"] = group.stuck_fraction
-        for score in SCORES:
-            row |= _estimate(f"poi_vs_bp_{score}", group.versus_bp.get(score))
-            row |= _estimate(f"poi_vs_frozen_{score}", group.versus_frozen.get(score))
+        for reference, by_score in group.versus.items():
+            for score in SCORES:
+                row |= _estimate(f"poi_vs_{reference}_{score}", by_score.get(score))
         for attribute in ("seconds_per_iteration", "update_seconds_per_iteration",
                           "seconds_per_1k_steps"):
             row[attribute] = group.mean_of(attribute)

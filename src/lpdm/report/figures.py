@@ -6,6 +6,7 @@ False when there is nothing to draw (e.g. no finished run).
 
 from __future__ import annotations
 
+import warnings
 import zlib
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from matplotlib.ticker import EngFormatter, MaxNLocator
 from lpdm.config import LEARNERS
 from lpdm.evaluation import MOVING_AVERAGE_WINDOW
 from lpdm.report.analysis import Analysis, Group, Setting, normalised_finals
-from lpdm.report.stats import iqm_band, performance_profile
+from lpdm.report.stats import iqm, iqm_band, performance_profile
 
 CURVE_POINTS = 100
 PROFILE_POINTS = 101
@@ -61,6 +62,114 @@ def _save(figure: Figure, path: Path) -> bool:
     return True
 
 
+# --------------------------------------------------------------------------- overview
+
+
+def overview(analysis: Analysis, path: Path) -> bool:
+    """One panel per environment: the final score of every learner under every algorithm
+    (bars: IQM with its 95% interval; dots: runs)."""
+    envs, algos, learners = analysis.envs, analysis.algos, analysis.learners
+    cols = min(4, len(envs))
+    rows = -(-len(envs) // cols)
+    figure, axes = _grid(rows, cols)
+    width = 0.8 / max(len(learners), 1)
+    drawn = False
+    for index, ax in enumerate(axes.flat):
+        if index >= len(envs):
+            ax.set_visible(False)
+            continue
+        env = envs[index]
+        ax.set_title(env, fontsize=10)
+        ax.set_xticks(range(len(algos)), algos)
+        ax.set_ylabel("final score (IQM, 95% CI)")
+        for a, algo in enumerate(algos):
+            variants = dict.fromkeys(s.variant for s in analysis.settings
+                                     if s.env == env and s.algo == algo)
+            for k, learner in enumerate(learners):
+                group = next((analysis.group(Setting(env, algo, v), learner) for v in variants
+                              if analysis.group(Setting(env, algo, v), learner)), None)
+                if group is None or not group.values("final_score").size:
+                    continue
+                x = a - 0.4 + width * (k + 0.5)
+                iqm = group.scores["final_score"].iqm
+                error = None
+                if iqm.has_interval:
+                    error = [[iqm.value - iqm.low], [iqm.high - iqm.value]]
+                ax.bar(x, iqm.value, width * 0.9, color=color(learner), alpha=0.75,
+                       yerr=error, capsize=2, ecolor="black")
+                values = group.values("final_score")
+                jitter = np.random.default_rng(k).uniform(-width / 4, width / 4, values.size)
+                ax.scatter(x + jitter, values, s=6, color="black", zorder=3)
+                drawn = True
+    if drawn:
+        _legend(figure, learners)
+    return drawn and _save(figure, path)
+
+
+# --------------------------------------------------------------------------- diagnostics
+
+
+def _nan_iqm(curves: np.ndarray) -> np.ndarray:
+    """IQM across runs ``[runs, points] -> [points]``, ignoring NaN (a run with no value)."""
+    out = np.full(curves.shape[1], np.nan)
+    for j in range(curves.shape[1]):
+        column = curves[:, j][np.isfinite(curves[:, j])]
+        if column.size:
+            out[j] = float(iqm(column))
+    return out
+
+
+DIAGNOSTIC_PANELS = (("saturation", "saturated units (|y| > 0.99)"),
+                     ("distance_corr", "corr(target, output distances)"),
+                     ("distance_entropy", "entropy of distances / max"))
+
+
+def _diagnostic_columns(run_columns: dict[str, np.ndarray], field: str) -> list[str]:
+    """The first network's per-layer columns of ``field``, layer by layer."""
+    names = [n for n in run_columns if n.endswith(f"_{field}") and "_l" in n]
+    if not names:
+        return []
+    network = names[0].split("_l")[0]
+    mine = [n for n in names if n.startswith(f"{network}_l")]
+    return sorted(mine, key=lambda n: int(n[len(network) + 2:].split("_")[0]))
+
+
+def diagnostics(analysis: Analysis, path: Path) -> bool:
+    """Per setting (a row): the policy network's per-layer diagnostics over training, IQM
+    across seeds of each learner (layer 1 dashed, the last layer solid)."""
+    settings, learners = analysis.settings, analysis.learners
+    figure, axes = _grid(len(settings), len(DIAGNOSTIC_PANELS))
+    drawn = False
+    for setting, row in zip(settings, axes, strict=True):
+        for (field, label), ax in zip(DIAGNOSTIC_PANELS, row, strict=True):
+            ax.set_title(_title(setting.env, setting.algo, setting.variant, label), fontsize=9)
+            ax.set_xlabel("environment steps")
+            ax.xaxis.set_major_locator(MaxNLocator(5))
+            ax.xaxis.set_major_formatter(EngFormatter(sep=""))
+            for learner in learners:
+                group = analysis.group(setting, learner)
+                if group is None or not group.finished:
+                    continue
+                tables = [run.metrics() for run in group.finished]
+                columns = _diagnostic_columns(tables[0], field)
+                end = max(run.total_steps for run in group.finished)
+                grid = np.linspace(0, end, CURVE_POINTS)
+                for layer, name in enumerate(columns):
+                    curves = [returns_on_grid(t["global_step"], t[name], grid, window=1)
+                              for t in tables if name in t and t[name].size]
+                    if not curves:
+                        continue
+                    with warnings.catch_warnings():  # all-NaN points (no episode yet)
+                        warnings.simplefilter("ignore", RuntimeWarning)
+                        middle = _nan_iqm(np.stack(curves))
+                    style = "-" if layer == len(columns) - 1 else ("--" if layer == 0 else ":")
+                    ax.plot(grid, middle, color=color(learner), ls=style, lw=1.4)
+                    drawn = True
+    if drawn:
+        _legend(figure, learners)
+    return drawn and _save(figure, path)
+
+
 # --------------------------------------------------------------------------- learning curves
 
 
@@ -70,10 +179,13 @@ def returns_on_grid(steps: np.ndarray, returns: np.ndarray, grid: np.ndarray,
 
     ``steps [E]`` are the global steps at which episodes ended. NaN before the first one.
     """
-    sums = np.cumsum(np.concatenate([[0.0], returns]))
-    counts = np.minimum(np.arange(1, returns.size + 1), window)
-    ends = np.arange(1, returns.size + 1)
-    smoothed = (sums[ends] - sums[ends - counts]) / counts
+    if window == 1:
+        smoothed = np.asarray(returns, dtype=np.float64)  # (NaN stays where it is)
+    else:
+        sums = np.cumsum(np.concatenate([[0.0], returns]))
+        counts = np.minimum(np.arange(1, returns.size + 1), window)
+        ends = np.arange(1, returns.size + 1)
+        smoothed = (sums[ends] - sums[ends - counts]) / counts
     index = np.searchsorted(steps, grid, side="right") - 1
     return np.where(index >= 0, smoothed[np.clip(index, 0, None)], np.nan)
 

@@ -118,6 +118,28 @@ def probability_of_improvement(x: np.ndarray, y: np.ndarray) -> Estimate:
     return Estimate(value, float(low), float(high))
 
 
+def iqm_ratio(x: np.ndarray, y: np.ndarray) -> Estimate:
+    """``IQM(x) / IQM(y)`` with a CI, the runs of ``x`` and of ``y`` resampled on their own.
+
+    Meaningful for scores of one sign (returns of a task where both are positive); NaN
+    when ``IQM(y)`` is zero.
+    """
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if x.size == 0 or y.size == 0:
+        return Estimate(float("nan"))
+    denominator = float(iqm(y))
+    value = float(iqm(x)) / denominator if denominator else float("nan")
+    if min(x.size, y.size) < 2 or not np.isfinite(value):
+        return Estimate(value)
+
+    def ratio(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return iqm(a, axis=axis) / iqm(b, axis=axis)
+
+    low, high = bootstrap([x, y], ratio)
+    return Estimate(value, float(low), float(high))
+
+
 def mann_whitney_p(x: np.ndarray, y: np.ndarray) -> float:
     """Two-sided p-value of the Mann-Whitney U test of ``x`` against ``y``.
 
