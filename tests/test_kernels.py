@@ -1,6 +1,5 @@
 """The l1 kernel against torch.cdist, its build and fallbacks, and the closed-form update."""
 
-import copy
 import subprocess
 import sys
 import warnings
@@ -11,8 +10,7 @@ import torch
 from lpdm import kernels
 from lpdm.bench import torch_threads
 from lpdm.config import LocalConfig
-from lpdm.local import LocalTrunkTrainer
-from lpdm.networks import Trunk, seeded_generators
+from lpdm.local import LocalTrunk
 from lpdm.optim import MemberAdam
 
 needs_kernel = pytest.mark.skipif(kernels.load_kernel() is None,
@@ -235,14 +233,13 @@ def test_isa_level_is_named():
 # --------------------------------------------------------------------------- local update
 
 
-def twin_trainers(cfg: LocalConfig, guided: bool, members: int = 1):
-    trunk = Trunk(11, (64, 128, 32), seeded_generators(range(3, 3 + members)))
-    twin = copy.deepcopy(trunk)
-    closed = LocalTrunkTrainer(trunk, cfg, 1e-2, guided)
-    autograd = LocalTrunkTrainer(twin, cfg, 1e-2, guided)
+def twin_trunks(cfg: LocalConfig, guided: bool, members: int = 1):
+    seeds = range(3, 3 + members)
+    closed = LocalTrunk(11, (64, 128, 32), lr=1e-2, guided=guided, seeds=seeds, config=cfg)
+    autograd = LocalTrunk(11, (64, 128, 32), lr=1e-2, guided=guided, seeds=seeds, config=cfg)
     assert closed.closed_form
     autograd.closed_form = False
-    return trunk, twin, closed, autograd
+    return closed, autograd
 
 
 @pytest.mark.parametrize("guided", [False, True])
@@ -251,31 +248,30 @@ def twin_trainers(cfg: LocalConfig, guided: bool, members: int = 1):
     {"scale": "cross"}, {"scale": "cross", "target": "local"}, {"target_scale": 0.5},
 ])
 def test_closed_form_update_is_bit_for_bit_backpropagation(overrides, guided):
-    trunk, twin, closed, autograd = twin_trainers(LocalConfig(**overrides), guided, members=2)
+    closed, autograd = twin_trunks(LocalConfig(**overrides), guided, members=2)
     torch.manual_seed(3)
     for n in (5, 64, 100):
         x, performance = torch.randn(2, n, 11), torch.randn(2, n)
-        out_closed, report_closed = closed.update(x, performance, diagnostics=True)
-        out_autograd, report_autograd = autograd.update(x, performance, diagnostics=True)
+        out_closed = closed.learn(x, performance, diagnostics=True)
+        out_autograd = autograd.learn(x, performance, diagnostics=True)
         assert torch.equal(out_closed, out_autograd)
-        assert report_closed == report_autograd
-    for a, b in zip(trunk.parameters(), twin.parameters(), strict=True):
+        assert closed.diagnostics == autograd.diagnostics
+    for a, b in zip(closed.parameters(), autograd.parameters(), strict=True):
         assert torch.equal(a, b)
 
 
 def test_closed_form_sparse_update_matches_backpropagation():
-    trunk, twin, closed, autograd = twin_trainers(LocalConfig(sparse=True), False)
-    x = torch.randn(1, 64, 11)
-    closed.update(x)
-    autograd.update(x)
-    for a, b in zip(trunk.parameters(), twin.parameters(), strict=True):
+    closed, autograd = twin_trunks(LocalConfig(sparse=True), False)
+    x = torch.randn(64, 11)
+    closed.learn(x)
+    autograd.learn(x)
+    for a, b in zip(closed.parameters(), autograd.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
 def test_other_metrics_backpropagate():
     def trainer(**overrides):
-        return LocalTrunkTrainer(Trunk(3, (4,), seeded_generators([0])),
-                                 LocalConfig(**overrides), 1e-3, False)
+        return LocalTrunk(3, (4,), **overrides)
 
     assert not trainer(metric="l2").closed_form
     assert not trainer(scale="max").closed_form

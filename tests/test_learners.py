@@ -3,7 +3,6 @@
 Batches are a population's, ``[K, B, ...]``; most tests use one member (a solo run).
 """
 
-import copy
 
 import pytest
 import torch
@@ -11,8 +10,8 @@ import torch
 from lpdm.config import LocalConfig
 from lpdm.distances import pairwise_distances
 from lpdm.learners import make_learner
-from lpdm.local import LayerTargets, LocalTrunkTrainer
-from lpdm.networks import CategoricalHead, Trunk, seeded_generators
+from lpdm.local import LayerTargets, LocalTrunk
+from lpdm.networks import CategoricalHead, seeded_generators
 from lpdm.optim import MemberAdam
 
 LEARNERS = ["bp", "lpdm", "lpdm-guided", "frozen"]
@@ -26,15 +25,12 @@ def same(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
     return all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
 
 
-def make_trunk(in_dim, sizes, seeds=(0,)):
-    return Trunk(in_dim, sizes, seeded_generators(seeds))
-
-
 def setup(name: str, cfg: LocalConfig | None = None, seeds=(0,)):
     generators = seeded_generators(seeds)
-    trunk = Trunk(6, (16, 32), generators)
     head = CategoricalHead(32, 3, generators)
-    learner = make_learner(name, trunk, cfg or LocalConfig(distance_batch=32), 1e-2, generators)
+    learner = make_learner(name, 6, (16, 32), cfg or LocalConfig(distance_batch=32), 1e-2,
+                           generators)
+    trunk = learner.trunk
     groups = [{"params": list(head.parameters()), "lr": 1e-2}]
     if params := learner.rl_parameters():
         groups.append({"params": params, "lr": 1e-2})
@@ -93,56 +89,53 @@ def test_guided_learner_needs_performance():
     {"target_scale": 0.3},
 ])
 def test_local_loss_decreases_on_a_fixed_batch(overrides):
-    trunk = make_trunk(5, (32, 32), seeds=(1,))
-    trainer = LocalTrunkTrainer(trunk, LocalConfig(**overrides), lr=1e-2, guided=False)
+    trunk = LocalTrunk(5, (32, 32), lr=1e-2, seeds=(1,), **overrides)
     torch.manual_seed(1)
-    x = 0.3 * torch.randn(1, 64, 5)  # distances a tanh layer can reach
-    _, first = trainer.update(x, diagnostics=True)
+    x = 0.3 * torch.randn(64, 5)  # distances a tanh layer can reach
+    trunk.learn(x, diagnostics=True)
+    first = trunk.diagnostics
     for _ in range(200):
-        _, last = trainer.update(x, diagnostics=True)
+        trunk.learn(x, diagnostics=True)
+    last = trunk.diagnostics
     for a, b in zip(first[0], last[0], strict=True):
         assert b.local_loss < 0.6 * a.local_loss, (overrides, a, b)
 
 
 def test_guided_loss_decreases_on_a_fixed_batch():
-    trunk = make_trunk(5, (32,), seeds=(2,))
-    trainer = LocalTrunkTrainer(trunk, LocalConfig(guidance_strength=0.3), lr=1e-2, guided=True)
+    trunk = LocalTrunk(5, (32,), lr=1e-2, guided=True, seeds=(2,), guidance_strength=0.3)
     torch.manual_seed(2)
-    x, p = 0.3 * torch.randn(1, 64, 5), torch.randn(1, 64)
-    _, first = trainer.update(x, p, diagnostics=True)
+    x, p = 0.3 * torch.randn(64, 5), torch.randn(64)
+    trunk.learn(x, p, diagnostics=True)
+    first = trunk.diagnostics[0][0].local_loss
     for _ in range(200):
-        _, last = trainer.update(x, p, diagnostics=True)
-    assert last[0][0].local_loss < 0.5 * first[0][0].local_loss
+        trunk.learn(x, p, diagnostics=True)
+    assert trunk.diagnostics[0][0].local_loss < 0.5 * first
 
 
 @pytest.mark.parametrize("sparse", [False, True])
 def test_fused_and_streaming_updates_give_identical_weights(sparse):
-    trunk = Trunk(7, (16, 16, 16, 8), seeded_generators([3]))
-    twin = copy.deepcopy(trunk)
-    cfg = LocalConfig(metric="l2", sparse=sparse)
-    fused = LocalTrunkTrainer(trunk, cfg, 1e-2, True)
-    streaming = LocalTrunkTrainer(twin, LocalConfig(metric="l2", sparse=sparse,
-                                                    update_mode="streaming"), 1e-2, True)
+    fused = LocalTrunk(7, (16, 16, 16, 8), lr=1e-2, guided=True, seeds=(3,), metric="l2",
+                       sparse=sparse)
+    streaming = LocalTrunk(7, (16, 16, 16, 8), lr=1e-2, guided=True, seeds=(3,), metric="l2",
+                           sparse=sparse, update_mode="streaming")
     torch.manual_seed(3)
     for _ in range(5):
-        x, p = torch.randn(1, 40, 7), torch.randn(1, 40)
-        out_fused, _ = fused.update(x, p)
-        out_streaming, _ = streaming.update(x, p)
-        assert torch.equal(out_fused, out_streaming)
-    assert same(snapshot(trunk), snapshot(twin))
+        x, p = torch.randn(40, 7), torch.randn(40)
+        assert torch.equal(fused.learn(x, p), streaming.learn(x, p))
+    assert same(snapshot(fused), snapshot(streaming))
 
 
 def test_local_learner_splits_large_batches_into_distance_blocks():
     _trunk, _, learner, _, _, _ = setup("lpdm", LocalConfig(distance_batch=32))
     steps = []
-    original = learner.trainer.update
+    original = learner.trunk._step
 
-    def counting_update(x, performance, diagnostics, target_rows, valid, active):
+    def counting_step(x, performance, target_rows, valid, active, diagnostics):
         assert x.shape[1] == 32  # every block padded to N: shapes never depend on co-members
         steps.append(int(valid.sum()))
-        return original(x, performance, diagnostics, target_rows, valid, active)
+        return original(x, performance, target_rows, valid, active, diagnostics)
 
-    learner.trainer.update = counting_update
+    learner.trunk._step = counting_step
     out = learner.features(torch.randn(1, 100, 6))
     assert steps == [25, 25, 25, 25]  # never a block larger than N, nearly equal sizes
     assert out.shape == (1, 100, 32)
@@ -183,18 +176,17 @@ def test_layer_targets_scale_and_source():
 def test_target_rows_steer_the_local_update():
     torch.manual_seed(5)
     x, raw = torch.randn(1, 40, 6), 3 * torch.randn(1, 40, 6)
-    trunks = [make_trunk(6, (16,)) for _ in range(3)]
-    trainers = [LocalTrunkTrainer(t, LocalConfig(), 1e-2, False) for t in trunks]
-    trainers[0].update(x)
-    trainers[1].update(x, target_rows=x)
-    trainers[2].update(x, target_rows=raw)
+    trunks = [LocalTrunk(6, (16,), lr=1e-2) for _ in range(3)]
+    trunks[0].learn(x)
+    trunks[1].learn(x, target_rows=x)
+    trunks[2].learn(x, target_rows=raw)
     assert same(snapshot(trunks[0]), snapshot(trunks[1]))
     assert not same(snapshot(trunks[0]), snapshot(trunks[2]))
 
 
 def test_linear_learner_has_no_trunk():
-    trunk = make_trunk(6, ())
-    learner = make_learner("linear", trunk, LocalConfig(), 1e-2, seeded_generators([0]))
+    learner = make_learner("linear", 6, (), LocalConfig(), 1e-2, seeded_generators([0]))
+    trunk = learner.trunk
     obs = torch.randn(1, 10, 6)
     assert torch.equal(learner.features(obs), obs)
     assert trunk.out_dim == 6 and not list(trunk.parameters())
@@ -217,8 +209,8 @@ def test_a_member_learns_as_a_population_of_one(name, overrides):
     """Same seed, same data: member 1 of three equals a solo run up to float rounding."""
     cfg = LocalConfig(**overrides)
     seeds = (7, 8, 9)
-    trio = make_learner(name, make_trunk(6, (16, 8), seeds), cfg, 1e-2, seeded_generators(seeds))
-    solo = make_learner(name, make_trunk(6, (16, 8), (8,)), cfg, 1e-2, seeded_generators([8]))
+    trio = make_learner(name, 6, (16, 8), cfg, 1e-2, seeded_generators(seeds))
+    solo = make_learner(name, 6, (16, 8), cfg, 1e-2, seeded_generators([8]))
     torch.manual_seed(0)
     for _ in range(4):
         obs, p = torch.randn(3, 40, 6), torch.randn(3, 40)
@@ -232,8 +224,8 @@ def test_a_member_learns_as_a_population_of_one(name, overrides):
 @pytest.mark.parametrize("name", ["lpdm", "lpdm-guided", "bp"])
 def test_perturbing_one_member_never_changes_another(name):
     seeds = (1, 2, 3)
-    learners = [make_learner(name, make_trunk(6, (16, 8), seeds), LocalConfig(distance_batch=16),
-                             1e-2, seeded_generators(seeds)) for _ in range(2)]
+    learners = [make_learner(name, 6, (16, 8), LocalConfig(distance_batch=16), 1e-2,
+                             seeded_generators(seeds)) for _ in range(2)]
     torch.manual_seed(0)
     obs, p = torch.randn(3, 40, 6), torch.randn(3, 40)
     other = obs.clone()
@@ -251,10 +243,8 @@ def test_perturbing_one_member_never_changes_another(name):
 def test_padded_rows_are_ignored():
     """A member with padding rows learns exactly as on its real rows alone."""
     seeds = (4,)
-    padded = make_learner("lpdm-guided", make_trunk(6, (16,), seeds), LocalConfig(), 1e-2,
-                          seeded_generators(seeds))
-    plain = make_learner("lpdm-guided", make_trunk(6, (16,), seeds), LocalConfig(), 1e-2,
-                         seeded_generators(seeds))
+    padded = make_learner("lpdm-guided", 6, (16,), LocalConfig(), 1e-2, seeded_generators(seeds))
+    plain = make_learner("lpdm-guided", 6, (16,), LocalConfig(), 1e-2, seeded_generators(seeds))
     torch.manual_seed(0)
     obs, p = torch.randn(1, 30, 6), torch.randn(1, 30)
     valid = torch.ones(1, 40, dtype=torch.bool)
@@ -269,10 +259,10 @@ def test_padded_rows_are_ignored():
 def test_members_with_more_data_take_more_local_steps():
     """Blocks per member: 2 blocks of 20 rows for member 0, 1 of 10 for member 1."""
     seeds = (0, 1)
-    learner = make_learner("lpdm", make_trunk(6, (8,), seeds), LocalConfig(distance_batch=20),
-                           1e-2, seeded_generators(seeds))
+    learner = make_learner("lpdm", 6, (8,), LocalConfig(distance_batch=20), 1e-2,
+                           seeded_generators(seeds))
     valid = torch.zeros(2, 40, dtype=torch.bool)
     valid[0, :40], valid[1, :10] = True, True
     learner.features(torch.randn(2, 40, 6), valid=valid)
-    steps = learner.trainer.optimizer.state[learner.trunk.layers[0].weight]["step"]
+    steps = learner.trunk.optimizer.state[learner.trunk.layers[0].weight]["step"]
     assert steps.tolist() == [2.0, 1.0]

@@ -512,14 +512,13 @@ def memory_case(learner: str, depth: int, batch: int, width: int) -> int:
     live tensors.
     """
     from lpdm.learners import make_learner
-    from lpdm.networks import Trunk, ValueHead, seeded_generators
+    from lpdm.networks import ValueHead, seeded_generators
     from lpdm.optim import MemberAdam
 
     generators = seeded_generators([0])
-    trunk = Trunk(11, (width,) * depth, generators)
     head = ValueHead(width, generators)
-    learner_ = make_learner(learner, trunk, LocalConfig(update_mode="streaming"), 3e-4,
-                            generators)
+    learner_ = make_learner(learner, 11, (width,) * depth, LocalConfig(update_mode="streaming"),
+                            3e-4, generators)
     optimizer = MemberAdam([{"params": [*head.parameters(), *learner_.rl_parameters()],
                              "lr": 3e-4}])
     torch.manual_seed(0)

@@ -5,8 +5,9 @@ heads on them with the RL loss, through an optimizer over the heads' parameters 
 ``learner.rl_parameters()``. It never asks which learner it has:
 
 - ``bp``: features keep their graph, so the RL loss trains the trunk by backpropagation;
-- ``lpdm`` / ``lpdm-guided``: computing the features runs the local update (plain or
-  reward-guided distance matching) and returns them detached;
+- ``lpdm`` / ``lpdm-guided``: the trunk is a :class:`~lpdm.local.LocalTrunk`; computing the
+  features runs its local update (plain or reward-guided distance matching) and returns
+  them detached;
 - ``frozen``: random, never-trained features, the control for whether trunk learning matters;
 - ``linear``: no trunk at all, the heads read the observation: the control for whether any
   hidden layer helps (a trunk that merely re-embeds its input isometrically gives little
@@ -26,26 +27,20 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from lpdm.config import LocalConfig
-from lpdm.local import LocalTrunkTrainer, MemberDiagnostics, observe_trunk
-from lpdm.networks import Trunk, member_permutations
+from lpdm.config import LOCAL_LEARNERS, LocalConfig
+from lpdm.local import LocalTrunk, MemberDiagnostics, observe_trunk
+from lpdm.networks import Generators, Trunk
 from lpdm.optim import MemberAdam
 
 
 class Learner(ABC):
-    """Decides how ``trunk`` is trained. ``features`` maps ``[K, B, in_dim] -> [K, B, width]``.
-
-    ``generators``: one per member, for the random blocks of the local update.
-    """
+    """Decides how ``trunk`` is trained. ``features`` maps ``[K, B, in_dim] -> [K, B, width]``."""
 
     name: str = ""
 
-    def __init__(self, trunk: Trunk, cfg: LocalConfig, lr: float,
-                 generators: Sequence[torch.Generator]) -> None:
+    def __init__(self, trunk: Trunk, cfg: LocalConfig) -> None:
         self.trunk = trunk
         self.cfg = cfg
-        self.lr = lr
-        self.generators = generators
         self.diagnostics: MemberDiagnostics = []
         self._diagnose = False
 
@@ -83,12 +78,6 @@ class Learner(ABC):
         layer (0-based); none for learners without local losses."""
         return {}
 
-    def state_dict(self) -> dict:
-        return {}
-
-    def load_state_dict(self, state: dict) -> None:
-        del state
-
     def _observe(self, obs: Tensor, target_rows: Tensor | None, valid: Tensor | None) -> None:
         """Diagnostics for learners whose trunk is not trained locally (one block)."""
         if not self._take_diagnostics_request() or not self.trunk.layers:
@@ -116,9 +105,8 @@ class BackpropLearner(Learner):
 class FrozenLearner(Learner):
     """``frozen`` (random features), and ``linear`` (no hidden layer: the trunk is the identity)."""
 
-    def __init__(self, trunk: Trunk, cfg: LocalConfig, lr: float,
-                 generators: Sequence[torch.Generator], name: str = "frozen") -> None:
-        super().__init__(trunk, cfg, lr, generators)
+    def __init__(self, trunk: Trunk, cfg: LocalConfig, name: str = "frozen") -> None:
+        super().__init__(trunk, cfg)
         self.name = name
 
     def features(self, obs: Tensor, performance: Tensor | None = None,
@@ -130,110 +118,43 @@ class FrozenLearner(Learner):
 
 
 class LocalLearner(Learner):
-    """``lpdm`` (unsupervised distance matching) or ``lpdm-guided`` (reward-guided).
+    """``lpdm`` (unsupervised distance matching) or ``lpdm-guided`` (reward-guided): the
+    trunk is a :class:`LocalTrunk`, which learns from every batch it is asked features of."""
 
-    A batch of at most ``distance_batch`` rows is one block, used as it is (its padding
-    masked). A longer batch is split per member: its real rows into random, nearly equal
-    blocks of at most ``distance_batch`` rows, each one local step of that member. Members
-    with more blocks take more steps: the blocks are run in rounds, round ``r`` holding
-    every member's ``r``-th block, each padded to ``distance_batch`` rows so that a
-    member's arithmetic never depends on its co-members.
-    """
+    trunk: LocalTrunk
 
-    def __init__(self, trunk: Trunk, cfg: LocalConfig, lr: float,
-                 generators: Sequence[torch.Generator], guided: bool) -> None:
-        super().__init__(trunk, cfg, lr, generators)
-        self.name = "lpdm-guided" if guided else "lpdm"
-        self.guided = guided
-        self.trainer = LocalTrunkTrainer(trunk, cfg, lr, guided)
+    def __init__(self, trunk: LocalTrunk) -> None:
+        super().__init__(trunk, trunk.cfg)
+        self.name = "lpdm-guided" if trunk.guided else "lpdm"
 
     def features(self, obs: Tensor, performance: Tensor | None = None,
                  target_rows: Tensor | None = None, valid: Tensor | None = None) -> Tensor:
-        if self.guided and performance is None:
-            raise ValueError("lpdm-guided needs a performance value per sample")
-        members, rows = obs.shape[0], obs.shape[1]
-        counts = (torch.full((members,), rows) if valid is None
-                  else valid.sum(1).cpu())
-        if rows <= self.cfg.distance_batch:  # one block each: no gathering
-            h, report = self.trainer.update(obs, performance, self._take_diagnostics_request(),
-                                            target_rows, valid, counts > 0)
-            self._keep(report)
-            return h
-        out = torch.zeros(members, rows, self.trunk.out_dim, dtype=obs.dtype, device=obs.device)
-        for index, block_valid in self._rounds(counts, valid):
-            active = block_valid.any(1).cpu()
-            index = index.to(obs.device)
-            block_valid = block_valid.to(obs.device)
-
-            def gather(x: Tensor | None, index: Tensor = index) -> Tensor | None:
-                if x is None:
-                    return None
-                return x.gather(1, index.reshape(*index.shape, *([1] * (x.dim() - 2)))
-                                .expand(-1, -1, *x.shape[2:]))
-
-            h, report = self.trainer.update(gather(obs), gather(performance),
-                                            self._take_diagnostics_request(),
-                                            gather(target_rows), block_valid, active)
-            self._keep(report)
-            # scatter the real rows back (padding rows point at row 0 and are dropped)
-            h = h * block_valid.unsqueeze(-1)
-            out.scatter_add_(1, index.unsqueeze(-1).expand_as(h), h)
-        return out
-
-    def _keep(self, report: MemberDiagnostics) -> None:
-        if report:
-            self.diagnostics = report
-
-    def _rounds(self, counts: Tensor, valid: Tensor | None) -> list[tuple[Tensor, Tensor]]:
-        """Rounds of blocks: ``(index [K, S], valid [K, S])`` each, padded with row 0."""
-        n = self.cfg.distance_batch
-        blocks: list[list[Tensor]] = []
-        for k, count in enumerate(counts.tolist()):
-            real = (torch.arange(int(count)) if valid is None
-                    else valid[k].nonzero().squeeze(1).cpu())
-            pieces = -(-int(count) // n)
-            if pieces <= 1:
-                blocks.append([real] if count else [])
-                continue
-            order = member_permutations([self.generators[k]], int(count))[0]
-            blocks.append(list(real[order].tensor_split(pieces)))
-        rounds = []
-        for r in range(max(len(b) for b in blocks)):
-            size = n  # not the largest block of the round: that depends on the co-members
-            index = torch.zeros(len(blocks), size, dtype=torch.long)
-            block_valid = torch.zeros(len(blocks), size, dtype=torch.bool)
-            for k, member_blocks in enumerate(blocks):
-                if len(member_blocks) > r:
-                    piece = member_blocks[r]
-                    index[k, :len(piece)] = piece
-                    block_valid[k, :len(piece)] = True
-            rounds.append((index, block_valid))
-        return rounds
+        diagnose = self._take_diagnostics_request()
+        features = self.trunk.learn(obs, performance, target_rows, valid, diagnose)
+        if diagnose:
+            self.diagnostics = self.trunk.diagnostics
+        return features
 
     def set_lr_scale(self, fraction: Tensor) -> None:
-        self.trainer.set_lr_scale(fraction)
+        self.trunk.set_lr_fraction(fraction)
 
     def optimizers(self) -> list[MemberAdam]:
-        return [self.trainer.optimizer]
+        return [self.trunk.optimizer]
 
     def take_divergences(self) -> dict[int, int]:
-        diverged, self.trainer.diverged = self.trainer.diverged, {}
-        return diverged
-
-    def state_dict(self) -> dict:
-        return self.trainer.state_dict()
-
-    def load_state_dict(self, state: dict) -> None:
-        self.trainer.load_state_dict(state)
+        return self.trunk.take_divergences()
 
 
-def make_learner(name: str, trunk: Trunk, cfg: LocalConfig, lr: float,
-                 generators: Sequence[torch.Generator]) -> Learner:
-    """The learner called ``name`` for ``trunk``; ``lr`` is the trunk's learning rate."""
+def make_learner(name: str, in_dim: int, sizes: Sequence[int], cfg: LocalConfig, lr: float,
+                 generators: Generators) -> Learner:
+    """The learner called ``name`` with its trunk of hidden ``sizes`` on inputs of ``in_dim``
+    features; ``lr`` is the trunk's learning rate (of its local optimizer, if it has one)."""
+    if name in LOCAL_LEARNERS:
+        return LocalLearner(LocalTrunk(in_dim, sizes, lr=lr, guided=name == "lpdm-guided",
+                                       generators=generators, config=cfg))
+    trunk = Trunk(in_dim, tuple(sizes), generators)
     if name == "bp":
-        return BackpropLearner(trunk, cfg, lr, generators)
+        return BackpropLearner(trunk, cfg)
     if name in ("frozen", "linear"):
-        return FrozenLearner(trunk, cfg, lr, generators, name)
-    if name in ("lpdm", "lpdm-guided"):
-        return LocalLearner(trunk, cfg, lr, generators, guided=name == "lpdm-guided")
+        return FrozenLearner(trunk, cfg, name)
     raise ValueError(f"unknown learner {name!r}")

@@ -34,6 +34,8 @@ shared by the layers (:class:`LayerTargets`).
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -53,7 +55,7 @@ from lpdm.distances import (
     target_distances,
 )
 from lpdm.kernels import pairwise_l1, pairwise_l1_backward
-from lpdm.networks import Trunk
+from lpdm.networks import Generators, Trunk, member_permutations, seeded_generators
 from lpdm.optim import MemberAdam
 
 SATURATION_THRESHOLD = 0.99
@@ -182,39 +184,169 @@ def closed_form_gradients(cfg: LocalConfig) -> bool:
     return cfg.metric == "l1" and cfg.scale in ("dim", "none", "cross")
 
 
-class LocalTrunkTrainer:
-    """Owns the trunk's Adam and applies the local update.
+class LocalTrunk(Trunk):
+    """A trunk of tanh layers that learns locally, by distance matching, with its own Adam.
 
-    One Adam over all hidden layers: Adam is elementwise, with a state per parameter, so
-    this is exactly one Adam per layer (each layer steps only on its own gradient, at the
-    same learning rate), in one optimizer call per update instead of one per layer; and,
-    with a step count per member, exactly one Adam per member.
+    ``trunk.learn(x, performance=None)`` runs the local update (DESIGN §1) on the batch
+    ``x`` and returns the trunk's output computed before the update, detached: hand it to
+    your heads, whose loss can then never reach the trunk. ``trunk(x)`` computes features
+    without learning (rollouts, evaluation), also detached. ``x`` is ``[N, in_dim]`` for
+    one agent or ``[K, N, in_dim]`` for a population of ``K`` members (``seeds``); the
+    output has the same leading shape and ``width = hidden_sizes[-1]`` features.
+
+    Options are those of :class:`lpdm.config.LocalConfig` (``metric``, ``scale``,
+    ``target``, ``sparse``, ``guidance_strength``, ``distance_batch``, …), given as keyword
+    arguments or as ``config``; ``guided=True`` makes it ``lpdm-guided``, whose ``learn``
+    needs a performance value per sample (returns, advantages). One Adam over all layers:
+    Adam is elementwise, so this is exactly one Adam per layer (each steps only on its own
+    gradient) and, with a step count per member, one per member. ``state_dict`` holds the
+    optimizer's state too, so a saved trunk resumes exactly.
+
+    A batch of at most ``distance_batch`` rows is one block. A longer one is split per
+    member: its real rows (``valid``) into random, nearly equal blocks of at most
+    ``distance_batch`` rows, each one local step; the blocks run in rounds, each padded to
+    ``distance_batch`` rows, so that a member's arithmetic never depends on its co-members.
     """
 
-    def __init__(self, trunk: Trunk, cfg: LocalConfig, lr: float, guided: bool) -> None:
-        self.trunk = trunk
-        self.cfg = cfg
+    def __init__(self, in_dim: int, hidden_sizes: Sequence[int] = (128, 256), *,
+                 lr: float = 1e-3, guided: bool = False, seeds: Sequence[int] = (0,),
+                 generators: Generators | None = None, config: LocalConfig | None = None,
+                 **options: object) -> None:
+        if not hidden_sizes:
+            raise ValueError("a local trunk needs at least one hidden layer")
+        generators = list(generators) if generators is not None else seeded_generators(seeds)
+        super().__init__(in_dim, tuple(hidden_sizes), generators)
+        try:
+            self.cfg = dataclasses.replace(config or LocalConfig(), **options)
+        except TypeError as error:
+            raise ValueError(f"unknown local trunk option: {error}") from None
+        self.in_dim = in_dim
+        self.members = len(generators)
+        self.generators = generators
         self.guided = guided
-        self.optimizer = MemberAdam([{"params": list(trunk.parameters()), "lr": lr}])
-        self.closed_form = closed_form_gradients(cfg)
+        self.optimizer = MemberAdam([{"params": list(self.parameters()), "lr": lr}])
+        self.closed_form = closed_form_gradients(self.cfg)
+        self.diagnostics: MemberDiagnostics = []  # of the last learn(..., diagnostics=True)
         self.diverged: dict[int, int] = {}  # member -> first layer whose loss was not finite
 
-    def set_lr_scale(self, fraction: Tensor) -> None:
+    # ----------------------------------------------------------------- public
+
+    @torch.no_grad()
+    def forward(self, x: Tensor) -> Tensor:
+        """Features of ``x`` without learning, detached."""
+        batch, single = self._as_population(x)
+        out = super().forward(batch)
+        return out[0] if single else out
+
+    def learn(self, x: Tensor, performance: Tensor | None = None,
+              target_rows: Tensor | None = None, valid: Tensor | None = None,
+              diagnostics: bool = False) -> Tensor:
+        """One local step per block of ``x``; returns the pre-update features, detached.
+
+        ``performance`` ``[N]`` (``[K, N]``) guides a guided trunk; ``target_rows`` are the
+        rows the global target is built from (default ``x``); ``valid`` marks the real
+        rows (default all); ``diagnostics`` measures per-layer diagnostics on the first
+        block (:attr:`diagnostics`).
+        """
+        if self.guided and performance is None:
+            raise ValueError("a guided local trunk learns from a performance value per "
+                             "sample: learn(x, performance)")
+        obs, single = self._as_population(x)
+        if single:
+            performance, target_rows, valid = (None if t is None else t.unsqueeze(0)
+                                               for t in (performance, target_rows, valid))
+        out = self._learn(obs, performance, target_rows, valid, diagnostics)
+        return out[0] if single else out
+
+    def set_lr_fraction(self, fraction: Tensor | float) -> None:
         """Scale the learning rate of member ``k`` by ``fraction[k]`` (or all by a number)."""
         self.optimizer.set_lr_fraction(fraction)
 
-    def update(self, x: Tensor, performance: Tensor | None = None, diagnostics: bool = False,
-               target_rows: Tensor | None = None, valid: Tensor | None = None,
-               active: Tensor | None = None) -> tuple[Tensor, MemberDiagnostics]:
-        """One local step of every layer on the block ``x`` ``[K, N, in_dim]``.
+    def take_divergences(self) -> dict[int, int]:
+        """Members whose local loss was not finite since the last call -> first such layer."""
+        diverged, self.diverged = self.diverged, {}
+        return diverged
 
-        ``target_rows`` ``[K, N, *]``: the rows the global target is built from (default
-        ``x``); ``valid`` ``[K, N]``: the real rows; ``active`` ``[K]``: the members to step
-        (default all). Returns the trunk's output ``[K, N, width]`` computed with the
-        pre-update weights (detached), and per-member diagnostics when asked for.
-        """
-        if self.guided and performance is None:
-            raise ValueError("a guided local update needs a performance value per sample")
+    def get_extra_state(self) -> dict:
+        return {"optimizer": self.optimizer.state_dict(),
+                "generators": torch.stack([g.get_state() for g in self.generators])}
+
+    def set_extra_state(self, state: dict) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        for generator, saved in zip(self.generators, state["generators"], strict=True):
+            generator.set_state(saved.clone())
+
+    # ----------------------------------------------------------------- blocks
+
+    def _as_population(self, x: Tensor) -> tuple[Tensor, bool]:
+        if x.dim() == 2 and self.members == 1:
+            batch, single = x.unsqueeze(0), True
+        elif x.dim() == 3 and x.shape[0] == self.members:
+            batch, single = x, False
+        else:
+            raise ValueError(f"a local trunk of {self.members} member(s) takes [N, {self.in_dim}]"
+                             f" (one member) or [{self.members}, N, {self.in_dim}] batches, got "
+                             f"{list(x.shape)}")
+        if batch.shape[-1] != self.in_dim:
+            raise ValueError(f"this local trunk takes inputs of width {self.in_dim}, got "
+                             f"{batch.shape[-1]}")
+        return batch, single
+
+    def _learn(self, obs: Tensor, performance: Tensor | None, target_rows: Tensor | None,
+               valid: Tensor | None, diagnostics: bool) -> Tensor:
+        members, rows = obs.shape[0], obs.shape[1]
+        counts = torch.full((members,), rows) if valid is None else valid.sum(1).cpu()
+        if rows <= self.cfg.distance_batch:  # one block each: no gathering
+            return self._step(obs, performance, target_rows, valid, counts > 0, diagnostics)
+        out = torch.zeros(members, rows, self.out_dim, dtype=obs.dtype, device=obs.device)
+        for index, block_valid in self._rounds(counts, valid):
+            active = block_valid.any(1).cpu()
+            index = index.to(obs.device)
+            block_valid = block_valid.to(obs.device)
+
+            def gather(x: Tensor | None, index: Tensor = index) -> Tensor | None:
+                if x is None:
+                    return None
+                return x.gather(1, index.reshape(*index.shape, *([1] * (x.dim() - 2)))
+                                .expand(-1, -1, *x.shape[2:]))
+
+            h = self._step(gather(obs), gather(performance), gather(target_rows), block_valid,
+                           active, diagnostics)
+            diagnostics = False  # on the first block only
+            # scatter the real rows back (padding rows point at row 0 and add zeros)
+            h = h * block_valid.unsqueeze(-1)
+            out.scatter_add_(1, index.unsqueeze(-1).expand_as(h), h)
+        return out
+
+    def _rounds(self, counts: Tensor, valid: Tensor | None) -> list[tuple[Tensor, Tensor]]:
+        """Rounds of blocks: ``(index [K, N], valid [K, N])`` each, padded with row 0."""
+        n = self.cfg.distance_batch
+        blocks: list[list[Tensor]] = []
+        for k, count in enumerate(counts.tolist()):
+            real = (torch.arange(int(count)) if valid is None
+                    else valid[k].nonzero().squeeze(1).cpu())
+            pieces = -(-int(count) // n)
+            if pieces <= 1:
+                blocks.append([real] if count else [])
+                continue
+            order = member_permutations([self.generators[k]], int(count))[0]
+            blocks.append(list(real[order].tensor_split(pieces)))
+        rounds = []
+        for r in range(max(len(b) for b in blocks)):
+            index = torch.zeros(len(blocks), n, dtype=torch.long)
+            block_valid = torch.zeros(len(blocks), n, dtype=torch.bool)
+            for k, member_blocks in enumerate(blocks):
+                if len(member_blocks) > r:
+                    piece = member_blocks[r]
+                    index[k, :len(piece)] = piece
+                    block_valid[k, :len(piece)] = True
+            rounds.append((index, block_valid))
+        return rounds
+
+    def _step(self, x: Tensor, performance: Tensor | None, target_rows: Tensor | None,
+              valid: Tensor | None, active: Tensor, diagnostics: bool) -> Tensor:
+        """One local step of every layer on the block ``x`` ``[K, N, in_dim]``, for the
+        ``active`` members; returns the pre-update output ``[K, N, width]``."""
         h = x.detach()
         targets = LayerTargets(self.cfg, h if target_rows is None else target_rows,
                                performance if self.guided else None, valid)
@@ -223,8 +355,9 @@ class LocalTrunkTrainer:
         else:
             h, layers = self._update_autograd(h, targets, diagnostics, valid)
         self.optimizer.step(active)
-        report = _per_layer_to_per_member(layers, x.shape[0], active) if diagnostics else []
-        return h, report
+        if diagnostics:
+            self.diagnostics = _per_layer_to_per_member(layers, x.shape[0], active)
+        return h
 
     def _update_closed_form(self, h: Tensor, targets: LayerTargets, diagnostics: bool,
                             valid: Tensor | None) -> tuple[Tensor, list]:
@@ -232,7 +365,7 @@ class LocalTrunkTrainer:
         cfg = self.cfg
         layers = []
         with torch.no_grad():
-            for layer in self.trunk.layers:
+            for layer in self.layers:
                 target = targets(h, layer.out_features)
                 y = torch.tanh(layer(h))
                 divisor = output_scale_divisor(cfg.metric, cfg.scale, y.shape[-1], target.width)
@@ -265,7 +398,7 @@ class LocalTrunkTrainer:
         total: list[Tensor] = []
         layers = []
         self.optimizer.zero_grad()
-        for layer in self.trunk.layers:
+        for layer in self.layers:
             target = targets(h, layer.out_features)
             y = torch.tanh(layer(h))
             losses = distance_matching_loss(target.distances, y, cfg.metric, cfg.scale,
@@ -288,12 +421,6 @@ class LocalTrunkTrainer:
         """Record the members whose local loss at ``layer`` is not finite."""
         bad = ~torch.isfinite(losses.detach())
         if bool(bad.any()):
-            index = list(self.trunk.layers).index(layer)
+            index = list(self.layers).index(layer)
             for k in bad.nonzero().flatten().tolist():
                 self.diverged.setdefault(k, index)
-
-    def state_dict(self) -> dict:
-        return {"optimizer": self.optimizer.state_dict()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.optimizer.load_state_dict(state["optimizer"])

@@ -57,9 +57,9 @@ class LearnedNetwork(nn.Module):
         sizes = trunk_sizes(config)
         # the head first: each member's initialisation draws from its generator in this order
         self.head = make_head(sizes[-1] if sizes else in_dim, generators)
-        self.trunk = Trunk(in_dim, sizes, generators)
-        self.learner: Learner = make_learner(config.learner, self.trunk, config.local,
+        self.learner: Learner = make_learner(config.learner, in_dim, sizes, config.local,
                                              config.network.hidden_lr, generators)
+        self.trunk: Trunk = self.learner.trunk
 
     def param_groups(self, lr: float, hidden_lr: float) -> list[dict]:
         groups = [{"params": list(self.head.parameters()), "lr": lr}]
@@ -224,15 +224,12 @@ class Algorithm(ABC):
         return {
             "networks": self.networks.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "learners": [n.learner.state_dict() for n in self.networks],
             "generators": torch.stack([g.get_state() for g in self.generators]),
         }
 
     def load_state_dict(self, state: dict) -> None:
         self.networks.load_state_dict(state["networks"])
         self.optimizer.load_state_dict(state["optimizer"])
-        for network, saved in zip(self.networks, state["learners"], strict=True):
-            network.learner.load_state_dict(saved)
         for generator, saved in zip(self.generators, state["generators"], strict=True):
             generator.set_state(saved.clone())
 
