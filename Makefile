@@ -36,7 +36,7 @@ test: $(STAMP) $(RAY_STAMP)
 	$(BIN)/python -m pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then exit 0; else exit $$rc; fi
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests examples
 
 clean:
 	rm -rf $(VENV) demo

@@ -69,6 +69,9 @@ class MemberAdam:
                 if p.grad is None:
                     continue
                 state = self.state[p]
+                if state["exp_avg"].device != p.device:  # the module moved (e.g. .to("cuda"))
+                    state["exp_avg"] = state["exp_avg"].to(p.device)
+                    state["exp_avg_sq"] = state["exp_avg_sq"].to(p.device)
                 if active is None or bool(active.all()):
                     self._update(p, p.grad, state, group["lr"], beta1, beta2)
                 elif bool(active.any()):
