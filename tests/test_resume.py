@@ -80,11 +80,15 @@ def run_cli(*args):
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-@pytest.mark.parametrize("algo", ["reinforce", "ppo"])
+DQN_SMALL = ["--learning-starts", "500", "--buffer-size", "2000", "--batch-size", "32",
+             "--target-network-frequency", "200"]
+
+
+@pytest.mark.parametrize("algo", ["reinforce", "ppo", "dqn"])
 def test_sigkilled_run_resumes_to_the_same_rows(tmp_path, algo):
     args = ["--env", "CartPole-v1", "--algo", algo, "--learner", "lpdm-guided", "--seed", "2",
             "--total-steps", "6000", "--checkpoint-every", "1500", "--eval-every", "2000",
-            "--eval-episodes", "1", "--no-progress"]
+            "--eval-episodes", "1", "--no-progress", *(DQN_SMALL if algo == "dqn" else [])]
     reference, killed = tmp_path / "reference", tmp_path / "killed"
     assert run_cli(*args, "--out", str(reference)).wait() == 0
 

@@ -15,7 +15,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-ALGOS = ("reinforce", "ppo")
+ALGOS = ("reinforce", "ppo", "dqn")
+PAPER_ALGOS = ("reinforce", "ppo")  # the paper's comparison: a suite sweep's default
 LEARNERS = ("bp", "lpdm", "lpdm-guided", "frozen", "linear")
 LOCAL_LEARNERS = ("lpdm", "lpdm-guided")
 # The paper's comparison: what a sweep runs when --learner is not given. ``linear`` (no
@@ -64,8 +65,10 @@ class LocalConfig:
     quantile_low: float = _opt(0.25, "sparse matching: row quantile of nearest pairs")
     quantile_high: float = _opt(0.75, "sparse matching: row quantile of furthest pairs")
     guidance_strength: float = _opt(0.3, "lpdm-guided: strength s of the reward guidance")
-    guidance_signal: str = _opt("returns", "lpdm-guided: performance per sample (PPO may "
-                                "use advantages)", ("returns", "advantages"))
+    guidance_signal: str | None = _opt(
+        None, "lpdm-guided: performance per sample: returns (REINFORCE, PPO: returns-to-go; "
+        "DQN: the Monte-Carlo return of the sample's episode), advantages (PPO) or td (DQN: "
+        "the TD target); default returns, DQN td", ("returns", "advantages", "td"))
     distance_batch: int = _opt(128, "samples per distance matrix (N)")
     update_mode: str = _opt("fused", "for metrics/scales trained by autograd: one backward "
                             "over all layers' local losses (fused) or layer by layer with "
@@ -109,6 +112,23 @@ class PPOConfig:
 
 
 @dataclass
+class DQNConfig:
+    buffer_size: int = _opt(10_000, "DQN: replay buffer transitions per member")
+    batch_size: int = _opt(128, "DQN: transitions per gradient step")
+    learning_starts: int = _opt(10_000, "DQN: steps before the first gradient step")
+    train_frequency: int = _opt(10, "DQN: steps per gradient step")
+    target_network_frequency: int = _opt(500, "DQN: steps between target network copies")
+    tau: float = _opt(1.0, "DQN: target network update rate (1: copy)")
+    start_e: float = _opt(1.0, "DQN: exploration rate at the start")
+    end_e: float = _opt(0.05, "DQN: exploration rate at the end of the schedule")
+    exploration_fraction: float = _opt(0.5, "DQN: fraction of the run over which the "
+                                       "exploration rate falls linearly")
+    double_dqn: bool = _opt(False, "DQN: choose the next action with the online network "
+                            "(double DQN)")
+    huber: bool = _opt(False, "DQN: Huber (smooth l1) TD loss instead of the squared error")
+
+
+@dataclass
 class RunConfig:
     eval_every: int | None = _opt(None, "steps between deterministic evaluations; "
                                   "default total/20")
@@ -137,6 +157,7 @@ class Config:
     envs: EnvConfig = field(default_factory=EnvConfig)
     reinforce: ReinforceConfig = field(default_factory=ReinforceConfig)
     ppo: PPOConfig = field(default_factory=PPOConfig)
+    dqn: DQNConfig = field(default_factory=DQNConfig)
     run: RunConfig = field(default_factory=RunConfig)
 
 
@@ -270,8 +291,12 @@ def resolve(config: Config, discrete_actions: bool) -> Config:
     """Fill every ``None`` default for this algorithm and action space, then validate."""
     c = from_dict(to_dict(config))
     ppo = c.algo == "ppo"
+    if c.algo == "dqn" and not discrete_actions:
+        raise ConfigError(f"--algo dqn needs a Discrete action space; {c.env}'s actions are "
+                          "continuous (use ppo or reinforce)")
     if c.network.lr is None:
-        c.network.lr = (2.5e-4 if discrete_actions else 3e-4) if ppo else 1e-3
+        c.network.lr = (2.5e-4 if discrete_actions else 3e-4) if ppo else \
+            2.5e-4 if c.algo == "dqn" else 1e-3
     if c.network.hidden_lr is None:
         c.network.hidden_lr = c.network.lr
     if c.ent_coef is None:
@@ -290,12 +315,33 @@ def resolve(config: Config, discrete_actions: bool) -> Config:
         c.ppo.num_minibatches = 4 if discrete_actions else 32
     if c.ppo.update_epochs is None:
         c.ppo.update_epochs = 4 if discrete_actions else 10
+    if c.local.guidance_signal is None:
+        c.local.guidance_signal = "td" if c.algo == "dqn" else "returns"
     if c.run.eval_every is None:
         c.run.eval_every = max(c.total_steps // 20, 1)
     if c.run.checkpoint_every is None:
         c.run.checkpoint_every = max(c.total_steps // 10, 1)
     validate(c)
     return c
+
+
+def _validate_dqn(c: Config) -> None:
+    d = c.dqn
+    for flag, value in (("--buffer-size", d.buffer_size), ("--batch-size", d.batch_size),
+                        ("--train-frequency", d.train_frequency),
+                        ("--target-network-frequency", d.target_network_frequency)):
+        if not value > 0:
+            raise ConfigError(f"{flag} must be positive, got {value}")
+    if d.learning_starts < 0:
+        raise ConfigError(f"--learning-starts must not be negative, got {d.learning_starts}")
+    if not 0.0 < d.tau <= 1.0:
+        raise ConfigError(f"--tau must lie in (0, 1], got {d.tau}")
+    for flag, value in (("--start-e", d.start_e), ("--end-e", d.end_e),
+                        ("--exploration-fraction", d.exploration_fraction)):
+        if not 0.0 <= value <= 1.0:
+            raise ConfigError(f"{flag} must lie in [0, 1], got {value}")
+    if c.envs.num_envs != 1:
+        raise ConfigError("DQN runs one environment per member; --num-envs must be 1")
 
 
 def validate(c: Config) -> None:
@@ -329,8 +375,12 @@ def validate(c: Config) -> None:
     positive("--target-scale", c.local.target_scale)
     if c.local.distance_batch < 2:
         raise ConfigError(f"--distance-batch must be at least 2, got {c.local.distance_batch}")
-    if c.algo == "reinforce" and c.local.guidance_signal == "advantages":
+    if c.local.guidance_signal == "advantages" and c.algo != "ppo":
         raise ConfigError("--guidance-signal advantages needs --algo ppo")
+    if c.local.guidance_signal == "td" and c.algo != "dqn":
+        raise ConfigError("--guidance-signal td needs --algo dqn")
+    if c.algo == "dqn":
+        _validate_dqn(c)
     positive("--num-envs", c.envs.num_envs)
     if c.algo == "reinforce" and c.envs.num_envs not in (None, 1):
         raise ConfigError("REINFORCE runs one environment; --num-envs must be 1")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from lpdm.algorithms.base import Algorithm, Iteration
+from lpdm.algorithms.dqn import DQN
 from lpdm.algorithms.ppo import PPO
 from lpdm.algorithms.reinforce import Reinforce
 from lpdm.config import Config
@@ -18,7 +19,9 @@ def make_algorithm(config: Config, runner: PopulationRunner, generators: Generat
         return Reinforce(config, runner, generators)
     if config.algo == "ppo":
         return PPO(config, runner, generators)
+    if config.algo == "dqn":
+        return DQN(config, runner, generators)
     raise ValueError(f"unknown algorithm {config.algo!r}")
 
 
-__all__ = ["PPO", "Algorithm", "Iteration", "Reinforce", "make_algorithm"]
+__all__ = ["DQN", "PPO", "Algorithm", "Iteration", "Reinforce", "make_algorithm"]

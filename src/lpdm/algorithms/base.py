@@ -95,6 +95,7 @@ class Algorithm(ABC):
     """
 
     policy: LearnedNetwork
+    adam_eps = 1e-5  # of the RL optimizer (CleanRL's PPO)
 
     def __init__(self, config: Config, runner: PopulationRunner,
                  networks: list[LearnedNetwork], generators: Generators) -> None:
@@ -105,7 +106,7 @@ class Algorithm(ABC):
         self.networks = nn.ModuleList(networks).to(self.device)
         groups = [g for n in networks for g in n.param_groups(config.network.lr,
                                                                 config.network.hidden_lr)]
-        self.optimizer = MemberAdam(groups, eps=1e-5)
+        self.optimizer = MemberAdam(groups, eps=self.adam_eps)
         self.failures: dict[int, str] = {}
         self._rl_diverged: set[int] = set()  # members whose RL loss was not finite
         self.update_seconds = 0.0  # of the last update

@@ -6,7 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-from lpdm.config import ALGOS, OPTIONS, PAPER_LEARNERS, ConfigError
+from lpdm.config import OPTIONS, PAPER_ALGOS, PAPER_LEARNERS, ConfigError
 from lpdm.envs import BENCHMARK_SUITES
 from lpdm.flags import add_config_arguments
 from lpdm.sweeps.backends import Backend, LocalBackend, RayBackend
@@ -71,7 +71,7 @@ def spec_from_args(args: argparse.Namespace) -> SweepSpec:
             return tuple(given.pop(name)[ALL_ALGOS])
         return suite_values if suite and suite_values else (OPTIONS[name].default,)
 
-    envs, algos = axis("env", suite), axis("algo", ALGOS)
+    envs, algos = axis("env", suite), axis("algo", PAPER_ALGOS)
     learners = axis("learner", PAPER_LEARNERS)
     if args.seeds is not None and "seed" in given:
         raise ConfigError("--seeds and --seed exclude each other")
