@@ -46,6 +46,9 @@ class NetworkConfig:
     hidden_lr: float | None = _opt(
         None, "learning rate of the trunk (RL loss under bp, local loss under lpdm); "
         "default: --lr")
+    init_trunk: str | None = _opt(
+        None, "initialise the trunk(s) from the last checkpoint of this run directory (or, "
+        "from a directory of members sSEED, the member with this run's seed); fresh runs only")
 
 
 @dataclass
@@ -80,6 +83,8 @@ class LocalConfig:
 
 @dataclass
 class EnvConfig:
+    env_kwargs: str = _opt("", "keyword arguments of gymnasium.make, KEY=VALUE,... (values "
+                           "read as Python literals; a sweep separates values by /)")
     num_envs: int | None = _opt(None, "parallel environments; default 1, PPO discrete 4")
     async_envs: bool = _opt(False, "step environments in subprocesses")
     norm_obs: bool | None = _opt(None, "normalise observations; default on for PPO on Box "
@@ -182,6 +187,11 @@ class Option:
     @property
     def flag(self) -> str:
         return "--" + self.name.replace("_", "-")
+
+    @property
+    def list_separator(self) -> str:
+        """What separates a sweep's values of this option: ``/`` where a value has commas."""
+        return "/" if self.type is tuple or self.name == "env_kwargs" else ","
 
     def parse(self, text: str) -> Any:
         """Parse one value from the command line."""

@@ -9,6 +9,7 @@ skip it, and the final observation of a truncated episode is available for boots
 
 from __future__ import annotations
 
+import ast
 import warnings
 from dataclasses import dataclass
 
@@ -68,26 +69,49 @@ def check_spaces(env_id: str, observation_space: gym.Space, action_space: gym.Sp
                    "lpdm needs a Discrete or a flat (1-D) Box action space")
 
 
-def _make(env_id: str, render_mode: str | None) -> gym.Env:
-    return gym.make(env_id) if render_mode is None else gym.make(env_id, render_mode=render_mode)
+def parse_env_kwargs(text: str) -> dict[str, object]:
+    """``KEY=VALUE,...`` -> keyword arguments; values are Python literals where they read as
+    one (``-1``, ``0.5``, ``True``, ``'x'``), else strings."""
+    kwargs: dict[str, object] = {}
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        key, sep, value = (part.strip() for part in item.partition("="))
+        if not sep or not key.isidentifier():
+            raise EnvError(f"--env-kwargs: expected KEY=VALUE, got {item!r}")
+        try:
+            kwargs[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            kwargs[key] = value
+    return kwargs
 
 
-def make_env(env_id: str, render_mode: str | None = None) -> gym.Env:
-    """``gym.make`` with lpdm's one-line errors for unknown ids and unusable spaces."""
+def _make(env_id: str, render_mode: str | None, kwargs: dict[str, object]) -> gym.Env:
+    if render_mode is not None:
+        kwargs = {**kwargs, "render_mode": render_mode}
+    return gym.make(env_id, **kwargs)
+
+
+def make_env(env_id: str, render_mode: str | None = None, env_kwargs: str = "") -> gym.Env:
+    """``gym.make`` with lpdm's one-line errors for unknown ids, bad keyword arguments and
+    unusable spaces."""
     quiet_gymnasium()
+    kwargs = parse_env_kwargs(env_kwargs)
     try:
-        env = _make(env_id, render_mode)
+        env = _make(env_id, render_mode, kwargs)
     except gym.error.Error as error:
         raise EnvError(f"unknown environment {env_id!r}: {error}") from None
     except (ImportError, ModuleNotFoundError) as error:
         raise EnvError(f"{env_id}: a dependency is missing ({error})") from None
+    except TypeError as error:
+        raise EnvError(f"{env_id}: --env-kwargs {env_kwargs}: {error}") from None
     check_spaces(env_id, env.observation_space, env.action_space)
     return env
 
 
-def env_spaces(env_id: str) -> tuple[gym.Space, gym.Space]:
+def env_spaces(env_id: str, env_kwargs: str = "") -> tuple[gym.Space, gym.Space]:
     """Observation and action space of ``env_id`` (checked)."""
-    env = make_env(env_id)
+    env = make_env(env_id, env_kwargs=env_kwargs)
     spaces = env.observation_space, env.action_space
     env.close()
     return spaces
@@ -101,11 +125,13 @@ def make_vector_env(config: Config, num_envs: int, video_dir: str | None = None
     With ``video_dir``, every episode is rendered and saved there as MP4.
     """
     render_mode = "rgb_array" if video_dir else None
-    make_env(config.env).close()  # fail early, with a clear message, on bad ids or spaces
+    # fail early, with a clear message, on bad ids, keyword arguments or spaces
+    make_env(config.env, env_kwargs=config.envs.env_kwargs).close()
+    kwargs = parse_env_kwargs(config.envs.env_kwargs)
 
     def factory() -> gym.Env:
         quiet_gymnasium()
-        return _make(config.env, render_mode)
+        return _make(config.env, render_mode, kwargs)
 
     factories = [factory] * num_envs
     if config.envs.async_envs and num_envs > 1:

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from lpdm.config import LOCAL_LEARNERS, LocalConfig
-from lpdm.local import LocalTrunk, MemberDiagnostics, observe_trunk
+from lpdm.local import LocalTrunk, MemberDiagnostics, observe_trunk, record_gradient_norms
 from lpdm.networks import Generators, Trunk
 from lpdm.optim import MemberAdam
 
@@ -78,6 +78,9 @@ class Learner(ABC):
         layer (0-based); none for learners without local losses."""
         return {}
 
+    def after_backward(self) -> None:  # noqa: B027 - only bp's trunk gets RL gradients
+        """The RL loss was just backpropagated (before clipping)."""
+
     def _observe(self, obs: Tensor, target_rows: Tensor | None, valid: Tensor | None) -> None:
         """Diagnostics for learners whose trunk is not trained locally (one block)."""
         if not self._take_diagnostics_request() or not self.trunk.layers:
@@ -91,15 +94,27 @@ class Learner(ABC):
 
 class BackpropLearner(Learner):
     name = "bp"
+    _awaiting_gradients = False  # diagnostics were measured; the RL gradients come next
 
     def features(self, obs: Tensor, performance: Tensor | None = None,
                  target_rows: Tensor | None = None, valid: Tensor | None = None) -> Tensor:
         features = self.trunk(obs)
+        diagnostics = self.diagnostics
         self._observe(obs, target_rows, valid)
+        self._awaiting_gradients |= self.diagnostics is not diagnostics
         return features
 
     def rl_parameters(self) -> list[nn.Parameter]:
         return list(self.trunk.parameters())
+
+    def after_backward(self) -> None:
+        """The gradient norm reaching each layer, for the diagnostics just measured."""
+        if not self._awaiting_gradients:
+            return
+        self._awaiting_gradients = False
+        for i, layer in enumerate(self.trunk.layers):
+            record_gradient_norms([member[i] if member else None for member in self.diagnostics],
+                                  layer)
 
 
 class FrozenLearner(Learner):

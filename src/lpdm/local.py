@@ -69,6 +69,9 @@ class LayerDiagnostics:
     distance_corr: float
     saturation: float
     distance_entropy: float
+    # norm of the gradient reaching the layer's weights: the local loss's under the local
+    # learners, the RL loss's under bp (before clipping), NaN where none reaches it
+    grad_norm: float = float("nan")
 
 
 # Per member (None for a member that had no data), the diagnostics of each layer.
@@ -156,6 +159,19 @@ def layer_diagnostics(target: LayerTarget, y: Tensor, losses: Tensor | None,
                 saturation=float((y[k][rows].abs() > SATURATION_THRESHOLD).float().mean()),
                 distance_entropy=distance_entropy(d_y[k], member_valid)))
         return report
+
+
+def record_gradient_norms(report: list[LayerDiagnostics | None], layer: torch.nn.Module
+                          ) -> None:
+    """Set each member's ``grad_norm`` from the gradient now held by ``layer``'s weight
+    (members without diagnostics, None, are skipped)."""
+    grad = layer.weight.grad
+    if grad is None:
+        return
+    norms = torch.linalg.vector_norm(grad.reshape(grad.shape[0], -1), dim=1).tolist()
+    for diagnostics, norm in zip(report, norms, strict=True):
+        if diagnostics is not None:
+            diagnostics.grad_norm = float(norm)
 
 
 def _per_layer_to_per_member(layers: list[list[LayerDiagnostics]], members: int,
@@ -388,6 +404,7 @@ class LocalTrunk(Trunk):
                 layer.bias.grad = grad_pre.sum(1)
                 if diagnostics:
                     layers.append(layer_diagnostics(target, y, losses, cfg, d_y, valid))
+                    record_gradient_norms(layers[-1], layer)
                 h = y
         return h, layers
 
@@ -415,6 +432,8 @@ class LocalTrunk(Trunk):
             h = y.detach()
         if not streaming:
             torch.stack(total).sum().backward()
+        for report, layer in zip(layers, self.layers, strict=False):
+            record_gradient_norms(report, layer)
         return h, layers
 
     def _check(self, losses: Tensor, layer: torch.nn.Module) -> None:

@@ -358,6 +358,10 @@ class Trainer:
             if member.checkpoint:
                 load_normalization_state(runner.envs,
                                          _state_to_numpy(member.checkpoint["normalization"]))
+        fresh_members = [k for k, m in enumerate(self.members)
+                         if m.active and m.checkpoint is None and m.config.network.init_trunk]
+        if fresh_members:
+            load_initial_trunks(self.algo, {k: self.members[k].config for k in fresh_members})
         self.evaluator = Evaluator(self.config, len(configs))
 
     @property
@@ -536,6 +540,40 @@ class Trainer:
         return f"{c.env} {c.algo} {c.learner} s{seeds}"
 
 
+def load_initial_trunks(algo: Algorithm, members: dict[int, Config]) -> None:
+    """``--init-trunk``: copy each member's trunks from its source run's last checkpoint (the
+    source's member with the same seed when the source is a directory of members)."""
+    from lpdm.algorithms import NETWORK_NAMES
+
+    names = tuple(n.name for n in algo.networks)
+    for slot, config in members.items():
+        source = Path(config.network.init_trunk)
+        if is_population_dir(source):
+            source = member_dir(source, config.seed)
+        directory = RunDirectory(source)
+        source_config = directory.read_config()
+        if NETWORK_NAMES[source_config.algo] != names:
+            theirs = ", ".join(NETWORK_NAMES[source_config.algo])
+            raise RunError(f"--init-trunk: {source} trains {theirs} ({source_config.algo}), "
+                           f"this run {', '.join(names)} ({config.algo})")
+        saved = read_checkpoint(directory.checkpoint)["algorithm"]["networks"]
+        with torch.no_grad():
+            for i, network in enumerate(algo.networks):
+                params = dict(network.trunk.named_parameters())
+                if not params:
+                    raise RunError(f"--init-trunk: a {config.learner} learner has no trunk")
+                for name, param in params.items():
+                    key = f"{i}.trunk.{name}"
+                    if key not in saved or saved[key].shape[1:] != param.shape[1:]:
+                        theirs = list(saved[key].shape[1:]) if key in saved else "none"
+                        raise RunError(f"--init-trunk: {source}'s {network.name} trunk "
+                                       f"{name} is {theirs}, this run's {list(param.shape[1:])}")
+                    param[slot] = saved[key][0].to(param.device)
+    chosen = torch.zeros(algo.members, dtype=torch.bool)
+    chosen[list(members)] = True
+    algo.weights_loaded(chosen)
+
+
 def _resume_target(path: Path) -> Path:
     """The directory to resume: a population's (the parent of ``sSEED`` members) or the run's."""
     return path.parent if is_population_dir(path.parent) else path
@@ -547,7 +585,7 @@ def prepare_run(config: Config, out: Path) -> Config:
     if directory.config.exists():
         raise RunError(f"{out} already holds a run; continue it with --resume {out}, "
                        "or choose another --out")
-    _, action_space = env_spaces(config.env)
+    _, action_space = env_spaces(config.env, config.envs.env_kwargs)
     resolved = resolve(config, isinstance(action_space, gym.spaces.Discrete))
     if resolved.run.tensorboard:
         tensorboard_writer_class()

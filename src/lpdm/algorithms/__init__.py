@@ -10,6 +10,9 @@ from lpdm.config import Config
 from lpdm.envs import PopulationRunner
 from lpdm.networks import Generators
 
+# The learned networks of each algorithm, in the order of its ``networks``.
+NETWORK_NAMES = {"reinforce": ("policy",), "ppo": ("actor", "critic"), "dqn": ("q",)}
+
 
 def make_algorithm(config: Config, runner: PopulationRunner, generators: Generators
                    ) -> Algorithm:
@@ -24,4 +27,5 @@ def make_algorithm(config: Config, runner: PopulationRunner, generators: Generat
     raise ValueError(f"unknown algorithm {config.algo!r}")
 
 
-__all__ = ["DQN", "PPO", "Algorithm", "Iteration", "Reinforce", "make_algorithm"]
+__all__ = ["DQN", "NETWORK_NAMES", "PPO", "Algorithm", "Iteration", "Reinforce",
+           "make_algorithm"]

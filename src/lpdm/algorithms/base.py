@@ -35,7 +35,8 @@ from lpdm.learners import Learner, make_learner
 from lpdm.networks import Generators, Trunk
 from lpdm.optim import MemberAdam, clip_grad_norm_per_member
 
-DIAGNOSTIC_FIELDS = ("local_loss", "distance_corr", "saturation", "distance_entropy")
+DIAGNOSTIC_FIELDS = ("local_loss", "distance_corr", "saturation", "distance_entropy",
+                     "grad_norm")
 
 
 def trunk_sizes(config: Config) -> tuple[int, ...]:
@@ -157,6 +158,8 @@ class Algorithm(ABC):
         step = finite if active is None else finite & active.cpu()
         self.optimizer.zero_grad()
         torch.where(step.to(losses.device), losses, torch.zeros_like(losses)).sum().backward()
+        for network in self.networks:
+            network.learner.after_backward()
         if self.config.max_grad_norm and self.config.max_grad_norm > 0:
             clip_grad_norm_per_member(self.optimizer.params, self.config.max_grad_norm)
         self.optimizer.step(step)
@@ -204,6 +207,10 @@ class Algorithm(ABC):
         for k in sorted(self._rl_diverged):
             self.failures.setdefault(k, "the RL loss diverged (not finite)")
         self._rl_diverged.clear()
+
+    def weights_loaded(self, members: Tensor) -> None:  # noqa: B027 - most keep no copies
+        """The ``members`` (``[K]`` bool) had weights put in from outside (``--init-trunk``):
+        bring whatever copies an algorithm keeps (a target network) up to date."""
 
     @torch.no_grad()
     def retire(self, member: int) -> None:

@@ -100,6 +100,13 @@ class DQN(Algorithm):
             index = members.to(t.device)
             t[index] = tau * q[index] + (1.0 - tau) * t[index]
 
+    def weights_loaded(self, members: Tensor) -> None:
+        tau, self.config.dqn.tau = self.config.dqn.tau, 1.0
+        try:
+            self._copy_target(members)
+        finally:
+            self.config.dqn.tau = tau
+
     def target_values(self, obs: Tensor) -> Tensor:
         return self.target["head"](self.target["trunk"](obs))
 

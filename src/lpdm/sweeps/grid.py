@@ -29,6 +29,7 @@ from lpdm.runs import RunError, write_json_atomic
 SWEEP_FILE = "sweep.json"
 SWEEP_FORMAT = 1
 ALL_ALGOS = "*"  # key of option values that apply to every algorithm
+ASSIGNMENTS = ("env_kwargs",)  # options whose values are KEY=VALUE themselves
 AXES = ("env", "algo", "learner", "seed")  # options that are directories of the cell path
 
 
@@ -103,13 +104,15 @@ def parse_values(option: Option, text: str) -> dict[str, list[Any]]:
 
     Values may be keyed by algorithm as ``ALGO=VALUE``. Returns {algo or "*": values}.
     """
-    separator = "/" if option.type is tuple else ","
+    separator = option.list_separator
     keyed: dict[str, list[Any]] = {}
     for item in (part.strip() for part in text.split(separator)):
         if not item:
             continue
         key, value_text = ALL_ALGOS, item
-        if "=" in item and option.name not in AXES:
+        prefix = item.partition("=")[0].strip()
+        if "=" in item and option.name not in AXES and (prefix in ALGOS or
+                                                         option.name not in ASSIGNMENTS):
             key, _, value_text = (part.strip() for part in item.partition("="))
             if key not in ALGOS:
                 raise ConfigError(f"{option.flag}: {key!r} in {item!r} is not an algorithm "
@@ -189,11 +192,12 @@ def check_cells(cells: list[Cell]) -> None:
     """Resolve every cell's configuration, so that bad values fail before anything runs."""
     discrete: dict[str, bool] = {}
     for cell in cells:
+        config = cell.config()
         if cell.env not in discrete:
-            _, action_space = env_spaces(cell.env)
+            _, action_space = env_spaces(cell.env, config.envs.env_kwargs)
             discrete[cell.env] = isinstance(action_space, gym.spaces.Discrete)
         try:
-            resolve(cell.config(), discrete[cell.env])
+            resolve(config, discrete[cell.env])
         except ConfigError as error:
             raise ConfigError(f"cell {cell.path}: {error}") from None
 
