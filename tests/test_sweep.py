@@ -255,3 +255,30 @@ def test_ray_backend_runs_cells_on_a_local_instance(tmp_path):
     for learner in ("bp", "lpdm"):
         summary = RunDirectory(out / "CartPole-v1/reinforce" / learner / "s0").read_summary()
         assert summary["status"] == "finished" and summary["steps"] == 1000
+
+
+def test_the_paper_suite_has_per_environment_budgets_unless_total_steps_is_given():
+    cells = expand(spec("--suite", "paper", "--seeds", "1"))
+    budgets = {c.env: c.config().total_steps for c in cells}
+    assert budgets["CartPole-v1"] == 150_000 and budgets["Hopper-v4"] == 300_000
+    assert len(set(budgets.values())) > 1
+    assert {c.algo for c in cells} == {"reinforce", "ppo"}  # the paper's algorithms
+    assert {c.learner for c in cells} == {"bp", "lpdm", "lpdm-guided", "frozen"}
+    fixed = expand(spec("--suite", "paper", "--seeds", "1", "--total-steps", "5000"))
+    assert {c.config().total_steps for c in fixed} == {5000}
+
+
+def test_dry_run_prints_the_plan_and_runs_nothing(tmp_path, capsys, monkeypatch):
+    from lpdm.sweeps import estimate
+
+    monkeypatch.setattr(estimate, "MEASURE_SECONDS", 0.2)
+    out = tmp_path / "planned"
+    assert main(["sweep", "--env", "CartPole-v1", "--learner", "bp,lpdm", "--seeds", "3",
+                 "--total-steps", "36000", "--workers", "2", "--dry-run", "--out",
+                 str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "6 runs, in 2 populations of up to 3 seeds on 2 worker(s)" in text
+    assert "CartPole-v1" in text and "lpdm" in text and "core-hours" in text
+    line = next(x for x in text.splitlines() if x.startswith("CartPole-v1"))
+    assert "216,000" in line  # 6 runs x 36k steps
+    assert not out.exists()

@@ -32,6 +32,25 @@ BENCHMARK_SUITES: dict[str, tuple[str, ...]] = {
     ),
 }
 
+# Training budgets of the paper suite (environment steps), when --total-steps is not
+# given: long enough that bp clearly learns under both algorithms (anchors: CleanRL's PPO
+# reaches 490 on CartPole-v1 and -86 on Acrobot-v1 at 500k steps; 963 on
+# InvertedPendulum-v4, 2383 on Hopper-v4 and 1443 on HalfCheetah-v4 at 1M), short enough
+# that the whole study (8 environments x 2 algorithms x 4 learners x 5 seeds) fits two
+# cores in a few sessions. docs/reproduction.md gives what bp reached at them.
+SUITE_BUDGETS: dict[str, dict[str, int]] = {
+    "paper": {
+        "CartPole-v1": 150_000,  # bp at 500 by 100k (REINFORCE) and 150k (PPO) here
+        "Acrobot-v1": 200_000,  # PPO near -100 well before 200k
+        "LunarLander-v3": 500_000,  # PPO clearly above the random policy's -200 by 500k
+        "Pendulum-v1": 300_000,
+        "InvertedPendulum-v4": 200_000,  # PPO near 1000 by 200k
+        "InvertedDoublePendulum-v4": 300_000,
+        "Hopper-v4": 300_000,  # bp 1600-3000 max score at 300k (3 seeds)
+        "HalfCheetah-v4": 300_000,
+    },
+}
+
 OBS_CLIP = 10.0
 REWARD_CLIP = 10.0
 

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from lpdm.config import OPTIONS, PAPER_ALGOS, PAPER_LEARNERS, ConfigError
-from lpdm.envs import BENCHMARK_SUITES
+from lpdm.envs import BENCHMARK_SUITES, SUITE_BUDGETS
 from lpdm.flags import add_config_arguments
 from lpdm.sweeps.backends import Backend, LocalBackend, RayBackend
 from lpdm.sweeps.grid import (
@@ -54,6 +54,10 @@ def add_sweep_command(commands: argparse._SubParsersAction) -> None:
                         help="Ray cluster to run on (default: a local Ray instance on loopback)")
     parser.add_argument("--no-progress", action="store_true",
                         help="no progress bar; one line per ended cell")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print the grid, the number of runs and an estimate of the "
+                        "core-hours (from a few seconds of each environment and algorithm), "
+                        "then stop")
     add_config_arguments(parser, as_lists=True)
     parser.set_defaults(handler=cmd_sweep)
 
@@ -83,7 +87,8 @@ def spec_from_args(args: argparse.Namespace) -> SweepSpec:
             if key != ALL_ALGOS and key not in algos:
                 raise ConfigError(f"{OPTIONS[name].flag}: {key}= names an algorithm this "
                                   f"sweep does not run ({', '.join(algos)})")
-    return SweepSpec(envs, algos, learners, seeds, given)
+    budgets = SUITE_BUDGETS.get(args.suite, {}) if suite else {}
+    return SweepSpec(envs, algos, learners, seeds, given, dict(budgets))
 
 
 def make_backend(args: argparse.Namespace) -> Backend:
@@ -118,6 +123,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     spec = spec_from_args(args)
     cells = expand(spec)
     check_cells(cells)
+    if args.dry_run:
+        from lpdm.sweeps.estimate import print_plan
+
+        print_plan(spec, cells, args.workers, args.population)
+        return 0
     backend = make_backend(args)
     interrupted = False
     try:

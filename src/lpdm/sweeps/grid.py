@@ -42,10 +42,13 @@ class SweepSpec:
     learners: tuple[str, ...]
     seeds: tuple[int, ...]
     options: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
+    budgets: dict[str, int] = field(default_factory=dict)  # env -> total steps (a suite's)
 
-    def values_for(self, algo: str) -> dict[str, list[Any]]:
-        """The values each option takes in the cells of ``algo``."""
+    def values_for(self, algo: str, env: str | None = None) -> dict[str, list[Any]]:
+        """The values each option takes in the cells of ``algo`` (on ``env``)."""
         values = {}
+        if env in self.budgets and "total_steps" not in self.options:
+            values["total_steps"] = [self.budgets[env]]
         for name, keyed in self.options.items():
             chosen = keyed.get(algo, keyed.get(ALL_ALGOS))
             if chosen is not None:
@@ -59,6 +62,8 @@ class SweepSpec:
                 "options": {name: {key: [_json_value(v) for v in values]
                                    for key, values in sorted(keyed.items())}
                             for name, keyed in sorted(self.options.items())}}
+        if self.budgets:
+            data["budgets"] = dict(self.budgets)
         return json.loads(json.dumps(data))
 
     @classmethod
@@ -67,7 +72,7 @@ class SweepSpec:
                           for key, values in keyed.items()}
                    for name, keyed in data["options"].items()}
         return cls(tuple(data["envs"]), tuple(data["algos"]), tuple(data["learners"]),
-                   tuple(data["seeds"]), options)
+                   tuple(data["seeds"]), options, dict(data.get("budgets", {})))
 
 
 @dataclass(frozen=True)
@@ -146,7 +151,7 @@ def expand(spec: SweepSpec) -> list[Cell]:
     """Every cell of the grid, ordered env, algo, learner, variant, seed."""
     cells = []
     for env, algo in itertools.product(spec.envs, spec.algos):
-        values = spec.values_for(algo)
+        values = spec.values_for(algo, env)
         names = list(values)
         swept = [name for name in names if len(values[name]) > 1]
         for learner in spec.learners:

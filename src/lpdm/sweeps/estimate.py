@@ -1,0 +1,97 @@
+"""``lpdm sweep --dry-run``: the grid, its runs, and what it will cost.
+
+The cost is measured, not guessed: each environment × algorithm of the grid trains a solo
+run of its most expensive learner for a few seconds (the local learners' updates cost more
+than ``bp``'s), and the cells' budgets divided by those rates give core-hours. Populations
+run faster than solo runs (``lpdm bench --only population``), so the estimate is an upper
+bound on one machine like this one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+import gymnasium as gym
+
+from lpdm.config import Config, resolve, with_values
+from lpdm.envs import env_spaces
+from lpdm.sweeps.grid import Cell, SweepSpec, default_population, populations
+
+# The learner measured for an environment × algorithm: the most expensive in the grid.
+COST_ORDER = ("lpdm-guided", "lpdm", "bp", "frozen", "linear")
+MEASURE_SECONDS = 3.0
+
+
+def measure_rate(config: Config, seconds: float | None = None) -> float:
+    """Environment steps per second of a solo run of ``config`` on this machine (whole
+    iterations for about ``seconds``; DQN with its updates from the first step)."""
+    import torch
+
+    from lpdm.runs import make_population
+
+    seconds = MEASURE_SECONDS if seconds is None else seconds
+    _, action_space = env_spaces(config.env, config.envs.env_kwargs)
+    values: dict[str, object] = {"threads": 1}
+    if config.algo == "dqn":
+        values["learning_starts"] = 0
+    resolved = resolve(with_values(config, values),
+                       isinstance(action_space, gym.spaces.Discrete))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    algo, _ = make_population([resolved])
+    try:
+        algo.runner.runners[0].reset(0)
+        steps, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds or steps == 0:
+            steps += algo.iterate([steps], [resolved.total_steps])[0].steps
+        return steps / (time.perf_counter() - start)
+    finally:
+        algo.runner.close()
+        torch.set_num_threads(threads)
+
+
+def print_plan(spec: SweepSpec, cells: list[Cell], workers: int | None,
+               population: int | None) -> None:
+    """Print the grid, the number of runs and the estimated core-hours."""
+    import os
+
+    workers = workers or len(os.sched_getaffinity(0))
+    size = population or default_population(cells, workers)
+    axes = len(spec.envs) * len(spec.algos) * len(spec.learners) * len(spec.seeds)
+    combinations = len(cells) // max(axes, 1)
+    print(f"grid: {len(spec.envs)} environment(s) x {len(spec.algos)} algorithm(s) x "
+          f"{len(spec.learners)} learner(s) x {len(spec.seeds)} seed(s)"
+          + (f" x {combinations} option combinations" if combinations > 1 else ""))
+    print(f"  environments: {', '.join(spec.envs)}")
+    print(f"  algorithms: {', '.join(spec.algos)}; learners: {', '.join(spec.learners)}; "
+          f"seeds: {', '.join(map(str, spec.seeds))}")
+    for name, keyed in spec.options.items():
+        values = "; ".join(f"{'' if key == '*' else key + '='}{', '.join(map(str, v))}"
+                           for key, v in keyed.items())
+        print(f"  --{name.replace('_', '-')}: {values}")
+    if spec.budgets and "total_steps" not in spec.options:
+        print("  budgets: " + ", ".join(f"{env} {steps:,d}" for env, steps in spec.budgets.items()))
+    print(f"{len(cells)} runs, in {len(populations(cells, size))} populations of up to {size} "
+          f"seeds on {workers} worker(s)")
+    rates: dict[tuple[str, str], float] = {}
+    steps: Counter[tuple[str, str]] = Counter()
+    for cell in cells:
+        steps[cell.env, cell.algo] += cell.config().total_steps
+    print("measuring a few seconds of each environment and algorithm ...", flush=True)
+    rows = []
+    for env, algo in steps:
+        learner = next(lr for lr in COST_ORDER if lr in spec.learners)
+        cell = next(c for c in cells if (c.env, c.algo, c.learner) == (env, algo, learner))
+        rates[env, algo] = measure_rate(cell.config())
+        hours = steps[env, algo] / rates[env, algo] / 3600
+        rows.append((env, algo, learner, rates[env, algo], steps[env, algo], hours))
+    width = max(len(r[0]) for r in rows)
+    print(f"{'environment':<{width}}  algorithm  measured with  steps/s  total steps  "
+          "core-hours")
+    for env, algo, learner, rate, total, hours in rows:
+        print(f"{env:<{width}}  {algo:<9}  {learner:<13}  {rate:7.0f}  {total:11,d}  "
+              f"{hours:10.2f}")
+    core_hours = sum(r[5] for r in rows)
+    print(f"estimate: {core_hours:.1f} core-hours at solo rates, about {core_hours / workers:.1f} "
+          f"hours on {workers} worker(s); populations run faster (lpdm bench --only population)")
