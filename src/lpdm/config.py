@@ -46,6 +46,14 @@ class NetworkConfig:
     hidden_lr: float | None = _opt(
         None, "learning rate of the trunk (RL loss under bp, local loss under lpdm); "
         "default: --lr")
+    trunk: str | None = _opt(None, "trunk architecture: dense layers, or convolutions then "
+                             "dense layers; default conv for image observations",
+                             ("dense", "conv"))
+    conv_channels: tuple[int, ...] = _opt((16,), "conv trunk: output channels per convolution")
+    conv_kernels: tuple[int, ...] = _opt((3,), "conv trunk: kernel size per convolution (one "
+                                        "value for all)")
+    conv_strides: tuple[int, ...] = _opt((1,), "conv trunk: stride per convolution (one value "
+                                        "for all)")
     init_trunk: str | None = _opt(
         None, "initialise the trunk(s) from the last checkpoint of this run directory (or, "
         "from a directory of members sSEED, the member with this run's seed); fresh runs only")
@@ -78,6 +86,9 @@ class LocalConfig:
                             "flat memory (streaming); the default l1 path computes its "
                             "gradients in closed form, flat in memory either way",
                             ("fused", "streaming"))
+    conv_distance: str = _opt("flat", "distances between a convolution's outputs: of the "
+                              "flattened feature maps (flat) or of their per-channel means "
+                              "(pooled)", ("flat", "pooled"))
     diagnostics: bool = _opt(True, "log per-layer loss, distance correlation and saturation")
 
 
@@ -85,6 +96,9 @@ class LocalConfig:
 class EnvConfig:
     env_kwargs: str = _opt("", "keyword arguments of gymnasium.make, KEY=VALUE,... (values "
                            "read as Python literals; a sweep separates values by /)")
+    image_layout: str = _opt("auto", "image observations: channels last (hwc) or first (chw); "
+                             "auto: last unless the first axis is clearly the channels",
+                             ("auto", "hwc", "chw"))
     num_envs: int | None = _opt(None, "parallel environments; default 1, PPO discrete 4")
     async_envs: bool = _opt(False, "step environments in subprocesses")
     norm_obs: bool | None = _opt(None, "normalise observations; default on for PPO on Box "
@@ -297,9 +311,19 @@ def from_dict(data: dict[str, Any], cls: type = Config) -> Any:
 # --------------------------------------------------------------------------- resolution
 
 
-def resolve(config: Config, discrete_actions: bool) -> Config:
-    """Fill every ``None`` default for this algorithm and action space, then validate."""
+def resolve(config: Config, discrete_actions: bool,
+            obs_shape: tuple[int, ...] | None = None) -> Config:
+    """Fill every ``None`` default for this algorithm, action space and observation shape
+    (``None``: a flat vector), then validate."""
     c = from_dict(to_dict(config))
+    image = obs_shape is not None and len(obs_shape) == 3
+    if c.network.trunk is None:
+        c.network.trunk = "conv" if image else "dense"
+    if c.network.trunk == "conv" and not image:
+        raise ConfigError(f"--trunk conv needs image observations; {c.env}'s are "
+                          f"{'flat' if obs_shape is None else obs_shape}")
+    if image and c.envs.image_layout == "auto":
+        c.envs.image_layout = "chw" if obs_shape[0] < min(obs_shape[1:]) else "hwc"
     ppo = c.algo == "ppo"
     if c.algo == "dqn" and not discrete_actions:
         raise ConfigError(f"--algo dqn needs a Discrete action space; {c.env}'s actions are "
@@ -372,6 +396,15 @@ def validate(c: Config) -> None:
     positive("--total-steps", c.total_steps)
     if not c.network.hidden_sizes or any(w <= 0 for w in c.network.hidden_sizes):
         raise ConfigError(f"--hidden-sizes needs positive widths, got {c.network.hidden_sizes}")
+    n = c.network
+    for flag, values in (("--conv-channels", n.conv_channels), ("--conv-kernels", n.conv_kernels),
+                         ("--conv-strides", n.conv_strides)):
+        if not values or any(v <= 0 for v in values):
+            raise ConfigError(f"{flag} needs positive values, got {values}")
+    for flag, values in (("--conv-kernels", n.conv_kernels), ("--conv-strides", n.conv_strides)):
+        if len(values) not in (1, len(n.conv_channels)):
+            raise ConfigError(f"{flag}: give one value or one per convolution "
+                              f"({len(n.conv_channels)}), got {len(values)}")
     positive("--lr", c.network.lr)
     positive("--hidden-lr", c.network.hidden_lr)
     if not 0.0 <= c.gamma <= 1.0:

@@ -75,11 +75,19 @@ def derive_seed(seed: int, *keys: int) -> int:
     return int(np.random.SeedSequence([seed, *keys]).generate_state(1)[0] >> 1)
 
 
+IMAGE_DTYPES = (np.bool_, np.uint8, np.float16, np.float32, np.float64)
+
+
 def check_spaces(env_id: str, observation_space: gym.Space, action_space: gym.Space) -> None:
-    """Raise :class:`EnvError` unless observations are a flat Box and actions Discrete or Box."""
-    if not (isinstance(observation_space, gym.spaces.Box) and len(observation_space.shape) == 1):
+    """Raise :class:`EnvError` unless observations are a flat Box or an image (a 3-D Box of
+    bool, uint8 or floats) and actions Discrete or a flat Box."""
+    if not isinstance(observation_space, gym.spaces.Box) or \
+            len(observation_space.shape) not in (1, 3):
         raise EnvError(f"{env_id}: observation space {observation_space} is not supported; "
-                       "lpdm needs a flat (1-D) Box observation")
+                       "lpdm needs a flat (1-D) Box or an image (H, W, C) or (C, H, W)")
+    if len(observation_space.shape) == 3 and observation_space.dtype not in IMAGE_DTYPES:
+        raise EnvError(f"{env_id}: image observations of dtype {observation_space.dtype} are "
+                       "not supported; lpdm reads bool, uint8 or float images")
     if isinstance(action_space, gym.spaces.Discrete):
         return
     if isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1:
@@ -105,7 +113,20 @@ def parse_env_kwargs(text: str) -> dict[str, object]:
     return kwargs
 
 
+def register_minatar(env_id: str) -> None:
+    """Register MinAtar's Gymnasium ids (``MinAtar/Breakout-v1``, ...) for ``env_id`` of
+    that family, or say how to install MinAtar."""
+    if not env_id.startswith("MinAtar/") or env_id in gym.registry:
+        return
+    try:
+        import minatar.gym  # an optional extra
+    except ImportError:
+        raise EnvError(f"{env_id} needs MinAtar: pip install 'lpdm[minatar]'") from None
+    minatar.gym.register_envs()
+
+
 def _make(env_id: str, render_mode: str | None, kwargs: dict[str, object]) -> gym.Env:
+    register_minatar(env_id)
     if render_mode is not None:
         kwargs = {**kwargs, "render_mode": render_mode}
     return gym.make(env_id, **kwargs)

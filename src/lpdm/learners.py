@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from lpdm.config import LOCAL_LEARNERS, LocalConfig
 from lpdm.local import LocalTrunk, MemberDiagnostics, observe_trunk, record_gradient_norms
-from lpdm.networks import Generators, Trunk
+from lpdm.networks import Generators, Trunk, TrunkSpec
 from lpdm.optim import MemberAdam
 
 
@@ -160,14 +160,19 @@ class LocalLearner(Learner):
         return self.trunk.take_divergences()
 
 
-def make_learner(name: str, in_dim: int, sizes: Sequence[int], cfg: LocalConfig, lr: float,
-                 generators: Generators) -> Learner:
-    """The learner called ``name`` with its trunk of hidden ``sizes`` on inputs of ``in_dim``
-    features; ``lr`` is the trunk's learning rate (of its local optimizer, if it has one)."""
+def make_learner(name: str, spec: TrunkSpec | int, sizes: Sequence[int] | None, cfg: LocalConfig,
+                 lr: float, generators: Generators) -> Learner:
+    """The learner called ``name`` with its trunk (``spec``, or a dense trunk of hidden
+    ``sizes`` on ``spec`` input features); ``lr`` is the trunk's learning rate (of its local
+    optimizer, if it has one)."""
+    if isinstance(spec, int):
+        spec = TrunkSpec((spec,), tuple(sizes or ()))
     if name in LOCAL_LEARNERS:
-        return LocalLearner(LocalTrunk(in_dim, sizes, lr=lr, guided=name == "lpdm-guided",
-                                       generators=generators, config=cfg))
-    trunk = Trunk(in_dim, tuple(sizes), generators)
+        return LocalLearner(LocalTrunk(spec.in_shape, spec.hidden, conv=spec.conv,
+                                       channels_last=spec.channels_last, lr=lr,
+                                       guided=name == "lpdm-guided", generators=generators,
+                                       config=cfg))
+    trunk = Trunk(spec, generators=generators)
     if name == "bp":
         return BackpropLearner(trunk, cfg)
     if name in ("frozen", "linear"):

@@ -55,7 +55,13 @@ from lpdm.distances import (
     target_distances,
 )
 from lpdm.kernels import pairwise_l1, pairwise_l1_backward
-from lpdm.networks import Generators, Trunk, member_permutations, seeded_generators
+from lpdm.networks import (
+    Generators,
+    Trunk,
+    TrunkSpec,
+    member_permutations,
+    seeded_generators,
+)
 from lpdm.optim import MemberAdam
 
 SATURATION_THRESHOLD = 0.99
@@ -180,24 +186,38 @@ def _per_layer_to_per_member(layers: list[list[LayerDiagnostics]], members: int,
             else [layer[k] for layer in layers] for k in range(members)]
 
 
+def distance_rows(y: Tensor, cfg: LocalConfig) -> Tensor:
+    """The rows a layer output ``y`` is compared by: ``[K, N, d]`` as it is; a convolution's
+    ``[K, N, C, H, W]`` flattened (``conv_distance = "flat"``: the l1 distance of the whole
+    feature maps, scaled by their size) or averaged over positions (``"pooled"``: distances
+    of the per-channel means, blind to where a feature is)."""
+    if y.dim() <= 3:
+        return y
+    return y.mean(dim=(-2, -1)) if cfg.conv_distance == "pooled" else y.flatten(2)
+
+
 def observe_trunk(trunk: Trunk, x: Tensor, cfg: LocalConfig, target_rows: Tensor | None = None,
                   valid: Tensor | None = None) -> MemberDiagnostics:
     """Per-member, per-layer diagnostics of a trunk that does not learn locally, on ``x``
-    ``[K, N, in]``."""
+    ``[K, N, *in_shape]``."""
     with torch.no_grad():
-        targets = LayerTargets(cfg, x if target_rows is None else target_rows, valid=valid)
-        h, layers = x, []
+        h = trunk.prepare(x)
+        rows = trunk.prepare(target_rows).flatten(2) if target_rows is not None else h.flatten(2)
+        targets = LayerTargets(cfg, rows, valid=valid)
+        layers = []
         for layer in trunk.layers:
-            y = torch.tanh(layer(h))
-            layers.append(layer_diagnostics(targets(h, y.shape[-1]), y, None, cfg, valid=valid))
+            y = trunk.run_layer(layer, h)
+            out = distance_rows(y, cfg)
+            layers.append(layer_diagnostics(targets(distance_rows(h, cfg), out.shape[-1]), out,
+                                            None, cfg, valid=valid))
             h = y
     return _per_layer_to_per_member(layers, x.shape[0], None)
 
 
-def closed_form_gradients(cfg: LocalConfig) -> bool:
-    """Whether the local update computes its gradients in closed form (l1 with a constant
-    scaling: ``dim``, ``none`` or ``cross``)."""
-    return cfg.metric == "l1" and cfg.scale in ("dim", "none", "cross")
+def closed_form_gradients(cfg: LocalConfig, conv: bool = False) -> bool:
+    """Whether the local update computes its gradients in closed form (dense layers, l1 with
+    a constant scaling: ``dim``, ``none`` or ``cross``)."""
+    return not conv and cfg.metric == "l1" and cfg.scale in ("dim", "none", "cross")
 
 
 class LocalTrunk(Trunk):
@@ -224,24 +244,27 @@ class LocalTrunk(Trunk):
     ``distance_batch`` rows, so that a member's arithmetic never depends on its co-members.
     """
 
-    def __init__(self, in_dim: int, hidden_sizes: Sequence[int] = (128, 256), *,
-                 lr: float = 1e-3, guided: bool = False, seeds: Sequence[int] = (0,),
+    def __init__(self, in_dim: int | Sequence[int], hidden_sizes: Sequence[int] = (128, 256),
+                 *, lr: float = 1e-3, guided: bool = False, seeds: Sequence[int] = (0,),
+                 conv: Sequence[tuple[int, int, int]] = (), channels_last: bool = True,
                  generators: Generators | None = None, config: LocalConfig | None = None,
                  **options: object) -> None:
-        if not hidden_sizes:
+        if not hidden_sizes and not conv:
             raise ValueError("a local trunk needs at least one hidden layer")
         generators = list(generators) if generators is not None else seeded_generators(seeds)
-        super().__init__(in_dim, tuple(hidden_sizes), generators)
+        shape = (in_dim,) if isinstance(in_dim, int) else tuple(in_dim)
+        super().__init__(TrunkSpec(shape, tuple(hidden_sizes), tuple(conv), channels_last),
+                         generators=generators)
         try:
             self.cfg = dataclasses.replace(config or LocalConfig(), **options)
         except TypeError as error:
             raise ValueError(f"unknown local trunk option: {error}") from None
-        self.in_dim = in_dim
+        self.in_shape = shape
         self.members = len(generators)
         self.generators = generators
         self.guided = guided
         self.optimizer = MemberAdam([{"params": list(self.parameters()), "lr": lr}])
-        self.closed_form = closed_form_gradients(self.cfg)
+        self.closed_form = closed_form_gradients(self.cfg, bool(conv))
         self.diagnostics: MemberDiagnostics = []  # of the last learn(..., diagnostics=True)
         self.diverged: dict[int, int] = {}  # member -> first layer whose loss was not finite
 
@@ -295,17 +318,20 @@ class LocalTrunk(Trunk):
     # ----------------------------------------------------------------- blocks
 
     def _as_population(self, x: Tensor) -> tuple[Tensor, bool]:
-        if x.dim() == 2 and self.members == 1:
+        rank = len(self.in_shape)
+        shape = ", ".join(map(str, self.in_shape))
+        if x.dim() == rank + 1 and self.members == 1:
             batch, single = x.unsqueeze(0), True
-        elif x.dim() == 3 and x.shape[0] == self.members:
+        elif x.dim() == rank + 2 and x.shape[0] == self.members:
             batch, single = x, False
         else:
-            raise ValueError(f"a local trunk of {self.members} member(s) takes [N, {self.in_dim}]"
-                             f" (one member) or [{self.members}, N, {self.in_dim}] batches, got "
+            raise ValueError(f"a local trunk of {self.members} member(s) takes [N, {shape}] "
+                             f"(one member) or [{self.members}, N, {shape}] batches, got "
                              f"{list(x.shape)}")
-        if batch.shape[-1] != self.in_dim:
-            raise ValueError(f"this local trunk takes inputs of width {self.in_dim}, got "
-                             f"{batch.shape[-1]}")
+        if tuple(batch.shape[2:]) != self.in_shape:
+            what = "width" if rank == 1 else "shape"
+            raise ValueError(f"this local trunk takes inputs of {what} {shape}, got "
+                             f"{', '.join(map(str, batch.shape[2:]))}")
         return batch, single
 
     def _learn(self, obs: Tensor, performance: Tensor | None, target_rows: Tensor | None,
@@ -363,9 +389,9 @@ class LocalTrunk(Trunk):
               valid: Tensor | None, active: Tensor, diagnostics: bool) -> Tensor:
         """One local step of every layer on the block ``x`` ``[K, N, in_dim]``, for the
         ``active`` members; returns the pre-update output ``[K, N, width]``."""
-        h = x.detach()
-        targets = LayerTargets(self.cfg, h if target_rows is None else target_rows,
-                               performance if self.guided else None, valid)
+        h = self.prepare(x.detach())
+        rows = h.flatten(2) if target_rows is None else self.prepare(target_rows).flatten(2)
+        targets = LayerTargets(self.cfg, rows, performance if self.guided else None, valid)
         if self.closed_form:
             h, layers = self._update_closed_form(h, targets, diagnostics, valid)
         else:
@@ -373,7 +399,7 @@ class LocalTrunk(Trunk):
         self.optimizer.step(active)
         if diagnostics:
             self.diagnostics = _per_layer_to_per_member(layers, x.shape[0], active)
-        return h
+        return h.flatten(2) if h.dim() > 3 else h
 
     def _update_closed_form(self, h: Tensor, targets: LayerTargets, diagnostics: bool,
                             valid: Tensor | None) -> tuple[Tensor, list]:
@@ -416,13 +442,14 @@ class LocalTrunk(Trunk):
         layers = []
         self.optimizer.zero_grad()
         for layer in self.layers:
-            target = targets(h, layer.out_features)
-            y = torch.tanh(layer(h))
-            losses = distance_matching_loss(target.distances, y, cfg.metric, cfg.scale,
+            y = self.run_layer(layer, h)
+            out = distance_rows(y, cfg)
+            target = targets(distance_rows(h, cfg), out.shape[-1])
+            losses = distance_matching_loss(target.distances, out, cfg.metric, cfg.scale,
                                             target.mask, target.width, valid)
             self._check(losses, layer)
             if diagnostics:
-                layers.append(layer_diagnostics(target, y, losses.detach(), cfg, valid=valid))
+                layers.append(layer_diagnostics(target, out, losses.detach(), cfg, valid=valid))
             # members and layers have disjoint parameters: the gradient of the sum is
             # each member's layer's gradient of its own loss
             if streaming:

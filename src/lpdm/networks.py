@@ -13,13 +13,14 @@ are sampled from it, so a member's numbers never depend on the other members.
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import gymnasium as gym
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.distributions import Categorical, Distribution, Normal
 
@@ -69,23 +70,114 @@ class MemberLinear(nn.Module):
         return torch.baddbmm(self.bias.unsqueeze(1), x, self.weight.transpose(1, 2))
 
 
-class Trunk(nn.Module):
-    """Hidden layers ``[K, B, in_dim] -> [K, B, sizes[-1]]``, each affine then ``tanh``.
+class MemberConv2d(nn.Module):
+    """K independent 2-D convolutions ``[K, B, C, H, W] -> [K, B, out, H', W']`` (one grouped
+    convolution: the members are the groups), orthogonally initialised."""
 
-    With no sizes the trunk is the identity (``out_dim = in_dim``): heads read the input.
-    """
-
-    def __init__(self, in_dim: int, sizes: tuple[int, ...], generators: Generators) -> None:
+    def __init__(self, in_channels: int, out_channels: int, kernel: int, stride: int,
+                 gain: float, generators: Generators) -> None:
         super().__init__()
-        widths = (in_dim, *sizes)
-        self.layers = nn.ModuleList(
-            MemberLinear(a, b, math.sqrt(2), generators) for a, b in itertools.pairwise(widths))
-        self.out_dim = widths[-1]
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.out_features = out_channels  # the width a local loss sees per position
+        self.kernel, self.stride = kernel, stride
+        members = len(generators)
+        self.weight = nn.Parameter(torch.empty(members, out_channels, in_channels, kernel, kernel))
+        self.bias = nn.Parameter(torch.zeros(members, out_channels))
+        with torch.no_grad():
+            for k, generator in enumerate(generators):
+                nn.init.orthogonal_(self.weight[k].view(out_channels, -1), gain,
+                                    generator=generator)
 
     def forward(self, x: Tensor) -> Tensor:
-        for layer in self.layers:
-            x = torch.tanh(layer(x))
+        members, batch, channels, height, width = x.shape
+        grouped = x.transpose(0, 1).reshape(batch, members * channels, height, width)
+        y = F.conv2d(grouped, self.weight.reshape(-1, channels, self.kernel, self.kernel),
+                     self.bias.reshape(-1), stride=self.stride, groups=members)
+        return y.reshape(batch, members, self.out_channels, *y.shape[-2:]).transpose(0, 1)
+
+
+@dataclass(frozen=True)
+class TrunkSpec:
+    """A trunk's architecture: optional convolutions, then dense tanh layers.
+
+    ``in_shape``: one observation's shape, ``(d,)`` or an image ``(H, W, C)`` /
+    ``(C, H, W)`` (``channels_last`` tells which); ``conv``: ``(channels, kernel, stride)``
+    per convolution; ``hidden``: the dense widths after them.
+    """
+
+    in_shape: tuple[int, ...]
+    hidden: tuple[int, ...] = ()
+    conv: tuple[tuple[int, int, int], ...] = ()
+    channels_last: bool = True
+
+    @property
+    def image(self) -> bool:
+        return len(self.in_shape) == 3
+
+    @property
+    def in_dim(self) -> int:
+        """The width of a flattened observation."""
+        return math.prod(self.in_shape)
+
+
+class Trunk(nn.Module):
+    """Hidden layers ``[K, B, *in_shape] -> [K, B, width]``: convolutions (image inputs),
+    then dense layers, each followed by ``tanh``.
+
+    With no layers the trunk is the identity on the flattened input: heads read the input.
+    Images are read as floats, channels first; a convolution's output is flattened before
+    the first dense layer.
+    """
+
+    def __init__(self, spec: TrunkSpec | int, sizes: tuple[int, ...] | None = None,
+                 generators: Generators = ()) -> None:
+        super().__init__()
+        if isinstance(spec, int):  # Trunk(in_dim, sizes, generators): a dense trunk
+            spec = TrunkSpec((spec,), tuple(sizes or ()))
+        if spec.conv and not spec.image:
+            raise ValueError(f"convolutions need image observations, not shape {spec.in_shape}")
+        self.spec = spec
+        layers: list[nn.Module] = []
+        shape = self._chw(spec.in_shape) if spec.image else spec.in_shape
+        for channels, kernel, stride in spec.conv:
+            layers.append(MemberConv2d(shape[0], channels, kernel, stride, math.sqrt(2),
+                                       generators))
+            size = [(n - kernel) // stride + 1 for n in shape[1:]]
+            if min(size) < 1:
+                raise ValueError(f"a {kernel}x{kernel} convolution with stride {stride} does "
+                                 f"not fit a {shape[1]}x{shape[2]} input")
+            shape = (channels, *size)
+        width = math.prod(shape)
+        for size in spec.hidden:
+            layers.append(MemberLinear(width, size, math.sqrt(2), generators))
+            width = size
+        self.layers = nn.ModuleList(layers)
+        self.out_dim = width
+
+    def _chw(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        return (shape[2], shape[0], shape[1]) if self.spec.channels_last else shape
+
+    def prepare(self, x: Tensor) -> Tensor:
+        """An input batch ``[K, B, *in_shape]`` as the first layer takes it (float; images
+        channels first, flattened when no convolution reads them)."""
+        x = x.float()
+        if self.spec.image and self.spec.channels_last:
+            x = x.permute(0, 1, 4, 2, 3)
+        if not self.spec.conv:
+            x = x.flatten(2)
         return x
+
+    def run_layer(self, layer: nn.Module, h: Tensor) -> Tensor:
+        """One layer and its ``tanh`` (flattening a convolution's output for a dense layer)."""
+        if isinstance(layer, MemberLinear) and h.dim() > 3:
+            h = h.flatten(2)
+        return torch.tanh(layer(h))
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.prepare(x)
+        for layer in self.layers:
+            h = self.run_layer(layer, h)
+        return h.flatten(2) if h.dim() > 3 else h
 
 
 class CategoricalHead(nn.Module):

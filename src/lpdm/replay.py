@@ -27,7 +27,7 @@ class ReplayBuffers:
         self.capacity = capacity
         self.data = {
             "obs": np.zeros((members, capacity, *obs_shape), dtype=obs_dtype),
-            "target_obs": np.zeros((members, capacity, *target_shape), dtype=np.float32),
+            "target_obs": np.zeros((members, capacity, *target_shape), dtype=obs_dtype),
             "next_obs": np.zeros((members, capacity, *obs_shape), dtype=obs_dtype),
             "actions": np.zeros((members, capacity), dtype=np.int64),
             "rewards": np.zeros((members, capacity), dtype=np.float32),

@@ -585,8 +585,9 @@ def prepare_run(config: Config, out: Path) -> Config:
     if directory.config.exists():
         raise RunError(f"{out} already holds a run; continue it with --resume {out}, "
                        "or choose another --out")
-    _, action_space = env_spaces(config.env, config.envs.env_kwargs)
-    resolved = resolve(config, isinstance(action_space, gym.spaces.Discrete))
+    observation_space, action_space = env_spaces(config.env, config.envs.env_kwargs)
+    resolved = resolve(config, isinstance(action_space, gym.spaces.Discrete),
+                       tuple(observation_space.shape))
     if resolved.run.tensorboard:
         tensorboard_writer_class()
     out.mkdir(parents=True, exist_ok=True)

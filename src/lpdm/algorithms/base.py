@@ -32,16 +32,27 @@ from torch import Tensor, nn
 from lpdm.config import Config
 from lpdm.envs import PopulationRunner
 from lpdm.learners import Learner, make_learner
-from lpdm.networks import Generators, Trunk
+from lpdm.networks import Generators, Trunk, TrunkSpec
 from lpdm.optim import MemberAdam, clip_grad_norm_per_member
 
 DIAGNOSTIC_FIELDS = ("local_loss", "distance_corr", "saturation", "distance_entropy",
                      "grad_norm")
 
 
-def trunk_sizes(config: Config) -> tuple[int, ...]:
-    """The hidden widths of a trunk: none for the ``linear`` control, else ``--hidden-sizes``."""
-    return () if config.learner == "linear" else config.network.hidden_sizes
+def trunk_spec(config: Config, obs_shape: tuple[int, ...]) -> TrunkSpec:
+    """The trunk of ``config`` on observations of ``obs_shape``: none for the ``linear``
+    control, convolutions then ``--hidden-sizes`` for ``--trunk conv``, else dense layers."""
+    n = config.network
+    channels_last = config.envs.image_layout != "chw"
+    if config.learner == "linear":
+        return TrunkSpec(obs_shape, (), (), channels_last)
+    conv: tuple[tuple[int, int, int], ...] = ()
+    if n.trunk == "conv":
+        count = len(n.conv_channels)
+        kernels = n.conv_kernels * count if len(n.conv_kernels) == 1 else n.conv_kernels
+        strides = n.conv_strides * count if len(n.conv_strides) == 1 else n.conv_strides
+        conv = tuple(zip(n.conv_channels, kernels, strides, strict=True))
+    return TrunkSpec(obs_shape, n.hidden_sizes, conv, channels_last)
 
 
 class LearnedNetwork(nn.Module):
@@ -50,15 +61,15 @@ class LearnedNetwork(nn.Module):
     ``make_head(width, generators)`` builds the head for the trunk's output width.
     """
 
-    def __init__(self, name: str, in_dim: int,
+    def __init__(self, name: str, obs_shape: tuple[int, ...],
                  make_head: Callable[[int, Generators], nn.Module], config: Config,
                  generators: Generators) -> None:
         super().__init__()
         self.name = name
-        sizes = trunk_sizes(config)
+        spec = trunk_spec(config, obs_shape)
         # the head first: each member's initialisation draws from its generator in this order
-        self.head = make_head(sizes[-1] if sizes else in_dim, generators)
-        self.learner: Learner = make_learner(config.learner, in_dim, sizes, config.local,
+        self.head = make_head(Trunk(spec, generators=[]).out_dim, generators)
+        self.learner: Learner = make_learner(config.learner, spec, None, config.local,
                                              config.network.hidden_lr, generators)
         self.trunk: Trunk = self.learner.trunk
 
@@ -117,8 +128,9 @@ class Algorithm(ABC):
         return len(self.generators)
 
     @staticmethod
-    def spaces(runner: PopulationRunner) -> tuple[int, gym.Space]:
-        return int(np.prod(runner.envs.single_observation_space.shape)), \
+    def spaces(runner: PopulationRunner) -> tuple[tuple[int, ...], gym.Space]:
+        """One observation's shape and the action space."""
+        return tuple(runner.envs.single_observation_space.shape), \
             runner.envs.single_action_space
 
     @abstractmethod

@@ -78,15 +78,17 @@ class DQN(Algorithm):
         # built from throw-away generators (the members' own streams stay untouched), then
         # overwritten by the copy
         scratch = seeded_generators([0] * self.members)
-        sizes = tuple(layer.out_features for layer in self.policy.trunk.layers)
         self.target = nn.ModuleDict({
-            "trunk": Trunk(obs_dim, sizes, scratch),
+            "trunk": Trunk(self.policy.trunk.spec, generators=scratch),
             "head": QHead(self.policy.trunk.out_dim, self.n_actions, scratch),
         }).to(self.device)
         self.target.requires_grad_(False)
         self._copy_target(torch.ones(self.members, dtype=torch.bool))
-        shape = runner.envs.single_observation_space.shape
-        self.buffer = ReplayBuffers(self.members, config.dqn.buffer_size, shape, shape)
+        space = runner.envs.single_observation_space
+        # images (bool, uint8) are stored as they come: a float copy would be 4-32x larger
+        storage = space.dtype if space.dtype in (np.bool_, np.uint8) else np.float32
+        self.buffer = ReplayBuffers(self.members, config.dqn.buffer_size, space.shape,
+                                    space.shape, storage)
 
     # ----------------------------------------------------------------- target network
 

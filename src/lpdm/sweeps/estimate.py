@@ -31,12 +31,13 @@ def measure_rate(config: Config, seconds: float | None = None) -> float:
     from lpdm.runs import make_population
 
     seconds = MEASURE_SECONDS if seconds is None else seconds
-    _, action_space = env_spaces(config.env, config.envs.env_kwargs)
+    observation_space, action_space = env_spaces(config.env, config.envs.env_kwargs)
     values: dict[str, object] = {"threads": 1}
     if config.algo == "dqn":
         values["learning_starts"] = 0
     resolved = resolve(with_values(config, values),
-                       isinstance(action_space, gym.spaces.Discrete))
+                       isinstance(action_space, gym.spaces.Discrete),
+                       tuple(observation_space.shape))
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     algo, _ = make_population([resolved])

@@ -199,10 +199,11 @@ def check_cells(cells: list[Cell]) -> None:
     for cell in cells:
         config = cell.config()
         if cell.env not in discrete:
-            _, action_space = env_spaces(cell.env, config.envs.env_kwargs)
-            discrete[cell.env] = isinstance(action_space, gym.spaces.Discrete)
+            observation_space, action_space = env_spaces(cell.env, config.envs.env_kwargs)
+            discrete[cell.env] = (isinstance(action_space, gym.spaces.Discrete),
+                                  tuple(observation_space.shape))
         try:
-            resolve(config, discrete[cell.env])
+            resolve(config, *discrete[cell.env])
         except ConfigError as error:
             raise ConfigError(f"cell {cell.path}: {error}") from None
 
