@@ -100,6 +100,7 @@ figure img { max-width: 100%; border: 1px solid #ddd; }
 figcaption { color: #555; font-size: 0.9em; }
 details { margin: 1em 0; }
 summary { cursor: pointer; font-weight: 600; }
+td.loses, td.lower, td.same, td.higher, td.beats, td.few { white-space: nowrap; }
 td.loses { background: #f4a6a6 !important; }
 td.lower { background: #fbdede !important; }
 td.same { background: #f2f2f2 !important; }
