@@ -105,6 +105,15 @@ def test_report_files_tables_and_verdicts(synthetic):
     # guided over unguided: IQMs 495 / 110 (lpdm-guided's failed run left out)
     assert "| CartPole-v1 · reinforce | final score | 4.50 [" in text
     assert float(scores["lpdm-guided"]["poi_vs_lpdm_final_score"]) == 1.0
+    # stability: the runs' returns rise linearly to their max score over 10 episodes, so
+    # bp's 10-episode mean first reaches the threshold 250 after its 9th episode (step 900)
+    assert float(scores["bp"]["steps_to_threshold_median"]) == 900
+    assert scores["bp"]["reached_threshold"] == "5"
+    assert scores["lpdm"]["steps_to_threshold_median"] == "inf"
+    assert scores["lpdm"]["reached_threshold"] == "0"
+    assert float(scores["lpdm"]["stuck_fraction_low"]) == 1.0  # all 5 stuck: no spread
+    assert "| CartPole-v1 · reinforce | lpdm | 100% [100%, 100%] | never [never, never] | 0/5 |" \
+        in text
 
     with (out / "runs.csv").open() as f:
         statuses = [row["status"] for row in csv.DictReader(f)]

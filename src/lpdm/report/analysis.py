@@ -14,14 +14,18 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lpdm.config import LEARNERS, LOCAL_LEARNERS
+from lpdm.evaluation import MOVING_AVERAGE_WINDOW
 from lpdm.report.collect import RunRecord
 from lpdm.report.stats import (
     SIGNIFICANCE,
     Estimate,
     ScoreSummary,
     average_probability_of_improvement,
+    fraction_estimate,
     iqm_ratio,
     mann_whitney_p,
+    mean_ratio,
+    median_estimate,
     min_max_normalise,
     probability_of_improvement,
     stratified_iqm,
@@ -72,13 +76,21 @@ class Group:
     learner: str
     runs: list[RunRecord]
     scores: dict[str, ScoreSummary] = field(default_factory=dict)  # by SCORES name
-    stuck_fraction: float = math.nan
+    stuck: Estimate = field(default_factory=lambda: Estimate(math.nan))  # fraction, with CI
+    # environment steps until the 10-episode mean training return first reached the
+    # environment's threshold, per finished run (inf: never), and their median with a CI
+    steps_to_threshold: np.ndarray = field(default_factory=lambda: np.array([]))
+    convergence: Estimate = field(default_factory=lambda: Estimate(math.nan))
     # P(this > reference), by reference learner and score
     versus: dict[str, dict[str, Estimate]] = field(default_factory=dict)
 
     @property
     def versus_bp(self) -> dict[str, Estimate]:
         return self.versus.get(BASELINE, {})
+
+    @property
+    def stuck_fraction(self) -> float:
+        return self.stuck.value
 
     @property
     def finished(self) -> list[RunRecord]:
@@ -122,6 +134,15 @@ class Ratio:
 
 
 @dataclass(frozen=True)
+class TimeRatio:
+    """Wall time per iteration of one learner over bp's, in one setting."""
+
+    setting: Setting
+    learner: str
+    ratio: Estimate  # mean over mean, each learner's runs resampled on their own
+
+
+@dataclass(frozen=True)
 class Aggregate:
     """One learner under one algorithm over every environment (normalised scores)."""
 
@@ -143,6 +164,7 @@ class Analysis:
     verdicts: list[Verdict]  # every comparison, setting and score
     ratios: list[Ratio]  # guided over unguided IQM, per setting and score
     aggregates: list[Aggregate]
+    time_ratios: list[TimeRatio] = field(default_factory=list)
 
     @property
     def comparisons(self) -> list[tuple[str, str]]:
@@ -244,7 +266,12 @@ def analyse(runs: list[RunRecord], given_thresholds: dict[str, float] | None = N
         finals = group.values("final_score")
         threshold = thresholds[group.setting.env]
         if finals.size and math.isfinite(threshold):
-            group.stuck_fraction = float(np.mean(finals < threshold))
+            group.stuck = fraction_estimate(finals < threshold)
+        if math.isfinite(threshold) and group.finished:
+            group.steps_to_threshold = np.array([steps_to_reach(r, threshold)
+                                                 for r in group.finished])
+            group.convergence = median_estimate(group.steps_to_threshold)
+    time_ratios = []
     for setting in dict.fromkeys(g.setting for g in groups):
         mine = {g.learner: g for g in groups if g.setting == setting}
         for learner, reference in comparisons(mine):
@@ -258,10 +285,36 @@ def analyse(runs: list[RunRecord], given_thresholds: dict[str, float] | None = N
             for score in SCORES:
                 ratios.append(Ratio(setting, GUIDED, UNGUIDED, score, iqm_ratio(
                     mine[GUIDED].values(score), mine[UNGUIDED].values(score))))
+        if BASELINE in mine:
+            bp_times = _finite([r.seconds_per_iteration for r in mine[BASELINE].finished])
+            for learner, group in mine.items():
+                if learner != BASELINE:
+                    times = _finite([r.seconds_per_iteration for r in group.finished])
+                    time_ratios.append(TimeRatio(setting, learner, mean_ratio(times, bp_times)))
     normalisation = _normalisation(groups)
     return Analysis(runs, groups, thresholds,
                     {env: env in given_thresholds for env in thresholds}, normalisation,
-                    verdicts, ratios, _aggregates(groups, normalisation))
+                    verdicts, ratios, _aggregates(groups, normalisation), time_ratios)
+
+
+def _finite(values: list[float]) -> np.ndarray:
+    x = np.asarray(values, dtype=np.float64)
+    return x[np.isfinite(x)]
+
+
+def steps_to_reach(run: RunRecord, threshold: float) -> float:
+    """Environment steps until the run's 10-episode mean training return first reached
+    ``threshold`` (inf if it never did)."""
+    steps, returns = run.training_returns()
+    if returns.size == 0:
+        return math.inf
+    window = MOVING_AVERAGE_WINDOW
+    sums = np.cumsum(np.concatenate([[0.0], returns]))
+    counts = np.minimum(np.arange(1, returns.size + 1), window)
+    ends = np.arange(1, returns.size + 1)
+    means = (sums[ends] - sums[ends - counts]) / counts
+    reached = np.flatnonzero(means >= threshold)
+    return float(steps[reached[0]]) if reached.size else math.inf
 
 
 def _normalisation(groups: list[Group]) -> dict[str, tuple[float, float]]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
+
 from lpdm.evaluation import FINAL_FRACTION, MOVING_AVERAGE_WINDOW
 from lpdm.report.analysis import BASELINE, OUTCOMES, SCORES, Analysis, Group, Verdict
 from lpdm.report.document import Block, Bullets, Details, Figure, Heading, Paragraph, Table
@@ -164,6 +166,44 @@ DETAIL_COLUMNS = ("setting", "learner", "runs", "final mean ± std", "final medi
                   "stuck", "P(> bp) final", "P(> bp) max", "P(> frozen) final")
 
 
+def _steps(value: float) -> str:
+    if math.isinf(value):
+        return "never"
+    return f"{value / 1000:.0f}k" if math.isfinite(value) else "n/a"
+
+
+def _steps_estimate(value: Estimate) -> str:
+    text = _steps(value.value)
+    if value.has_interval or (math.isinf(value.low) and math.isinf(value.high)):
+        text += f" [{_steps(value.low)}, {_steps(value.high)}]"
+    return text
+
+
+def stability_table(analysis: Analysis) -> Table:
+    """Per setting and learner: stuck runs, and the steps to the environment's threshold."""
+    time = {(r.setting, r.learner): r.ratio for r in analysis.time_ratios}
+    rows = []
+    for group in analysis.groups:
+        reached = np.isfinite(group.steps_to_threshold)
+        ratio = time.get((group.setting, group.learner))
+        rows.append((group.setting.label, group.learner,
+                     _percent(group.stuck),
+                     _steps_estimate(group.convergence),
+                     f"{int(reached.sum())}/{reached.size}" if reached.size else "",
+                     estimate(ratio, 2) if ratio is not None else ""))
+    return Table(("setting", "learner", "stuck [CI]", "steps to threshold, median [CI]",
+                  "reached", "time per iteration / bp [CI]"), tuple(rows))
+
+
+def _percent(value: Estimate) -> str:
+    if not math.isfinite(value.value):
+        return ""
+    text = f"{100 * value.value:.0f}%"
+    if value.has_interval:
+        text += f" [{100 * value.low:.0f}%, {100 * value.high:.0f}%]"
+    return text
+
+
 def _thresholds(analysis: Analysis) -> str:
     parts = []
     for env, value in analysis.thresholds.items():
@@ -256,7 +296,16 @@ def compose(analysis: Analysis, figures: list[Figure], source: Path) -> list[Blo
                              "intervals resample each environment's runs separately "
                              "(stratified bootstrap)."), _aggregate_table(analysis)]
     blocks += [Heading("Scores in detail"), Table(DETAIL_COLUMNS, _detail_rows(analysis)),
-               Paragraph(_thresholds(analysis)), Heading("Figures"), *others,
+               Paragraph(_thresholds(analysis)),
+               Heading("Stability, convergence and cost"),
+               Paragraph("Stuck: the fraction of runs whose final score is under the "
+                         "environment's threshold. Steps to threshold: environment steps "
+                         f"until the {MOVING_AVERAGE_WINDOW}-episode mean training return "
+                         "first reached the same threshold (never: it did not, within the "
+                         "budget); the median over runs with a bootstrap interval. Time per "
+                         "iteration: the learner's mean wall time per iteration over bp's "
+                         "(runs of one sweep share the machine)."),
+               stability_table(analysis), Heading("Figures"), *others,
                Heading("Wall time"),
                Paragraph("Averages over finished runs. Runs of a sweep share the machine's "
                          "cores (and, in a population, a process), so compare learners "

@@ -6,6 +6,8 @@ import csv
 import math
 from pathlib import Path
 
+import numpy as np
+
 from lpdm.report.analysis import REPORTED_SCORES, SCORES, Analysis
 from lpdm.report.stats import Estimate
 
@@ -15,7 +17,9 @@ SCORE_FIELDS = ("n", "mean", "mean_low", "mean_high", "std", "median", "median_l
 
 def _cell(value: object) -> object:
     if isinstance(value, float):
-        return "" if not math.isfinite(value) else f"{value:.6g}"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return "" if math.isnan(value) else f"{value:.6g}"
     return value
 
 
@@ -39,7 +43,13 @@ def score_rows(analysis: Analysis) -> list[dict[str, object]]:
             for name in ("mean", "median", "iqm"):
                 row |= _estimate(f"{score}_{name}", getattr(summary, name))
         row["stuck_threshold"] = analysis.thresholds.get(s.env, math.nan)
-        row["stuck_fraction"] = group.stuck_fraction
+        row |= _estimate("stuck_fraction", group.stuck)
+        row |= _estimate("steps_to_threshold_median", group.convergence)
+        reached = np.isfinite(group.steps_to_threshold)
+        row["reached_threshold"] = int(reached.sum()) if reached.size else ""
+        ratio = next((r.ratio for r in analysis.time_ratios
+                      if r.setting == s and r.learner == group.learner), None)
+        row |= _estimate("time_per_iteration_vs_bp", ratio)
         for reference, by_score in group.versus.items():
             for score in SCORES:
                 row |= _estimate(f"poi_vs_{reference}_{score}", by_score.get(score))

@@ -140,6 +140,52 @@ def iqm_ratio(x: np.ndarray, y: np.ndarray) -> Estimate:
     return Estimate(value, float(low), float(high))
 
 
+def fraction_estimate(flags: np.ndarray) -> Estimate:
+    """The fraction of true ``flags`` ``[n]`` with a percentile bootstrap CI over runs."""
+    x = np.asarray(flags, dtype=np.float64)
+    if x.size == 0:
+        return Estimate(float("nan"))
+    value = float(x.mean())
+    if x.size < 2 or value in (0.0, 1.0):  # every resample gives the same fraction
+        return Estimate(value, value, value) if x.size >= 2 else Estimate(value)
+    low, high = bootstrap([x], np.mean)
+    return Estimate(value, float(low), float(high))
+
+
+def median_estimate(x: np.ndarray) -> Estimate:
+    """The median of ``x`` ``[n]`` (``inf`` allowed: a run that never got there) with a
+    percentile bootstrap CI over runs."""
+    x = np.asarray(x, dtype=np.float64)
+    if x.size == 0:
+        return Estimate(float("nan"))
+    value = float(np.median(x))
+    if x.size < 2:
+        return Estimate(value)
+    rng = np.random.default_rng(SEED)
+    with np.errstate(invalid="ignore"):  # inf - inf between two "never" runs
+        medians = np.median(x[rng.integers(0, x.size, (RESAMPLES, x.size))], axis=1)
+        medians = np.where(np.isnan(medians), np.inf, medians)
+        low = np.percentile(medians, 100 * (1 - CONFIDENCE) / 2, method="lower")
+        high = np.percentile(medians, 100 * (1 + CONFIDENCE) / 2, method="higher")
+    return Estimate(value, float(low), float(high))
+
+
+def mean_ratio(x: np.ndarray, y: np.ndarray) -> Estimate:
+    """``mean(x) / mean(y)`` with a CI, the runs of ``x`` and of ``y`` resampled on their own."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if x.size == 0 or y.size == 0 or not y.mean():
+        return Estimate(float("nan"))
+    value = float(x.mean() / y.mean())
+    if min(x.size, y.size) < 2:
+        return Estimate(value)
+
+    def ratio(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
+        return np.mean(a, axis=axis) / np.mean(b, axis=axis)
+
+    low, high = bootstrap([x, y], ratio)
+    return Estimate(value, float(low), float(high))
+
+
 def mann_whitney_p(x: np.ndarray, y: np.ndarray) -> float:
     """Two-sided p-value of the Mann-Whitney U test of ``x`` against ``y``.
 
