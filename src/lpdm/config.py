@@ -22,6 +22,10 @@ LOCAL_LEARNERS = ("lpdm", "lpdm-guided")
 # The paper's comparison: what a sweep runs when --learner is not given. ``linear`` (no
 # hidden layer) is a control that studies ask for by name.
 PAPER_LEARNERS = ("bp", "lpdm", "lpdm-guided", "frozen")
+# Guidance strengths selected on held-out seeds (docs/method.md): PPO's advantages need a
+# lighter touch than REINFORCE's returns.
+GUIDANCE_STRENGTH = 0.3
+PPO_GUIDANCE_STRENGTH = 0.1
 
 
 class ConfigError(ValueError):
@@ -64,7 +68,8 @@ class LocalConfig:
     metric: str = _opt("l1", "distance metric of the local loss", ("l1", "l2", "cosine"))
     scale: str = _opt("dim", "distance scaling: per feature (dim), raw (none), by the "
                       "largest or mean distance (max, mean), or the paper's literal "
-                      "D_X/out - D_Y/in (cross)", ("dim", "none", "max", "mean", "cross"))
+                      "D_X/out - D_Y/in (cross); which is best depends on the "
+                      "environment (docs/method.md)", ("dim", "none", "max", "mean", "cross"))
     target_scale: float = _opt(1.0, "multiply the target distances by this factor (before "
                                "guidance)")
     target_obs: str = _opt("input", "build the global target from the trunk's input (input) "
@@ -75,11 +80,13 @@ class LocalConfig:
     sparse: bool = _opt(False, "match only nearest/furthest pairs (paper appendix A)")
     quantile_low: float = _opt(0.25, "sparse matching: row quantile of nearest pairs")
     quantile_high: float = _opt(0.75, "sparse matching: row quantile of furthest pairs")
-    guidance_strength: float = _opt(0.3, "lpdm-guided: strength s of the reward guidance")
+    guidance_strength: float | None = _opt(
+        None, "lpdm-guided: strength s of the reward guidance; default 0.3, PPO 0.1")
     guidance_signal: str | None = _opt(
         None, "lpdm-guided: performance per sample: returns (REINFORCE, PPO: returns-to-go; "
         "DQN: the Monte-Carlo return of the sample's episode), advantages (PPO) or td (DQN: "
-        "the TD target); default returns, DQN td", ("returns", "advantages", "td"))
+        "the TD target); default returns, PPO advantages, DQN td",
+        ("returns", "advantages", "td"))
     distance_batch: int = _opt(128, "samples per distance matrix (N)")
     update_mode: str = _opt("fused", "for metrics/scales trained by autograd: one backward "
                             "over all layers' local losses (fused) or layer by layer with "
@@ -349,8 +356,10 @@ def resolve(config: Config, discrete_actions: bool,
         c.ppo.num_minibatches = 4 if discrete_actions else 32
     if c.ppo.update_epochs is None:
         c.ppo.update_epochs = 4 if discrete_actions else 10
+    if c.local.guidance_strength is None:
+        c.local.guidance_strength = PPO_GUIDANCE_STRENGTH if ppo else GUIDANCE_STRENGTH
     if c.local.guidance_signal is None:
-        c.local.guidance_signal = "td" if c.algo == "dqn" else "returns"
+        c.local.guidance_signal = {"ppo": "advantages", "dqn": "td"}.get(c.algo, "returns")
     if c.run.eval_every is None:
         c.run.eval_every = max(c.total_steps // 20, 1)
     if c.run.checkpoint_every is None:

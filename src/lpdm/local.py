@@ -41,7 +41,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from lpdm.config import LocalConfig
+from lpdm.config import GUIDANCE_STRENGTH, LocalConfig
 from lpdm.distances import (
     distance_entropy,
     distance_matching_loss,
@@ -259,6 +259,8 @@ class LocalTrunk(Trunk):
             self.cfg = dataclasses.replace(config or LocalConfig(), **options)
         except TypeError as error:
             raise ValueError(f"unknown local trunk option: {error}") from None
+        if self.cfg.guidance_strength is None:
+            self.cfg = dataclasses.replace(self.cfg, guidance_strength=GUIDANCE_STRENGTH)
         self.in_shape = shape
         self.members = len(generators)
         self.generators = generators
