@@ -185,3 +185,32 @@ def test_bad_report_input_is_a_one_line_error(tmp_path, capsys, argv, message):
     rc = main([a.replace("{tmp}", str(tmp_path)) for a in argv])
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1 and message in err, err
+
+
+def test_settings_table_shows_the_options_that_differ(tmp_path):
+    """Options that differ between learners (or seeds) are listed, each under the learners
+    it acts on; options every run shares, and local options under bp, are not."""
+    import dataclasses
+
+    from lpdm.config import Config, LocalConfig, to_dict
+
+    root = tmp_path / "study"
+    runs = {("CartPole-v1", learner, seed): ("finished", 100.0 + seed, 120.0 + seed)
+            for learner in ("bp", "lpdm", "lpdm-guided") for seed in range(3)}
+    fake_sweep(root, ["--learner", "bp,lpdm,lpdm-guided", "--seeds", "3"], runs)
+    for (env, learner, seed) in runs:
+        # each learner its own target scale (bp: unused); one lpdm seed another lr
+        local = LocalConfig(target_scale={"bp": 1.0, "lpdm": 0.3, "lpdm-guided": 0.5}[learner])
+        config = Config(env=env, learner=learner, seed=seed, local=local)
+        if learner == "lpdm" and seed == 2:
+            config = dataclasses.replace(
+                config, network=dataclasses.replace(config.network, lr=0.01))
+        path = root / "CartPole-v1" / "reinforce" / learner / f"s{seed}"
+        (path / "config.json").write_text(json.dumps(to_dict(config)))
+    build_report(root)
+    text = (root / "report" / "report.md").read_text()
+    settings = text.split("## Settings")[1].split("## Scores")[0]
+    assert "| CartPole-v1 · reinforce | `--target-scale` | – | 0.3 | 0.5 |" in settings
+    assert "`--lr` | None | None \\| 0.01 | None |" in settings
+    assert "`--guidance-strength`" not in settings  # acts on lpdm-guided alone
+    assert "`--seed`" not in settings and "`--gamma`" not in settings

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lpdm.config import OPTIONS, to_dict
 from lpdm.runs import RunDirectory, RunError
 from lpdm.sweeps.cell import is_locked
 from lpdm.sweeps.grid import expand, read_spec
@@ -49,6 +50,21 @@ class RunRecord:
         """``(global_step [E], episodic_return [E])`` of the run's finished episodes."""
         columns = self.metrics()
         return columns["global_step"], columns["episodic_return"]
+
+    def options(self) -> dict[str, str]:
+        """The run's configuration from ``config.json``, flag -> value as text ({} if none)."""
+        try:
+            config = to_dict(RunDirectory(self.path).read_config())
+        except (RunError, ValueError):
+            return {}
+        options = {}
+        for option in OPTIONS.values():
+            value = config
+            for part in option.path:
+                value = value[part]
+            options[option.flag] = ("/".join(map(str, value)) if isinstance(value, list | tuple)
+                                    else str(value))
+        return options
 
     def metrics(self) -> dict[str, np.ndarray]:
         """Every column of ``metrics.csv`` as floats ``[E]`` (NaN where a cell is empty)."""

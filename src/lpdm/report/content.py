@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lpdm.config import LOCAL_LEARNERS, OPTIONS
 from lpdm.evaluation import FINAL_FRACTION, MOVING_AVERAGE_WINDOW
 from lpdm.report.analysis import BASELINE, OUTCOMES, SCORES, Analysis, Group, Verdict
 from lpdm.report.document import Block, Bullets, Details, Figure, Heading, Paragraph, Table
@@ -236,6 +237,62 @@ def _timing_table(analysis: Analysis) -> Table:
                   "ms per 1000 steps"), tuple(rows))
 
 
+# options that name a run rather than configure it
+NOT_SETTINGS = ("--seed", "--learner")
+LOCAL_FLAGS = {o.flag for o in OPTIONS.values() if o.path[0] == "local"}
+GUIDANCE_FLAGS = {"--guidance-strength", "--guidance-signal"}
+
+
+def _applies(flag: str, learner: str) -> bool:
+    """Whether ``flag`` changes what ``learner`` does (local options: local learners only)."""
+    if flag in GUIDANCE_FLAGS:
+        return learner == "lpdm-guided"
+    return flag not in LOCAL_FLAGS or learner in LOCAL_LEARNERS
+
+
+def _group_options(group: Group) -> dict[str, str]:
+    """Each option's value over the group's runs ("a | b" where its runs differ); options
+    that do not act on the group's learner are left out."""
+    values: dict[str, list[str]] = {}
+    for run in group.runs:
+        for flag, value in run.options().items():
+            if not _applies(flag, group.learner):
+                continue
+            values.setdefault(flag, [])
+            if value not in values[flag]:
+                values[flag].append(value)
+    return {flag: " | ".join(v) for flag, v in values.items()}
+
+
+SETTINGS_TEXT = ("Options whose values differ between the learners of a setting (or between "
+                 "its seeds), from the runs' `config.json`; every other option is the same "
+                 "for all. –: the option does not act on that learner (local options act on "
+                 "`lpdm` and `lpdm-guided` only, guidance on `lpdm-guided`).")
+SAME_SETTINGS = ("Every learner of a setting ran with the same options (from the runs' "
+                 "`config.json`).")
+
+
+def settings_table(analysis: Analysis) -> Table | None:
+    """Per setting, the options whose values differ between learners or between seeds
+    (from the runs' ``config.json``; "–": the option does not act on that learner); None
+    when every run of a setting ran alike."""
+    learners = analysis.learners
+    rows = []
+    for setting in analysis.settings:
+        options = {g.learner: _group_options(g) for g in analysis.groups
+                   if g.setting == setting}
+        flags = dict.fromkeys(flag for values in options.values() for flag in values)
+        for flag in flags:
+            if flag in NOT_SETTINGS:
+                continue
+            values = {options[lr][flag] for lr in options if flag in options[lr]}
+            if len(values) > 1 or any(" | " in v for v in values):
+                rows.append((setting.label, f"`{flag}`",
+                             *(options[lr].get(flag, "–") if lr in options else ""
+                               for lr in learners)))
+    return Table(("setting", "option", *learners), tuple(rows)) if rows else None
+
+
 def _left_out(analysis: Analysis, source: Path) -> list[Block]:
     runs = analysis.unfinished
     if not runs:
@@ -289,6 +346,10 @@ def compose(analysis: Analysis, figures: list[Figure], source: Path) -> list[Blo
                    Paragraph("The paper reports L_g (lpdm-guided) at 1.43-1.85x L_u (lpdm) on "
                              "Hopper-v4. Ratio of IQMs; the interval resamples each "
                              "learner's runs on their own."), ratio_table(analysis)]
+    settings = settings_table(analysis)
+    blocks += [Heading("Settings"), Paragraph(SETTINGS_TEXT if settings else SAME_SETTINGS)]
+    if settings:
+        blocks.append(settings)
     blocks += [Heading("Scores (as the paper's Table 2)"), *headline_tables(analysis)]
     if analysis.aggregates:
         blocks += [Heading("Across environments"),
