@@ -246,6 +246,7 @@ def twin_trunks(cfg: LocalConfig, guided: bool, members: int = 1):
 @pytest.mark.parametrize("overrides", [
     {}, {"scale": "none"}, {"target": "local"}, {"update_mode": "streaming"},
     {"scale": "cross"}, {"scale": "cross", "target": "local"}, {"target_scale": 0.5},
+    {"target_mean": 0.3},
 ])
 def test_closed_form_update_is_bit_for_bit_backpropagation(overrides, guided):
     closed, autograd = twin_trunks(LocalConfig(**overrides), guided, members=2)

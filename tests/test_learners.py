@@ -86,7 +86,7 @@ def test_guided_learner_needs_performance():
 @pytest.mark.parametrize("overrides", [
     {}, {"sparse": True}, {"target": "local"}, {"metric": "l2"}, {"metric": "cosine"},
     {"scale": "mean"}, {"scale": "max"}, {"scale": "cross"}, {"scale": "cross", "metric": "l2"},
-    {"target_scale": 0.3},
+    {"target_scale": 0.3}, {"target_mean": 0.3},
 ])
 def test_local_loss_decreases_on_a_fixed_batch(overrides):
     trunk = LocalTrunk(5, (32, 32), lr=1e-2, seeds=(1,), **overrides)
@@ -266,3 +266,24 @@ def test_members_with_more_data_take_more_local_steps():
     learner.features(torch.randn(2, 40, 6), valid=valid)
     steps = learner.trunk.optimizer.state[learner.trunk.layers[0].weight]["step"]
     assert steps.tolist() == [2.0, 1.0]
+
+
+def test_target_mean_sets_the_mean_target_distance():
+    """--target-mean rescales each block's target so that its mean over pairs of real rows
+    is the value asked for, whatever the observations' scale; it refuses to combine with a
+    target scale or a matrix-dependent scaling."""
+    x = torch.randn(2, 12, 5) * torch.tensor([[[0.1]], [[10.0]]])  # two members, two scales
+    valid = torch.ones(2, 12, dtype=torch.bool)
+    valid[1, 9:] = False  # the second member's last rows are padding
+    target = LayerTargets(LocalConfig(target_mean=0.3), x, valid=valid)(x, 32).distances
+    for member, n in ((0, 12), (1, 9)):
+        real = target[member, :n, :n]
+        assert torch.isclose(real.sum() / (n * (n - 1)), torch.tensor(0.3))
+        by_hand = pairwise_distances(x[member, :n])  # dim scaling: l1 / width
+        assert torch.allclose(real, 0.3 * by_hand / (by_hand.sum() / (n * (n - 1))))
+    with pytest.raises(ValueError, match="target-scale"):
+        LocalTrunk(5, (8,), target_mean=0.3, target_scale=0.5)
+    with pytest.raises(ValueError, match="--scale dim or none"):
+        LocalTrunk(5, (8,), target_mean=0.3, scale="max")
+    with pytest.raises(ValueError, match="positive"):
+        LocalTrunk(5, (8,), target_mean=0.0)

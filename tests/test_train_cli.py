@@ -118,6 +118,7 @@ gym.register("LpdmTestMultiDiscrete-v0", entry_point=MultiDiscreteActionEnv)
     (["--metric", "l7"], "--metric"),
     (["--lr", "fast"], "--lr"),
     (["--guidance-signal", "advantages"], "needs --algo ppo"),
+    (["--target-mean", "0.3", "--scale", "max"], "--target-mean needs --scale dim"),
 ])
 def test_bad_input_fails_with_one_line(tmp_path, capsys, args, message):
     out = tmp_path / "bad"

@@ -72,6 +72,10 @@ class LocalConfig:
                       "environment (docs/method.md)", ("dim", "none", "max", "mean", "cross"))
     target_scale: float = _opt(1.0, "multiply the target distances by this factor (before "
                                "guidance)")
+    target_mean: float | None = _opt(
+        None, "rescale each block's target distances so that their mean over pairs is this "
+        "value (before guidance): asks every layer for this mean distance per unit whatever "
+        "the observations' scale (with --scale dim or none; not measured as a default yet)")
     target_obs: str = _opt("input", "build the global target from the trunk's input (input) "
                            "or from the observation before normalisation (raw; the same "
                            "without --norm-obs)", ("input", "raw"))
@@ -368,6 +372,25 @@ def resolve(config: Config, discrete_actions: bool,
     return c
 
 
+def positive(flag: str, value: float | None) -> None:
+    if value is not None and not value > 0:
+        raise ConfigError(f"{flag} must be positive, got {value}")
+
+
+def check_target_options(local: LocalConfig) -> None:
+    """The target's scaling options: a positive factor, or a mean under a fixed scaling."""
+    positive("--target-scale", local.target_scale)
+    if local.target_mean is None:
+        return
+    positive("--target-mean", local.target_mean)
+    if local.target_scale != 1.0:
+        raise ConfigError("--target-mean sets the target's size itself: leave "
+                          "--target-scale at 1")
+    if local.scale not in ("dim", "none"):
+        raise ConfigError(f"--target-mean needs --scale dim or none (under {local.scale} the "
+                          "output's distances are rescaled too)")
+
+
 def _validate_dqn(c: Config) -> None:
     d = c.dqn
     for flag, value in (("--buffer-size", d.buffer_size), ("--batch-size", d.batch_size),
@@ -393,10 +416,6 @@ def validate(c: Config) -> None:
         value = get_value(c, option)
         if option.choices and value is not None and value not in option.choices:
             raise ConfigError(f"{option.flag}: {value!r} is not one of {', '.join(option.choices)}")
-
-    def positive(flag: str, value: float | None) -> None:
-        if value is not None and not value > 0:
-            raise ConfigError(f"{flag} must be positive, got {value}")
 
     def non_negative(flag: str, value: float | None) -> None:
         if value is not None and value < 0:
@@ -424,7 +443,7 @@ def validate(c: Config) -> None:
     if not 0.0 <= lo <= hi <= 1.0:
         raise ConfigError(f"need 0 <= --quantile-low <= --quantile-high <= 1, got {lo}, {hi}")
     non_negative("--guidance-strength", c.local.guidance_strength)
-    positive("--target-scale", c.local.target_scale)
+    check_target_options(c.local)
     if c.local.distance_batch < 2:
         raise ConfigError(f"--distance-batch must be at least 2, got {c.local.distance_batch}")
     if c.local.guidance_signal == "advantages" and c.algo != "ppo":

@@ -41,8 +41,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from lpdm.config import GUIDANCE_STRENGTH, LocalConfig
+from lpdm.config import GUIDANCE_STRENGTH, LocalConfig, check_target_options
 from lpdm.distances import (
+    apply_scale,
     distance_entropy,
     distance_matching_loss,
     guided_target,
@@ -128,7 +129,9 @@ class LayerTargets:
                 distances = self._global_raw / out_width
             else:
                 distances = target_distances(rows, cfg.metric, cfg.scale, out_width, valid)
-            if cfg.target_scale != 1.0:
+            if cfg.target_mean is not None:
+                distances = apply_scale(distances, cfg.metric, "mean", 0, valid) * cfg.target_mean
+            elif cfg.target_scale != 1.0:
                 distances = distances * cfg.target_scale
             if self.performance is not None:
                 distances = guided_target(distances, self.performance, cfg.guidance_strength,
@@ -261,6 +264,7 @@ class LocalTrunk(Trunk):
             raise ValueError(f"unknown local trunk option: {error}") from None
         if self.cfg.guidance_strength is None:
             self.cfg = dataclasses.replace(self.cfg, guidance_strength=GUIDANCE_STRENGTH)
+        check_target_options(self.cfg)
         self.in_shape = shape
         self.members = len(generators)
         self.generators = generators
