@@ -188,8 +188,9 @@ def test_bad_report_input_is_a_one_line_error(tmp_path, capsys, argv, message):
 
 
 def test_settings_table_shows_the_options_that_differ(tmp_path):
-    """Options that differ between learners (or seeds) are listed, each under the learners
-    it acts on; options every run shares, and local options under bp, are not."""
+    """Options that differ between learners, between seeds or from the defaults are listed,
+    each under the learners it acts on; defaults every run shares, and local options under
+    bp, are not."""
     import dataclasses
 
     from lpdm.config import Config, LocalConfig, to_dict
@@ -201,7 +202,7 @@ def test_settings_table_shows_the_options_that_differ(tmp_path):
     for (env, learner, seed) in runs:
         # each learner its own target scale (bp: unused); one lpdm seed another lr
         local = LocalConfig(target_scale={"bp": 1.0, "lpdm": 0.3, "lpdm-guided": 0.5}[learner])
-        config = Config(env=env, learner=learner, seed=seed, local=local)
+        config = Config(env=env, learner=learner, seed=seed, local=local, gamma=0.95)
         if learner == "lpdm" and seed == 2:
             config = dataclasses.replace(
                 config, network=dataclasses.replace(config.network, lr=0.01))
@@ -213,4 +214,5 @@ def test_settings_table_shows_the_options_that_differ(tmp_path):
     assert "| CartPole-v1 · reinforce | `--target-scale` | – | 0.3 | 0.5 |" in settings
     assert "`--lr` | None | None \\| 0.01 | None |" in settings
     assert "`--guidance-strength`" not in settings  # acts on lpdm-guided alone
-    assert "`--seed`" not in settings and "`--gamma`" not in settings
+    assert "| `--gamma` | 0.95 | 0.95 | 0.95 |" in settings  # shared, but not the default
+    assert "`--seed`" not in settings and "`--sparse`" not in settings

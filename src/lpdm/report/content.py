@@ -238,7 +238,11 @@ def _timing_table(analysis: Analysis) -> Table:
 
 
 # options that name a run rather than configure it
-NOT_SETTINGS = ("--seed", "--learner")
+NOT_SETTINGS = ("--seed", "--learner", "--env", "--algo")  # in the setting's name already
+# each option's default as a run's config.json writes it; None: chosen per algorithm
+DEFAULTS = {o.flag: None if o.default is None else
+            "/".join(map(str, o.default)) if isinstance(o.default, tuple) else str(o.default)
+            for o in OPTIONS.values()}
 LOCAL_FLAGS = {o.flag for o in OPTIONS.values() if o.path[0] == "local"}
 GUIDANCE_FLAGS = {"--guidance-strength", "--guidance-signal"}
 
@@ -264,18 +268,19 @@ def _group_options(group: Group) -> dict[str, str]:
     return {flag: " | ".join(v) for flag, v in values.items()}
 
 
-SETTINGS_TEXT = ("Options whose values differ between the learners of a setting (or between "
-                 "its seeds), from the runs' `config.json`; every other option is the same "
-                 "for all. –: the option does not act on that learner (local options act on "
-                 "`lpdm` and `lpdm-guided` only, guidance on `lpdm-guided`).")
-SAME_SETTINGS = ("Every learner of a setting ran with the same options (from the runs' "
+SETTINGS_TEXT = ("Options whose values differ between the learners of a setting, between its "
+                 "seeds, or from lpdm's defaults, from the runs' `config.json`; every other "
+                 "option is the default, or chosen per algorithm and the same for all. –: "
+                 "the option does not act on that learner (local options act on `lpdm` and "
+                 "`lpdm-guided` only, guidance on `lpdm-guided`).")
+SAME_SETTINGS = ("Every learner of a setting ran with lpdm's defaults (from the runs' "
                  "`config.json`).")
 
 
 def settings_table(analysis: Analysis) -> Table | None:
-    """Per setting, the options whose values differ between learners or between seeds
-    (from the runs' ``config.json``; "–": the option does not act on that learner); None
-    when every run of a setting ran alike."""
+    """Per setting, the options whose values differ between learners, between seeds or
+    from their defaults (from the runs' ``config.json``; "–": the option does not act on
+    that learner); None when every run of a setting ran with the defaults alike."""
     learners = analysis.learners
     rows = []
     for setting in analysis.settings:
@@ -286,7 +291,9 @@ def settings_table(analysis: Analysis) -> Table | None:
             if flag in NOT_SETTINGS:
                 continue
             values = {options[lr][flag] for lr in options if flag in options[lr]}
-            if len(values) > 1 or any(" | " in v for v in values):
+            default = DEFAULTS.get(flag)
+            if len(values) > 1 or any(" | " in v for v in values) or \
+                    (default is not None and values and values != {default}):
                 rows.append((setting.label, f"`{flag}`",
                              *(options[lr].get(flag, "–") if lr in options else ""
                                for lr in learners)))
