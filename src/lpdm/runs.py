@@ -30,6 +30,7 @@ import json
 import math
 import os
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,7 +66,9 @@ class RunError(RuntimeError):
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
+    """Write ``path`` whole or not at all, through a temporary file of this writer's own
+    (two sweeps may write one ``sweep.json`` at once): a reader never sees a partial file."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=_json_default) + "\n")
     os.replace(tmp, path)
 
