@@ -115,6 +115,18 @@ def max_score(returns: Sequence[float], window: int = MOVING_AVERAGE_WINDOW) -> 
     return float(sums.max() / window)
 
 
+def trailing_means(returns: np.ndarray, window: int = MOVING_AVERAGE_WINDOW) -> np.ndarray:
+    """``[E]``: at each episode, the mean return of the last ``window`` episodes (fewer at
+    the start); with ``window`` 1 the returns themselves, NaN kept where it is."""
+    returns = np.asarray(returns, dtype=np.float64)
+    if window == 1:
+        return returns
+    sums = np.cumsum(np.concatenate([[0.0], returns]))
+    counts = np.minimum(np.arange(1, returns.size + 1), window)
+    ends = np.arange(1, returns.size + 1)
+    return (sums[ends] - sums[ends - counts]) / counts
+
+
 def late_mean(steps: Sequence[float], values: Sequence[float], total_steps: int,
               fraction: float = FINAL_FRACTION) -> float:
     """Mean of the ``values`` whose ``steps`` lie in the last ``fraction`` of training (or NaN)."""

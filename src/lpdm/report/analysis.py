@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lpdm.config import LEARNERS, LOCAL_LEARNERS
-from lpdm.evaluation import MOVING_AVERAGE_WINDOW
+from lpdm.evaluation import trailing_means
 from lpdm.report.collect import RunRecord
 from lpdm.report.stats import (
     SIGNIFICANCE,
@@ -191,6 +191,11 @@ class Analysis:
     def unfinished(self) -> list[RunRecord]:
         return [r for r in self.runs if not r.finished]
 
+    def time_ratio(self, setting: Setting, learner: str) -> Estimate | None:
+        """The learner's wall time per iteration over bp's in ``setting``, if measured."""
+        return next((r.ratio for r in self.time_ratios
+                     if r.setting == setting and r.learner == learner), None)
+
     def group(self, setting: Setting, learner: str) -> Group | None:
         return next((g for g in self.groups if g.setting == setting and g.learner == learner),
                     None)
@@ -306,14 +311,7 @@ def steps_to_reach(run: RunRecord, threshold: float) -> float:
     """Environment steps until the run's 10-episode mean training return first reached
     ``threshold`` (inf if it never did)."""
     steps, returns = run.training_returns()
-    if returns.size == 0:
-        return math.inf
-    window = MOVING_AVERAGE_WINDOW
-    sums = np.cumsum(np.concatenate([[0.0], returns]))
-    counts = np.minimum(np.arange(1, returns.size + 1), window)
-    ends = np.arange(1, returns.size + 1)
-    means = (sums[ends] - sums[ends - counts]) / counts
-    reached = np.flatnonzero(means >= threshold)
+    reached = np.flatnonzero(trailing_means(returns) >= threshold)
     return float(steps[reached[0]]) if reached.size else math.inf
 
 

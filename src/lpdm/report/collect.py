@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lpdm.config import OPTIONS, to_dict
+from lpdm.config import OPTIONS, get_value
 from lpdm.runs import RunDirectory, RunError
 from lpdm.sweeps.cell import is_locked
 from lpdm.sweeps.grid import expand, read_spec
@@ -54,17 +54,10 @@ class RunRecord:
     def options(self) -> dict[str, str]:
         """The run's configuration from ``config.json``, flag -> value as text ({} if none)."""
         try:
-            config = to_dict(RunDirectory(self.path).read_config())
+            config = RunDirectory(self.path).read_config()
         except (RunError, ValueError):
             return {}
-        options = {}
-        for option in OPTIONS.values():
-            value = config
-            for part in option.path:
-                value = value[part]
-            options[option.flag] = ("/".join(map(str, value)) if isinstance(value, list | tuple)
-                                    else str(value))
-        return options
+        return {o.flag: option_text(get_value(config, o)) for o in OPTIONS.values()}
 
     def metrics(self) -> dict[str, np.ndarray]:
         """Every column of ``metrics.csv`` as floats ``[E]`` (NaN where a cell is empty)."""
@@ -72,6 +65,11 @@ class RunRecord:
         names = rows[0].keys() if rows else ("global_step", "episodic_return")
         return {name: np.array([float(r[name]) if r.get(name) not in (None, "") else np.nan
                                 for r in rows]) for name in names}
+
+
+def option_text(value: object) -> str:
+    """An option's value as the report shows it: tuples joined by ``/``."""
+    return "/".join(map(str, value)) if isinstance(value, tuple) else str(value)
 
 
 def _number(value: object) -> float:

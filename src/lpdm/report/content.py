@@ -10,6 +10,7 @@ import numpy as np
 from lpdm.config import LOCAL_LEARNERS, OPTIONS
 from lpdm.evaluation import FINAL_FRACTION, MOVING_AVERAGE_WINDOW
 from lpdm.report.analysis import BASELINE, OUTCOMES, SCORES, Analysis, Group, Verdict
+from lpdm.report.collect import option_text
 from lpdm.report.document import Block, Bullets, Details, Figure, Heading, Paragraph, Table
 from lpdm.report.stats import CONFIDENCE, RESAMPLES, SIGNIFICANCE, Estimate
 
@@ -182,11 +183,10 @@ def _steps_estimate(value: Estimate) -> str:
 
 def stability_table(analysis: Analysis) -> Table:
     """Per setting and learner: stuck runs, and the steps to the environment's threshold."""
-    time = {(r.setting, r.learner): r.ratio for r in analysis.time_ratios}
     rows = []
     for group in analysis.groups:
         reached = np.isfinite(group.steps_to_threshold)
-        ratio = time.get((group.setting, group.learner))
+        ratio = analysis.time_ratio(group.setting, group.learner)
         rows.append((group.setting.label, group.learner,
                      _percent(group.stuck),
                      _steps_estimate(group.convergence),
@@ -240,8 +240,7 @@ def _timing_table(analysis: Analysis) -> Table:
 # options that name a run rather than configure it
 NOT_SETTINGS = ("--seed", "--learner", "--env", "--algo")  # in the setting's name already
 # each option's default as a run's config.json writes it; None: chosen per algorithm
-DEFAULTS = {o.flag: None if o.default is None else
-            "/".join(map(str, o.default)) if isinstance(o.default, tuple) else str(o.default)
+DEFAULTS = {o.flag: None if o.default is None else option_text(o.default)
             for o in OPTIONS.values()}
 LOCAL_FLAGS = {o.flag for o in OPTIONS.values() if o.path[0] == "local"}
 GUIDANCE_FLAGS = {"--guidance-strength", "--guidance-signal"}

@@ -47,9 +47,7 @@ def score_rows(analysis: Analysis) -> list[dict[str, object]]:
         row |= _estimate("steps_to_threshold_median", group.convergence)
         reached = np.isfinite(group.steps_to_threshold)
         row["reached_threshold"] = int(reached.sum()) if reached.size else ""
-        ratio = next((r.ratio for r in analysis.time_ratios
-                      if r.setting == s and r.learner == group.learner), None)
-        row |= _estimate("time_per_iteration_vs_bp", ratio)
+        row |= _estimate("time_per_iteration_vs_bp", analysis.time_ratio(s, group.learner))
         for reference, by_score in group.versus.items():
             for score in SCORES:
                 row |= _estimate(f"poi_vs_{reference}_{score}", by_score.get(score))

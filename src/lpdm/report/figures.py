@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import EngFormatter, MaxNLocator
 
 from lpdm.config import LEARNERS
-from lpdm.evaluation import MOVING_AVERAGE_WINDOW
+from lpdm.evaluation import MOVING_AVERAGE_WINDOW, trailing_means
 from lpdm.report.analysis import Analysis, Group, Setting, normalised_finals
 from lpdm.report.stats import iqm, iqm_band, performance_profile
 
@@ -179,13 +179,7 @@ def returns_on_grid(steps: np.ndarray, returns: np.ndarray, grid: np.ndarray,
 
     ``steps [E]`` are the global steps at which episodes ended. NaN before the first one.
     """
-    if window == 1:
-        smoothed = np.asarray(returns, dtype=np.float64)  # (NaN stays where it is)
-    else:
-        sums = np.cumsum(np.concatenate([[0.0], returns]))
-        counts = np.minimum(np.arange(1, returns.size + 1), window)
-        ends = np.arange(1, returns.size + 1)
-        smoothed = (sums[ends] - sums[ends - counts]) / counts
+    smoothed = trailing_means(returns, window)
     index = np.searchsorted(steps, grid, side="right") - 1
     return np.where(index >= 0, smoothed[np.clip(index, 0, None)], np.nan)
 
