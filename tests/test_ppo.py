@@ -92,6 +92,20 @@ def test_cleanrl_defaults_are_resolved_per_action_space():
     assert continuous.envs.norm_obs and not discrete.envs.norm_obs
 
 
+def test_guidance_defaults_are_resolved_per_algorithm():
+    """Selected on held-out seeds (docs/method.md): PPO advantages at 0.1, REINFORCE
+    returns at 0.3, DQN the TD target; a value given on the command line is kept."""
+    chosen = {algo: resolve(Config(algo=algo, learner="lpdm-guided"), discrete_actions=True)
+              for algo in ("ppo", "reinforce", "dqn")}
+    assert {algo: (c.local.guidance_signal, c.local.guidance_strength)
+            for algo, c in chosen.items()} == \
+        {"ppo": ("advantages", 0.1), "reinforce": ("returns", 0.3), "dqn": ("td", 0.3)}
+    given = Config(algo="ppo", learner="lpdm-guided")
+    given.local.guidance_strength, given.local.guidance_signal = 1.0, "returns"
+    kept = resolve(given, discrete_actions=True).local
+    assert (kept.guidance_signal, kept.guidance_strength) == ("returns", 1.0)
+
+
 def test_normalisation_state_round_trips():
     config = resolve(Config(env="Pendulum-v1", algo="ppo"), discrete_actions=False)
     envs = make_vector_env(config, 1)
