@@ -216,3 +216,23 @@ def test_settings_table_shows_the_options_that_differ(tmp_path):
     assert "`--guidance-strength`" not in settings  # acts on lpdm-guided alone
     assert "| `--gamma` | 0.95 | 0.95 | 0.95 |" in settings  # shared, but not the default
     assert "`--seed`" not in settings and "`--sparse`" not in settings
+
+
+def test_time_ratios_only_between_runs_of_one_sweep(tmp_path):
+    """bp and lpdm ran in one sweep, lpdm-guided in another (under another load): the
+    report divides lpdm's time per iteration by bp's, and leaves lpdm-guided's blank."""
+    from lpdm.config import Config, to_dict
+
+    learners = {"first": ("bp", "lpdm"), "second": ("lpdm-guided",)}
+    for sweep, names in learners.items():
+        runs = {("CartPole-v1", learner, seed): ("finished", 100.0 + seed, 120.0 + seed)
+                for learner in names for seed in range(3)}
+        fake_sweep(tmp_path / sweep, ["--learner", ",".join(names), "--seeds", "3"], runs)
+        for (env, learner, seed) in runs:
+            path = tmp_path / sweep / env / "reinforce" / learner / f"s{seed}"
+            config = Config(env=env, learner=learner, seed=seed)
+            (path / "config.json").write_text(json.dumps(to_dict(config)))
+    build_report(tmp_path, out=tmp_path / "report")
+    scores = read_scores(tmp_path / "report")
+    assert float(scores["lpdm"]["time_per_iteration_vs_bp"]) == pytest.approx(1.0)
+    assert scores["lpdm-guided"]["time_per_iteration_vs_bp"] == ""

@@ -291,9 +291,11 @@ def analyse(runs: list[RunRecord], given_thresholds: dict[str, float] | None = N
                 ratios.append(Ratio(setting, GUIDED, UNGUIDED, score, iqm_ratio(
                     mine[GUIDED].values(score), mine[UNGUIDED].values(score))))
         if BASELINE in mine:
-            bp_times = _finite([r.seconds_per_iteration for r in mine[BASELINE].finished])
+            bp_runs = mine[BASELINE].finished
+            bp_times = _finite([r.seconds_per_iteration for r in bp_runs])
             for learner, group in mine.items():
-                if learner != BASELINE:
+                # runs of different sweeps ran under different loads: no ratio between them
+                if learner != BASELINE and len({r.sweep for r in bp_runs + group.finished}) <= 1:
                     times = _finite([r.seconds_per_iteration for r in group.finished])
                     time_ratios.append(TimeRatio(setting, learner, mean_ratio(times, bp_times)))
     normalisation = _normalisation(groups)

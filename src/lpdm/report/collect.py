@@ -11,7 +11,7 @@ import numpy as np
 from lpdm.config import OPTIONS, get_value
 from lpdm.runs import RunDirectory, RunError
 from lpdm.sweeps.cell import is_locked
-from lpdm.sweeps.grid import expand, read_spec
+from lpdm.sweeps.grid import SWEEP_FILE, expand, read_spec
 
 REPORT_DIR = "report"
 NOT_STARTED = "not started"
@@ -36,6 +36,7 @@ class RunRecord:
     update_seconds_per_iteration: float
     seconds_per_1k_steps: float
     error: str = ""
+    sweep: Path | None = None  # the sweep directory the run belongs to, if any
 
     @property
     def method(self) -> str:
@@ -76,7 +77,18 @@ def _number(value: object) -> float:
     return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else math.nan
 
 
-def _record(path: Path, env: str, algo: str, learner: str, variant: str, seed: int) -> RunRecord:
+def _sweep_of(path: Path, top: Path) -> Path | None:
+    """The nearest directory from ``path`` up to ``top`` that holds a ``sweep.json``."""
+    for folder in (path, *path.parents):
+        if (folder / SWEEP_FILE).exists():
+            return folder
+        if folder == top:
+            break
+    return None
+
+
+def _record(path: Path, env: str, algo: str, learner: str, variant: str, seed: int,
+            sweep: Path | None) -> RunRecord:
     run = RunDirectory(path)
     summary = run.read_summary()
     status = summary.get("status", NOT_STARTED)
@@ -92,7 +104,7 @@ def _record(path: Path, env: str, algo: str, learner: str, variant: str, seed: i
         seconds_per_iteration=_number(summary.get("seconds_per_iteration")),
         update_seconds_per_iteration=_number(summary.get("update_seconds_per_iteration")),
         seconds_per_1k_steps=1000 * wall / steps if steps else math.nan,
-        error=summary.get("error", ""))
+        error=summary.get("error", ""), sweep=sweep)
 
 
 def collect_runs(directory: Path) -> list[RunRecord]:
@@ -104,14 +116,15 @@ def collect_runs(directory: Path) -> list[RunRecord]:
     spec = read_spec(directory)
     if spec is not None:
         return [_record(directory / cell.path, cell.env, cell.algo, cell.learner, cell.variant,
-                        cell.seed) for cell in expand(spec)]
+                        cell.seed, directory) for cell in expand(spec)]
     records = []
     for config_file in sorted(directory.rglob("config.json")):
         path = config_file.parent
         if REPORT_DIR in path.relative_to(directory).parts:
             continue
         config = RunDirectory(path).read_config()
-        records.append(_record(path, config.env, config.algo, config.learner, "", config.seed))
+        records.append(_record(path, config.env, config.algo, config.learner, "", config.seed,
+                               _sweep_of(path, directory)))
     if not records:
         raise RunError(f"{directory} holds no runs (no sweep.json and no run directories)")
     return records

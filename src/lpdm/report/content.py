@@ -370,8 +370,9 @@ def compose(analysis: Analysis, figures: list[Figure], source: Path) -> list[Blo
                          f"until the {MOVING_AVERAGE_WINDOW}-episode mean training return "
                          "first reached the same threshold (never: it did not, within the "
                          "budget); the median over runs with a bootstrap interval. Time per "
-                         "iteration: the learner's mean wall time per iteration over bp's "
-                         "(runs of one sweep share the machine)."),
+                         "iteration: the learner's mean wall time per iteration over bp's, "
+                         "shown only where both ran in one sweep (which shares the machine "
+                         "between them; separate sweeps ran under other loads)."),
                stability_table(analysis), Heading("Figures"), *others,
                Heading("Wall time"),
                Paragraph("Averages over finished runs. Runs of a sweep share the machine's "
