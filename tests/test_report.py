@@ -236,3 +236,17 @@ def test_time_ratios_only_between_runs_of_one_sweep(tmp_path):
     scores = read_scores(tmp_path / "report")
     assert float(scores["lpdm"]["time_per_iteration_vs_bp"]) == pytest.approx(1.0)
     assert scores["lpdm-guided"]["time_per_iteration_vs_bp"] == ""
+
+
+def test_guided_over_unguided_is_not_a_ratio_of_negative_returns(tmp_path):
+    finals = {"lpdm": [-270.0, -260, -280], "lpdm-guided": [-300.0, -310, -290]}
+    runs = {("Pendulum-v1", learner, seed): ("finished", v, v)
+            for learner, values in finals.items() for seed, v in enumerate(values)}
+    fake_sweep(tmp_path, ["--env", "Pendulum-v1", "--learner", "lpdm,lpdm-guided",
+                          "--seeds", "3"], runs)
+    build_report(tmp_path)
+    text = (tmp_path / "report" / "report.md").read_text()
+    ratios = text.split("## Guided over unguided")[1].split("## Settings")[0]
+    assert "| Pendulum-v1 · reinforce | final score | not defined: not every score is " \
+           "positive |" in ratios
+    assert "1.11" not in ratios

@@ -7,6 +7,7 @@ from lpdm.report.stats import (
     average_probability_of_improvement,
     iqm,
     iqm_band,
+    iqm_ratio,
     mann_whitney_p,
     min_max_normalise,
     performance_profile,
@@ -127,3 +128,13 @@ def test_min_max_normalise():
     np.testing.assert_allclose(min_max_normalise(np.array([0.0, 5, 10]), 0, 10), [0, 0.5, 1])
     np.testing.assert_allclose(min_max_normalise(np.array([-200.0, -100]), -200, -100), [0, 1])
     np.testing.assert_allclose(min_max_normalise(np.array([3.0, 3.0]), 3, 3), [1, 1])
+
+
+def test_iqm_ratio_of_positive_scores_and_undefined_otherwise():
+    guided, unguided = np.array([200.0, 300, 400, 500]), np.array([100.0, 150, 200, 250])
+    ratio = iqm_ratio(guided, unguided)
+    assert ratio.value == pytest.approx(350 / 175)
+    assert ratio.low <= ratio.value <= ratio.high
+    # negative returns (Acrobot): IQM -300 over -270 is 1.11, yet guided is worse
+    assert np.isnan(iqm_ratio(np.array([-310.0, -300, -290]), np.array([-280.0, -270, -260])).value)
+    assert np.isnan(iqm_ratio(np.array([10.0, 20, 0]), np.array([5.0, 6, 7])).value)

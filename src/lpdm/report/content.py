@@ -112,7 +112,9 @@ MATRIX_LEGEND = ("Each cell: the outcome and P(learner > reference), the probabi
 
 
 def ratio_table(analysis: Analysis) -> Table:
-    rows = tuple((r.setting.label, SCORE_NAMES[r.score], estimate(r.ratio, 2))
+    rows = tuple((r.setting.label, SCORE_NAMES[r.score],
+                  estimate(r.ratio, 2) if math.isfinite(r.ratio.value)
+                  else "not defined: not every score is positive")
                  for r in analysis.ratios)
     learner, reference = (analysis.ratios[0].learner, analysis.ratios[0].reference)
     return Table(("setting", "score", f"IQM {learner} / IQM {reference} [CI]"), rows)
@@ -351,7 +353,9 @@ def compose(analysis: Analysis, figures: list[Figure], source: Path) -> list[Blo
         blocks += [Heading("Guided over unguided"),
                    Paragraph("The paper reports L_g (lpdm-guided) at 1.43-1.85x L_u (lpdm) on "
                              "Hopper-v4. Ratio of IQMs; the interval resamples each "
-                             "learner's runs on their own."), ratio_table(analysis)]
+                             "learner's runs on their own. Defined where every score is positive "
+                             "(with negative returns a ratio above 1 would mean worse)."),
+                   ratio_table(analysis)]
     settings = settings_table(analysis)
     blocks += [Heading("Settings"), Paragraph(SETTINGS_TEXT if settings else SAME_SETTINGS)]
     if settings:

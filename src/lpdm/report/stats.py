@@ -121,11 +121,11 @@ def probability_of_improvement(x: np.ndarray, y: np.ndarray) -> Estimate:
 def iqm_ratio(x: np.ndarray, y: np.ndarray) -> Estimate:
     """``IQM(x) / IQM(y)`` with a CI, the runs of ``x`` and of ``y`` resampled on their own.
 
-    Meaningful for scores of one sign (returns of a task where both are positive); NaN
-    when ``IQM(y)`` is zero.
+    Defined only when every score of both is positive: with negative returns a ratio
+    above 1 would mean worse, and near zero it is meaningless; NaN otherwise.
     """
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    if x.size == 0 or y.size == 0:
+    if x.size == 0 or y.size == 0 or (x <= 0).any() or (y <= 0).any():
         return Estimate(float("nan"))
     denominator = float(iqm(y))
     value = float(iqm(x)) / denominator if denominator else float("nan")
