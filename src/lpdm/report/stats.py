@@ -127,14 +127,12 @@ def iqm_ratio(x: np.ndarray, y: np.ndarray) -> Estimate:
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     if x.size == 0 or y.size == 0 or (x <= 0).any() or (y <= 0).any():
         return Estimate(float("nan"))
-    denominator = float(iqm(y))
-    value = float(iqm(x)) / denominator if denominator else float("nan")
-    if min(x.size, y.size) < 2 or not np.isfinite(value):
+    value = float(iqm(x)) / float(iqm(y))  # positive scores: IQMs, resampled too, are > 0
+    if min(x.size, y.size) < 2:
         return Estimate(value)
 
     def ratio(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return iqm(a, axis=axis) / iqm(b, axis=axis)
+        return iqm(a, axis=axis) / iqm(b, axis=axis)
 
     low, high = bootstrap([x, y], ratio)
     return Estimate(value, float(low), float(high))
