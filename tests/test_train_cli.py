@@ -145,3 +145,13 @@ def test_metrics_columns_are_numeric(tmp_path):
         rows = list(csv.DictReader(f))
     returns = np.array([float(r["episodic_return"]) for r in rows])
     assert np.all(returns > 0)
+
+
+def test_mujoco_leaves_no_log_file_behind(tmp_path, monkeypatch):
+    """HalfCheetah-v4's model triggers a MuJoCo deprecation warning at every make; MuJoCo
+    would append it to MUJOCO_LOG.TXT in the user's working directory."""
+    from lpdm.envs import make_env
+
+    monkeypatch.chdir(tmp_path)
+    make_env("HalfCheetah-v4").close()
+    assert not (tmp_path / "MUJOCO_LOG.TXT").exists()

@@ -10,6 +10,8 @@ skip it, and the final observation of a truncated episode is available for boots
 from __future__ import annotations
 
 import ast
+import functools
+import importlib.util
 import warnings
 from dataclasses import dataclass
 
@@ -68,6 +70,21 @@ def quiet_gymnasium() -> None:
     warnings.filterwarnings("ignore", module=r"gymnasium(\.|$)")
     warnings.filterwarnings("ignore", module=r"glfw(\.|$)")  # MuJoCo probing for a display
     gym.logger.min_level = 40
+    _no_mujoco_log_file()
+
+
+@functools.cache
+def _no_mujoco_log_file() -> None:
+    """Stop MuJoCo from appending its warnings (e.g. that the -v4 models use a deprecated
+    attribute) to ``MUJOCO_LOG.TXT`` in the working directory of every run; they still
+    reach the console."""
+    if importlib.util.find_spec("mujoco") is None:
+        return
+    import mujoco
+
+    log = mujoco.MjLogConfig.get()
+    log.logto_file = False
+    log.set()
 
 
 def derive_seed(seed: int, *keys: int) -> int:
