@@ -134,6 +134,30 @@ def _mid_run(out: Path) -> bool:
     return finished >= 1 and partway >= 1
 
 
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["INT", "TERM"])
+def test_a_background_sweep_stops_at_once_on_sigint_or_sigterm(tmp_path, stop):
+    """Started the way ``nohup lpdm sweep ... &`` starts it (SIGINT ignored, inherited by
+    the workers too), a sweep still stops within seconds, its runs marked interrupted."""
+    out = tmp_path / "sweep"
+    command = [*sweep_command(out), "--total-steps", "1000000", "--checkpoint-every", "100000"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    _wait_for(lambda: any(len(p.read_text().splitlines()) > 1 for p in out.rglob("metrics.csv")),
+              120, "a run under way")
+    proc.send_signal(stop)
+    try:
+        output, _ = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise AssertionError("the sweep ran on after the signal") from None
+    assert proc.returncode == 130, output
+    assert "interrupted; rerun the same command to resume" in output
+    statuses = {RunDirectory(p.parent).read_summary()["error"]
+                for p in out.rglob("summary.json")}
+    assert statuses and all(s.startswith("interrupted") for s in statuses), statuses
+
+
 def test_kill_9_then_rerun_finishes_every_cell_exactly_once(tmp_path):
     reference, out = tmp_path / "reference", tmp_path / "killed"
     assert subprocess.run(sweep_command(reference), capture_output=True).returncode == 0

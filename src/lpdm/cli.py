@@ -17,6 +17,7 @@ from lpdm.config import OPTIONS, Config, ConfigError, with_values
 from lpdm.envs import EnvError, quiet_gymnasium
 from lpdm.flags import add_config_arguments, given_values
 from lpdm.runs import RunError
+from lpdm.signals import interrupt_on_signals
 
 USER_ERRORS = (ConfigError, EnvError, RunError)
 
@@ -151,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     quiet_gymnasium()
+    interrupt_on_signals()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -53,9 +53,12 @@ def _init_worker(parent: int) -> None:
     import torch
 
     from lpdm.envs import quiet_gymnasium
+    from lpdm.signals import interrupt_on_signals
 
     torch.set_num_threads(1)
     quiet_gymnasium()
+    # SIGINT only: the sweep interrupts its workers with it; the pool may terminate them
+    interrupt_on_signals(terminate=False)
     threading.Thread(target=_exit_when_orphaned, args=(parent,), daemon=True).start()
 
 
