@@ -75,7 +75,8 @@ class LocalConfig:
     target_mean: float | None = _opt(
         None, "rescale each block's target distances so that their mean over pairs is this "
         "value (before guidance): asks every layer for this mean distance per unit whatever "
-        "the observations' scale (with --scale dim or none; not measured as a default yet)")
+        "the observations' scale (with --scale dim or none; does not beat dim across the "
+        "suite, docs/method.md)")
     target_obs: str = _opt("input", "build the global target from the trunk's input (input) "
                            "or from the observation before normalisation (raw; the same "
                            "without --norm-obs)", ("input", "raw"))
