@@ -306,3 +306,20 @@ def test_dry_run_prints_the_plan_and_runs_nothing(tmp_path, capsys, monkeypatch)
     line = next(x for x in text.splitlines() if x.startswith("CartPole-v1"))
     assert "216,000" in line  # 6 runs x 36k steps
     assert not out.exists()
+
+
+def test_dry_run_measures_each_swept_network(tmp_path, capsys, monkeypatch):
+    """A depth sweep's deep networks cost more than its shallow ones: each is measured."""
+    from lpdm.sweeps import estimate
+
+    measured = []
+    monkeypatch.setattr(estimate, "measure_rate",
+                        lambda config: measured.append(config.network.hidden_sizes) or 1000.0)
+    assert main(["sweep", "--env", "CartPole-v1", "--learner", "bp,lpdm", "--seeds", "2",
+                 "--hidden-sizes", "16,16/16,16,16,16", "--total-steps", "3600",
+                 "--dry-run", "--out", str(tmp_path / "planned")]) == 0
+    assert measured == [(16, 16), (16, 16, 16, 16)]
+    lines = [x for x in capsys.readouterr().out.splitlines() if x.startswith("CartPole-v1")]
+    assert len(lines) == 2
+    assert "hidden-sizes=16-16 " in lines[0] and "hidden-sizes=16-16-16-16" in lines[1]
+    assert all("lpdm" in line and "14,400" in line for line in lines)  # 2 learners x 2 seeds

@@ -1,8 +1,9 @@
 """``lpdm sweep --dry-run``: the grid, its runs, and what it will cost.
 
-The cost is measured, not guessed: each environment × algorithm of the grid trains a solo
-run of its most expensive learner for a few seconds (the local learners' updates cost more
-than ``bp``'s), and the cells' budgets divided by those rates give core-hours. Populations
+The cost is measured, not guessed: each environment × algorithm × combination of swept
+options (a network depth, say) trains a solo run of its most expensive learner for a few
+seconds (the local learners' updates cost more than ``bp``'s), and the cells' budgets
+divided by those rates give core-hours. Populations
 run faster than solo runs (``lpdm bench --only population``), so the estimate is an upper
 bound on one machine like this one.
 """
@@ -75,24 +76,28 @@ def print_plan(spec: SweepSpec, cells: list[Cell], workers: int | None,
         print("  budgets: " + ", ".join(f"{env} {steps:,d}" for env, steps in spec.budgets.items()))
     print(f"{len(cells)} runs, in {len(populations(cells, size))} populations of up to {size} "
           f"seeds on {workers} worker(s)")
-    rates: dict[tuple[str, str], float] = {}
-    steps: Counter[tuple[str, str]] = Counter()
+    steps: Counter[tuple[str, str, str]] = Counter()
     for cell in cells:
-        steps[cell.env, cell.algo] += cell.config().total_steps
-    print("measuring a few seconds of each environment and algorithm ...", flush=True)
+        steps[cell.env, cell.algo, cell.variant] += cell.config().total_steps
+    print(f"measuring a few seconds of each of {len(steps)} environment, algorithm and option "
+          "combination(s) ...", flush=True)
     rows = []
-    for env, algo in steps:
+    for env, algo, variant in steps:
         learner = next(lr for lr in COST_ORDER if lr in spec.learners)
-        cell = next(c for c in cells if (c.env, c.algo, c.learner) == (env, algo, learner))
-        rates[env, algo] = measure_rate(cell.config())
-        hours = steps[env, algo] / rates[env, algo] / 3600
-        rows.append((env, algo, learner, rates[env, algo], steps[env, algo], hours))
-    width = max(len(r[0]) for r in rows)
-    print(f"{'environment':<{width}}  algorithm  measured with  steps/s  total steps  "
-          "core-hours")
-    for env, algo, learner, rate, total, hours in rows:
-        print(f"{env:<{width}}  {algo:<9}  {learner:<13}  {rate:7.0f}  {total:11,d}  "
-              f"{hours:10.2f}")
-    core_hours = sum(r[5] for r in rows)
+        cell = next(c for c in cells
+                    if (c.env, c.algo, c.learner, c.variant) == (env, algo, learner, variant))
+        rate = measure_rate(cell.config())
+        total = steps[env, algo, variant]
+        rows.append((env, algo, variant, learner, rate, total, total / rate / 3600))
+    env_width = max(len("environment"), *(len(r[0]) for r in rows))
+    option_width = max(len(r[2]) for r in rows)
+    options = f"{'options':<{option_width}}  " if option_width else ""
+    print(f"{'environment':<{env_width}}  algorithm  {options}measured with  steps/s  "
+          "total steps  core-hours")
+    for env, algo, variant, learner, rate, total, hours in rows:
+        options = f"{variant:<{option_width}}  " if option_width else ""
+        print(f"{env:<{env_width}}  {algo:<9}  {options}{learner:<13}  {rate:7.0f}  "
+              f"{total:11,d}  {hours:10.2f}")
+    core_hours = sum(r[6] for r in rows)
     print(f"estimate: {core_hours:.1f} core-hours at solo rates, about {core_hours / workers:.1f} "
           f"hours on {workers} worker(s); populations run faster (lpdm bench --only population)")
