@@ -250,3 +250,20 @@ def test_guided_over_unguided_is_not_a_ratio_of_negative_returns(tmp_path):
     assert "| Pendulum-v1 · reinforce | final score | not defined: not every score is " \
            "positive |" in ratios
     assert "1.11" not in ratios
+
+
+def test_verdict_matrix_marks_a_comparison_without_scores(tmp_path):
+    """A learner none of whose runs has a final score (no episode ended late enough) gets
+    'n/a' cells, said in the legend, not blank ones."""
+    runs = {("CartPole-v1", learner, seed): ("finished", None if learner == "lpdm" else 100.0
+                                             + seed, 200.0 + seed)
+            for learner in ("bp", "lpdm") for seed in range(3)}
+    root = tmp_path / "study"
+    fake_sweep(root, ["--learner", "bp,lpdm", "--seeds", "3"], runs)
+    out = tmp_path / "report"
+    assert main(["report", str(root), "--out", str(out)]) == 0
+    text = (out / "report.md").read_text()
+    row = next(line for line in text.splitlines()
+               if line.startswith("| CartPole-v1 · reinforce | "))  # the matrix comes first
+    assert [cell.strip() for cell in row.split("|")[2:4]] == ["n/a", "= 0.50"]
+    assert "n/a: no run has this score" in text

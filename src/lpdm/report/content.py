@@ -91,8 +91,8 @@ def verdict_matrix(analysis: Analysis) -> Table:
         cells, styles = [setting.label], [""]
         for learner, reference, score in columns:
             verdict = found.get((setting, learner, reference, score))
-            if verdict is None:
-                cells.append("")
+            if verdict is None:  # a learner without a single run that has this score
+                cells.append("n/a")
                 styles.append("")
                 continue
             mark, css = MARKS[verdict.outcome]
@@ -108,7 +108,8 @@ MATRIX_LEGEND = ("Each cell: the outcome and P(learner > reference), the probabi
                  "run of the learner scores higher than a run of the reference. ▼▼ **loses** "
                  "and ▲▲ **beats**: a two-sided Mann-Whitney U test finds a difference "
                  f"(p < {SIGNIFICANCE}); ▼ lower and ▲ higher: not significant (P and the "
-                 "IQMs agree on the direction); = no clear difference; · too few runs.")
+                 "IQMs agree on the direction); = no clear difference; · too few runs; n/a: no "
+                 "run has this score (e.g. no episode ended in the last 10% of training).")
 
 
 def ratio_table(analysis: Analysis) -> Table:
