@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from lpdm.cli import build_parser, main
 from lpdm.report.build import build_report
@@ -67,6 +68,9 @@ def test_report_files_tables_and_verdicts(synthetic):
     out = synthetic / "report"
     for name in ("index.html", "report.md", "scores.csv", "runs.csv", *FIGURES):
         assert (out / name).stat().st_size > 0, name
+    for name in FIGURES:  # 256-colour PNGs: the page embeds them all
+        with Image.open(out / name) as image:
+            assert image.mode == "P", name
 
     page = (out / "index.html").read_text()
     assert page.count('src="data:image/png;base64,') == len(FIGURES)

@@ -6,6 +6,7 @@ False when there is nothing to draw (e.g. no finished run).
 
 from __future__ import annotations
 
+import io
 import warnings
 import zlib
 from pathlib import Path
@@ -14,6 +15,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import EngFormatter, MaxNLocator
+from PIL import Image
 
 from lpdm.config import LEARNERS
 from lpdm.evaluation import MOVING_AVERAGE_WINDOW, trailing_means
@@ -58,7 +60,14 @@ def _title(env: str, algo: str, variant: str, what: str = "") -> str:
 
 
 def _save(figure: Figure, path: Path) -> bool:
-    figure.savefig(path)
+    """Write ``figure`` as a PNG of at most 256 colours. Line and bar plots lose nothing
+    visible, and the files shrink about 2.7x, which matters because the HTML page embeds
+    them all (a suite's diagnostics figure: 1.6 MB in full colour, 0.6 MB)."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    image = Image.open(buffer).convert("RGB")
+    image.quantize(colors=256, method=Image.Quantize.MEDIANCUT,
+                   dither=Image.Dither.NONE).save(path, optimize=True)
     return True
 
 
