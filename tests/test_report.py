@@ -173,6 +173,7 @@ def test_report_of_a_real_sweep_and_of_a_folder_of_runs(tmp_path, capsys):
         assert float(row["seconds_per_iteration"]) > 0
     for name in (*FIGURES, "diagnostics.png"):
         assert (sweep / "report" / name).exists(), name
+    assert not (sweep / "report" / "layer_profiles.png").exists()  # two layers: nothing to add
 
     # without a sweep.json, every run directory below the folder is found
     assert main(["report", str(tmp_path), "--out", str(tmp_path / "folder-report")]) == 0
@@ -271,3 +272,27 @@ def test_verdict_matrix_marks_a_comparison_without_scores(tmp_path):
                if line.startswith("| CartPole-v1 · reinforce | "))  # the matrix comes first
     assert [cell.strip() for cell in row.split("|")[2:4]] == ["n/a", "= 0.50"]
     assert "n/a: no run has this score" in text
+
+
+def test_a_depth_sweep_gets_bars_per_depth_and_layer_profiles(tmp_path, capsys):
+    """A sweep over --hidden-sizes: the overview puts a group of bars on each depth (ticks
+    name the depth, the axis the option) and the layer profiles figure is drawn."""
+    from lpdm.report.analysis import analyse
+    from lpdm.report.collect import collect_runs
+    from lpdm.report.figures import _columns, short_variant
+
+    assert short_variant("hidden-sizes=128-128-128-128") == "hidden-sizes=128×4"
+    assert short_variant("hidden-sizes=64-32,sparse=true") == "hidden-sizes=64-32,sparse=true"
+    assert short_variant("env-kwargs=forward_reward_weight=-1") == \
+        "env-kwargs=forward_reward_weight=-1"
+    sweep = tmp_path / "depth"
+    assert main(["sweep", "--learner", "bp,lpdm", "--hidden-sizes", "8,8/8,8,8",
+                 "--total-steps", "600", "--no-progress", "--out", str(sweep)]) == 0
+    assert main(["report", str(sweep)]) == 0
+    capsys.readouterr()
+    pairs, ticks, xlabel = _columns(analyse(collect_runs(sweep)), "CartPole-v1")
+    assert ticks == ["reinforce\n8×2", "reinforce\n8×3"] and xlabel == "hidden-sizes"
+    assert len(pairs) == 2
+    assert (sweep / "report" / "layer_profiles.png").exists()
+    page = (sweep / "report" / "index.html").read_text()
+    assert "against its depth" in page

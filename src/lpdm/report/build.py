@@ -31,6 +31,12 @@ FIGURES = (
      "dashed, the last layer solid): the fraction of saturated tanh units, the correlation "
      "between target and output distances, and the entropy of the normalised distance "
      "distribution (1: all pairs equally far apart; low: collapse onto a few pairs)."),
+    ("layer_profiles.png", figures.layer_profiles,
+     "Each layer of the policy network at the end of training (mean over the last 10% of "
+     "steps, IQM across seeds) against its depth: saturation, distance correlation, "
+     "distance entropy, and the norm of the gradient reaching its weights (the local "
+     "loss's under the local learners, the RL loss's under bp). Drawn for networks of 3 "
+     "layers or more."),
     ("wall_time.png", figures.wall_time,
      "Wall time per iteration (light: whole iteration, hatched: the update) and per 1000 "
      "environment steps, mean over finished runs."),

@@ -55,7 +55,8 @@ def _rows(analysis: Analysis) -> list[tuple[str, str]]:
 
 
 def _title(env: str, algo: str, variant: str, what: str = "") -> str:
-    parts = [env, algo, *([variant] if variant else []), *([what] if what else [])]
+    parts = [env, algo, *([short_variant(variant)] if variant else []),
+             *([what] if what else [])]
     return " · ".join(parts)
 
 
@@ -74,10 +75,38 @@ def _save(figure: Figure, path: Path) -> bool:
 # --------------------------------------------------------------------------- overview
 
 
+def short_variant(variant: str) -> str:
+    """A variant for a title or a tick, a repeated list of integers shortened:
+    ``hidden-sizes=128-128-128-128`` -> ``hidden-sizes=128×4``."""
+    parts = []
+    for part in variant.split(","):
+        name, _, value = part.rpartition("=")
+        values = value.split("-")
+        if len(values) >= 2 and len(set(values)) == 1 and values[0].isdigit():
+            value = f"{values[0]}×{len(values)}"
+        parts.append(f"{name}={value}" if name else value)
+    return ",".join(parts)
+
+
+def _columns(analysis: Analysis, env: str) -> tuple[list[tuple[str, str]], list[str], str]:
+    """The overview's bars of ``env``: its (algo, variant) pairs, their tick labels and the
+    x-axis label (the swept option's name when one option is swept)."""
+    pairs = list(dict.fromkeys((s.algo, s.variant) for s in analysis.settings if s.env == env))
+    variants = [short_variant(v) for _, v in pairs]
+    names = {v.rpartition("=")[0] for v in variants}
+    if not any(variants):
+        return pairs, [a for a, _ in pairs], ""
+    if len(names) == 1 and "," not in next(iter(names)) and all("=" in v for v in variants):
+        name = next(iter(names))
+        values = [v[len(name) + 1:] for v in variants]
+        return pairs, [f"{a}\n{v}" for (a, _), v in zip(pairs, values, strict=True)], name
+    return pairs, [f"{a}\n{v}" for (a, _), v in zip(pairs, variants, strict=True)], ""
+
+
 def overview(analysis: Analysis, path: Path) -> bool:
     """One panel per environment: the final score of every learner under every algorithm
-    (bars: IQM with its 95% interval; dots: runs)."""
-    envs, algos, learners = analysis.envs, analysis.algos, analysis.learners
+    and every swept option value (bars: IQM with its 95% interval; dots: runs)."""
+    envs, learners = analysis.envs, analysis.learners
     cols = min(4, len(envs))
     rows = -(-len(envs) // cols)
     figure, axes = _grid(rows, cols)
@@ -88,15 +117,14 @@ def overview(analysis: Analysis, path: Path) -> bool:
             ax.set_visible(False)
             continue
         env = envs[index]
+        pairs, ticks, xlabel = _columns(analysis, env)
         ax.set_title(env, fontsize=10)
-        ax.set_xticks(range(len(algos)), algos)
+        ax.set_xticks(range(len(pairs)), ticks, fontsize=8 if len(pairs) <= 3 else 7)
+        ax.set_xlabel(xlabel, fontsize=8)
         ax.set_ylabel("final score (IQM, 95% CI)")
-        for a, algo in enumerate(algos):
-            variants = dict.fromkeys(s.variant for s in analysis.settings
-                                     if s.env == env and s.algo == algo)
+        for a, (algo, variant) in enumerate(pairs):
             for k, learner in enumerate(learners):
-                group = next((analysis.group(Setting(env, algo, v), learner) for v in variants
-                              if analysis.group(Setting(env, algo, v), learner)), None)
+                group = analysis.group(Setting(env, algo, variant), learner)
                 if group is None or not group.values("final_score").size:
                     continue
                 x = a - 0.4 + width * (k + 0.5)
@@ -177,6 +205,67 @@ def diagnostics(analysis: Analysis, path: Path) -> bool:
     if drawn:
         _legend(figure, learners)
     return drawn and _save(figure, path)
+
+
+LAYER_PANELS = (*DIAGNOSTIC_PANELS, ("grad_norm", "gradient norm at the weights"))
+END_OF_TRAINING = 0.1  # the fraction of a run's steps whose diagnostics are averaged
+MIN_PROFILE_LAYERS = 3  # two layers are read well enough in the diagnostics figure
+
+
+def _at_end(table: dict[str, np.ndarray], name: str) -> float:
+    """Mean of column ``name`` over the last ``END_OF_TRAINING`` of the run's steps."""
+    steps, values = table["global_step"], table.get(name, np.array([]))
+    if not values.size:
+        return np.nan
+    late = (steps >= (1 - END_OF_TRAINING) * np.nanmax(steps)) & np.isfinite(values)
+    return float(values[late].mean()) if late.any() else np.nan
+
+
+def layer_profiles(analysis: Analysis, path: Path) -> bool:
+    """Per setting (a row): each layer's diagnostics at the end of training against its
+    depth (1: next to the input), IQM across seeds. Drawn when a policy network has at
+    least ``MIN_PROFILE_LAYERS`` layers: what a depth study reads."""
+    settings, learners = analysis.settings, analysis.learners
+    profiles: dict[tuple[Setting, str], np.ndarray] = {}  # [layers, panels]
+    for setting in settings:
+        for learner in learners:
+            group = analysis.group(setting, learner)
+            if group is None or not group.finished:
+                continue
+            tables = [run.metrics() for run in group.finished]
+            columns = {field: _diagnostic_columns(tables[0], field) for field, _ in LAYER_PANELS}
+            layers = len(columns["saturation"])
+            if not layers:
+                continue
+            values = np.full((len(tables), layers, len(LAYER_PANELS)), np.nan)
+            for r, table in enumerate(tables):
+                for p, (field, _) in enumerate(LAYER_PANELS):
+                    for layer, name in enumerate(columns[field][:layers]):
+                        values[r, layer, p] = _at_end(table, name)
+            with warnings.catch_warnings():  # a layer with no value in any run
+                warnings.simplefilter("ignore", RuntimeWarning)
+                profiles[setting, learner] = np.stack([_nan_iqm(values[:, :, p])
+                                                       for p in range(len(LAYER_PANELS))], 1)
+    if not profiles or max(p.shape[0] for p in profiles.values()) < MIN_PROFILE_LAYERS:
+        return False
+    rows = [s for s in settings if any((s, lr) in profiles for lr in learners)]
+    figure, axes = _grid(len(rows), len(LAYER_PANELS))
+    for setting, row in zip(rows, axes, strict=True):
+        for p, ((field, label), ax) in enumerate(zip(LAYER_PANELS, row, strict=True)):
+            ax.set_title(f"{_title(setting.env, setting.algo, setting.variant)}\n{label}",
+                         fontsize=9)
+            ax.set_xlabel("layer (1: next to the input)")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            if field == "grad_norm":
+                ax.set_yscale("log")
+            for learner in learners:
+                profile = profiles.get((setting, learner))
+                if profile is None or not np.isfinite(profile[:, p]).any():
+                    continue
+                depth = np.arange(1, profile.shape[0] + 1)
+                ax.plot(depth, profile[:, p], color=color(learner), marker="o", ms=3, lw=1.4)
+    _legend(figure, learners)
+    return _save(figure, path)
 
 
 # --------------------------------------------------------------------------- learning curves
