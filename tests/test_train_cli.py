@@ -147,11 +147,17 @@ def test_metrics_columns_are_numeric(tmp_path):
     assert np.all(returns > 0)
 
 
-def test_mujoco_leaves_no_log_file_behind(tmp_path, monkeypatch):
+def test_mujoco_leaves_no_log_file_behind(tmp_path, monkeypatch, capfd):
     """HalfCheetah-v4's model triggers a MuJoCo deprecation warning at every make; MuJoCo
-    would append it to MUJOCO_LOG.TXT in the user's working directory."""
+    would print it and append it to MUJOCO_LOG.TXT in the user's working directory. Other
+    MuJoCo warnings still reach stderr."""
+    import mujoco
+
     from lpdm.envs import make_env
 
     monkeypatch.chdir(tmp_path)
     make_env("HalfCheetah-v4").close()
     assert not (tmp_path / "MUJOCO_LOG.TXT").exists()
+    assert "settotalmass" not in "".join(capfd.readouterr())
+    mujoco.get_mju_user_warning()("Nan, Inf or huge value in QACC")
+    assert "MuJoCo warning: Nan, Inf or huge value in QACC" in capfd.readouterr().err

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import functools
 import importlib.util
+import sys
 import warnings
 from dataclasses import dataclass
 
@@ -72,14 +73,23 @@ def quiet_gymnasium() -> None:
     warnings.filterwarnings("ignore", module=r"gymnasium(\.|$)")
     warnings.filterwarnings("ignore", module=r"glfw(\.|$)")  # MuJoCo probing for a display
     gym.logger.min_level = 40
-    _no_mujoco_log_file()
+    _quiet_mujoco()
+
+
+# MuJoCo's warning that Gymnasium's own -v4 model files (HalfCheetah's) use a deprecated
+# attribute: nothing a user can act on, and printed at every environment made.
+_MUJOCO_NOISE = "compiler attribute 'settotalmass' is deprecated"
+
+
+def _forward_mujoco_warning(message: str) -> None:
+    if _MUJOCO_NOISE not in message:
+        print(f"MuJoCo warning: {message}", file=sys.stderr, flush=True)
 
 
 @functools.cache
-def _no_mujoco_log_file() -> None:
-    """Stop MuJoCo from appending its warnings (e.g. that the -v4 models use a deprecated
-    attribute) to ``MUJOCO_LOG.TXT`` in the working directory of every run; they still
-    reach the console."""
+def _quiet_mujoco() -> None:
+    """Route MuJoCo's warnings to stderr without the deprecation noise of the -v4 models,
+    and never into ``MUJOCO_LOG.TXT`` in the working directory of every run."""
     if importlib.util.find_spec("mujoco") is None:
         return
     import mujoco
@@ -87,6 +97,7 @@ def _no_mujoco_log_file() -> None:
     log = mujoco.MjLogConfig.get()
     log.logto_file = False
     log.set()
+    mujoco.set_mju_user_warning(_forward_mujoco_warning)
 
 
 def derive_seed(seed: int, *keys: int) -> int:
