@@ -296,3 +296,29 @@ def test_a_depth_sweep_gets_bars_per_depth_and_layer_profiles(tmp_path, capsys):
     assert (sweep / "report" / "layer_profiles.png").exists()
     page = (sweep / "report" / "index.html").read_text()
     assert "against its depth" in page
+
+
+def test_a_folder_of_sweeps_keeps_their_options_and_judges_them_against_the_defaults(
+        tmp_path):
+    """A scratch sweep and a sweep over --sparse, reported together: each variant is its own
+    setting (not pooled with the defaults), and each learner in it is judged against the
+    same learner without the option."""
+    scratch = {("CartPole-v1", learner, seed): ("finished", 100.0 + seed, 150.0 + seed)
+               for learner in ("bp", "lpdm") for seed in range(4)}
+    fake_sweep(tmp_path / "scratch", ["--learner", "bp,lpdm", "--seeds", "4"], scratch)
+    sparse = {("CartPole-v1", "lpdm", seed): ("finished", 300.0 + seed, 350.0 + seed)
+              for seed in range(4)}
+    fake_sweep(tmp_path / "ablation", ["--learner", "lpdm", "--sparse", "true,false",
+                                       "--seeds", "4"], sparse)
+    build_report(tmp_path, out=tmp_path / "report")
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "| CartPole-v1 · reinforce · sparse=true |" in text
+    assert "lpdm vs lpdm at defaults · final" in text
+    assert "lpdm on CartPole-v1 with reinforce (sparse=true): **beats lpdm at defaults in " \
+           "final score**" in text
+    assert "*X at defaults*: learner X" in text
+    with (tmp_path / "report" / "scores.csv").open() as f:
+        rows = [row for row in csv.DictReader(f) if row["learner"] == "lpdm"]
+    rows.sort(key=lambda r: float(r["final_score_iqm"]))
+    assert [float(r["final_score_iqm"]) for r in rows] == [101.5, 301.5, 301.5]
+    assert [r["poi_vs_lpdm_at_defaults_final_score"] for r in rows] == ["", "1", "1"]

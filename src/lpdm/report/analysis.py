@@ -41,6 +41,12 @@ BASELINE = "bp"
 CONTROL = "frozen"
 CONTROLS = ("frozen", "linear")  # learners that do not learn a trunk
 GUIDED, UNGUIDED = "lpdm-guided", "lpdm"
+AT_DEFAULTS = "{} at defaults"  # the reference of a variant: its learner without the option
+
+
+def at_defaults(learner: str) -> str:
+    """The name a verdict gives the same learner in the setting without swept options."""
+    return AT_DEFAULTS.format(learner)
 
 
 def comparisons(learners: Iterable[str]) -> list[tuple[str, str]]:
@@ -236,10 +242,11 @@ def stuck_thresholds(groups: list[Group], given: dict[str, float]) -> dict[str, 
     return thresholds
 
 
-def _verdict(group: Group, reference: Group, score: str) -> Verdict:
+def _verdict(group: Group, reference: Group, score: str, name: str | None = None) -> Verdict:
     """Loses (beats) when the Mann-Whitney test finds a difference at SIGNIFICANCE and a run
     of ``group`` is more likely to score lower (higher) than a run of ``reference``; short
-    of that, lower (higher) when that probability and the IQMs agree on it."""
+    of that, lower (higher) when that probability and the IQMs agree on it. ``name``: what
+    the verdict calls the reference (default: its learner)."""
     x, y = group.values(score), reference.values(score)
     poi, p_value = probability_of_improvement(x, y), mann_whitney_p(x, y)
     iqm, reference_iqm = group.scores[score].iqm, reference.scores[score].iqm
@@ -253,8 +260,8 @@ def _verdict(group: Group, reference: Group, score: str) -> Verdict:
         outcome = "higher, not significant"
     else:
         outcome = "no clear difference"
-    return Verdict(group.setting, group.learner, reference.learner, score, outcome, poi,
-                   p_value, iqm, reference_iqm)
+    return Verdict(group.setting, group.learner, name or reference.learner, score, outcome,
+                   poi, p_value, iqm, reference_iqm)
 
 
 def analyse(runs: list[RunRecord], given_thresholds: dict[str, float] | None = None
@@ -279,10 +286,15 @@ def analyse(runs: list[RunRecord], given_thresholds: dict[str, float] | None = N
     time_ratios = []
     for setting in dict.fromkeys(g.setting for g in groups):
         mine = {g.learner: g for g in groups if g.setting == setting}
-        for learner, reference in comparisons(mine):
-            group, other = mine[learner], mine[reference]
+        defaults = Setting(setting.env, setting.algo, "")
+        pairs = [(mine[learner], mine[reference], reference)
+                 for learner, reference in comparisons(mine)]
+        if setting.variant:  # does the swept option change each learner?
+            pairs += [(group, other, at_defaults(learner)) for learner, group in mine.items()
+                      for other in groups if (other.setting, other.learner) == (defaults, learner)]
+        for group, other, reference in pairs:
             for score in SCORES:
-                verdict = _verdict(group, other, score)
+                verdict = _verdict(group, other, score, reference)
                 group.versus.setdefault(reference, {})[score] = verdict.poi
                 if group.values(score).size and other.values(score).size:
                     verdicts.append(verdict)

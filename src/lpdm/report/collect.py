@@ -77,16 +77,6 @@ def _number(value: object) -> float:
     return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else math.nan
 
 
-def _sweep_of(path: Path, top: Path) -> Path | None:
-    """The nearest directory from ``path`` up to ``top`` that holds a ``sweep.json``."""
-    for folder in (path, *path.parents):
-        if (folder / SWEEP_FILE).exists():
-            return folder
-        if folder == top:
-            break
-    return None
-
-
 def _record(path: Path, env: str, algo: str, learner: str, variant: str, seed: int,
             sweep: Path | None) -> RunRecord:
     run = RunDirectory(path)
@@ -107,24 +97,37 @@ def _record(path: Path, env: str, algo: str, learner: str, variant: str, seed: i
         error=summary.get("error", ""), sweep=sweep)
 
 
+def _sweep_runs(directory: Path) -> list[RunRecord] | None:
+    """The cells of the sweep in ``directory``, not started ones included (None: no sweep)."""
+    spec = read_spec(directory)
+    if spec is None:
+        return None
+    return [_record(directory / cell.path, cell.env, cell.algo, cell.learner, cell.variant,
+                    cell.seed, directory) for cell in expand(spec)]
+
+
 def collect_runs(directory: Path) -> list[RunRecord]:
     """The runs of the sweep in ``directory`` (from its ``sweep.json``, cells not started
-    included), or else of every run directory found under ``directory``."""
+    included); else those of every sweep found under ``directory`` (each with its swept
+    option values) and of every other run directory there."""
     directory = Path(directory)
     if not directory.is_dir():
         raise RunError(f"{directory} is not a directory")
-    spec = read_spec(directory)
-    if spec is not None:
-        return [_record(directory / cell.path, cell.env, cell.algo, cell.learner, cell.variant,
-                        cell.seed, directory) for cell in expand(spec)]
-    records = []
+    sweep = _sweep_runs(directory)
+    if sweep is not None:
+        return sweep
+    sweeps = [f.parent for f in sorted(directory.rglob(SWEEP_FILE))
+              if REPORT_DIR not in f.parent.relative_to(directory).parts]
+    sweeps = [s for s in sweeps if not any(o in s.parents for o in sweeps)]  # outermost
+    records = [record for s in sweeps for record in _sweep_runs(s) or []]
     for config_file in sorted(directory.rglob("config.json")):
         path = config_file.parent
-        if REPORT_DIR in path.relative_to(directory).parts:
+        if REPORT_DIR in path.relative_to(directory).parts or \
+                any(s in path.parents for s in sweeps):
             continue
         config = RunDirectory(path).read_config()
         records.append(_record(path, config.env, config.algo, config.learner, "", config.seed,
-                               _sweep_of(path, directory)))
+                               None))
     if not records:
         raise RunError(f"{directory} holds no runs (no sweep.json and no run directories)")
     return records

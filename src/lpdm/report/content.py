@@ -9,7 +9,15 @@ import numpy as np
 
 from lpdm.config import LOCAL_LEARNERS, OPTIONS
 from lpdm.evaluation import FINAL_FRACTION, MOVING_AVERAGE_WINDOW
-from lpdm.report.analysis import BASELINE, OUTCOMES, SCORES, Analysis, Group, Verdict
+from lpdm.report.analysis import (
+    BASELINE,
+    OUTCOMES,
+    SCORES,
+    Analysis,
+    Group,
+    Verdict,
+    at_defaults,
+)
 from lpdm.report.collect import option_text
 from lpdm.report.document import Block, Bullets, Details, Figure, Heading, Paragraph, Table
 from lpdm.report.stats import CONFIDENCE, RESAMPLES, SIGNIFICANCE, Estimate
@@ -110,6 +118,14 @@ MATRIX_LEGEND = ("Each cell: the outcome and P(learner > reference), the probabi
                  f"(p < {SIGNIFICANCE}); ▼ lower and ▲ higher: not significant (P and the "
                  "IQMs agree on the direction); = no clear difference; · too few runs; n/a: no "
                  "run has this score (e.g. no episode ended in the last 10% of training).")
+DEFAULTS_LEGEND = (" *X at defaults*: learner X in the same environment and algorithm without "
+                   "the row's swept options (e.g. trained from scratch, against a trunk given "
+                   "by `--init-trunk`; dense matching, against `--sparse true`).")
+
+
+def matrix_legend(analysis: Analysis) -> str:
+    defaults = any(v.reference == at_defaults(v.learner) for v in analysis.verdicts)
+    return MATRIX_LEGEND + (DEFAULTS_LEGEND if defaults else "")
 
 
 def ratio_table(analysis: Analysis) -> Table:
@@ -344,7 +360,8 @@ def compose(analysis: Analysis, figures: list[Figure], source: Path) -> list[Blo
         Heading("Verdict"),
     ]
     if analysis.verdicts:
-        blocks += [verdict_matrix(analysis), Paragraph(MATRIX_LEGEND), tally(analysis.verdicts),
+        blocks += [verdict_matrix(analysis), Paragraph(matrix_legend(analysis)),
+                   tally(analysis.verdicts),
                    Details("Every verdict in words, with its numbers",
                            (Bullets(tuple(verdict_sentences(analysis.verdicts))),))]
     else:

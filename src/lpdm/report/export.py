@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -50,7 +51,8 @@ def score_rows(analysis: Analysis) -> list[dict[str, object]]:
         row |= _estimate("time_per_iteration_vs_bp", analysis.time_ratio(s, group.learner))
         for reference, by_score in group.versus.items():
             for score in SCORES:
-                row |= _estimate(f"poi_vs_{reference}_{score}", by_score.get(score))
+                name = re.sub(r"[^\w-]+", "_", reference)  # "lpdm at defaults": lpdm_at_defaults
+                row |= _estimate(f"poi_vs_{name}_{score}", by_score.get(score))
         for attribute in ("seconds_per_iteration", "update_seconds_per_iteration",
                           "seconds_per_1k_steps"):
             row[attribute] = group.mean_of(attribute)
