@@ -103,6 +103,23 @@ def test_the_td_loss_trains_the_trunk_only_under_bp(learner, monkeypatch):
                                                      strict=True))
 
 
+def test_diagnostics_are_measured_in_one_of_every_ten_td_steps(monkeypatch):
+    algo = population(learner="lpdm")
+    measured = []
+    learn = algo.policy.trunk.learn
+
+    def spy(*args, **kwargs):
+        measured.append(args[-1] if len(args) == 5 else kwargs.get("diagnostics", False))
+        return learn(*args, **kwargs)
+
+    monkeypatch.setattr(algo.policy.trunk, "learn", spy)
+    step = 0
+    while len(measured) < 25:
+        step += algo.iterate([step], [10_000])[0].steps
+    assert measured[:21] == [True] + [False] * 9 + [True] + [False] * 9 + [True]
+    assert set(algo.diagnostics(0)) == set(algo.diagnostic_names())
+
+
 def test_box_actions_are_refused_in_one_line(tmp_path, capsys):
     rc = main(["train", "--env", "Pendulum-v1", "--algo", "dqn", "--out", str(tmp_path / "x")])
     err = capsys.readouterr().err

@@ -108,6 +108,9 @@ class Algorithm(ABC):
 
     policy: LearnedNetwork
     adam_eps = 1e-5  # of the RL optimizer (CleanRL's PPO)
+    # Per-layer diagnostics are measured in one of every ``diagnostics_every`` update
+    # phases; a metrics row carries those of the latest phase that measured them.
+    diagnostics_every = 1
 
     def __init__(self, config: Config, runner: PopulationRunner,
                  networks: list[LearnedNetwork], generators: Generators) -> None:
@@ -122,6 +125,7 @@ class Algorithm(ABC):
         self.failures: dict[int, str] = {}
         self._rl_diverged: set[int] = set()  # members whose RL loss was not finite
         self.update_seconds = 0.0  # of the last update
+        self._update_phases = 0
 
     @property
     def members(self) -> int:
@@ -185,9 +189,12 @@ class Algorithm(ABC):
             network.learner.set_lr_scale(fraction)
 
     def timed_update(self) -> _UpdateTimer:
-        """Context of one update phase: timed, and the learners report diagnostics once."""
-        for network in self.networks:
-            network.learner.request_diagnostics()
+        """Context of one update phase: timed, and the learners report diagnostics once
+        (in one of every ``diagnostics_every`` phases)."""
+        if self._update_phases % self.diagnostics_every == 0:
+            for network in self.networks:
+                network.learner.request_diagnostics()
+        self._update_phases += 1
         return _UpdateTimer(self)
 
     def diagnostic_names(self) -> list[str]:
