@@ -279,7 +279,8 @@ def test_a_depth_sweep_gets_bars_per_depth_and_layer_profiles(tmp_path, capsys):
     name the depth, the axis the option) and the layer profiles figure is drawn."""
     from lpdm.report.analysis import analyse
     from lpdm.report.collect import collect_runs
-    from lpdm.report.figures import _columns, short_variant
+    from lpdm.report.figures import _columns
+    from lpdm.sweeps.grid import short_variant
 
     assert short_variant("hidden-sizes=128-128-128-128") == "hidden-sizes=128×4"
     assert short_variant("hidden-sizes=64-32,sparse=true") == "hidden-sizes=64-32,sparse=true"

@@ -321,5 +321,5 @@ def test_dry_run_measures_each_swept_network(tmp_path, capsys, monkeypatch):
     assert measured == [(16, 16), (16, 16, 16, 16)]
     lines = [x for x in capsys.readouterr().out.splitlines() if x.startswith("CartPole-v1")]
     assert len(lines) == 2
-    assert "hidden-sizes=16-16 " in lines[0] and "hidden-sizes=16-16-16-16" in lines[1]
+    assert "hidden-sizes=16×2 " in lines[0] and "hidden-sizes=16×4 " in lines[1]
     assert all("lpdm" in line and "14,400" in line for line in lines)  # 2 learners x 2 seeds

@@ -21,6 +21,7 @@ from lpdm.config import LEARNERS
 from lpdm.evaluation import MOVING_AVERAGE_WINDOW, trailing_means
 from lpdm.report.analysis import Analysis, Group, Setting, normalised_finals
 from lpdm.report.stats import iqm, iqm_band, performance_profile
+from lpdm.sweeps.grid import short_variant
 
 CURVE_POINTS = 100
 PROFILE_POINTS = 101
@@ -73,19 +74,6 @@ def _save(figure: Figure, path: Path) -> bool:
 
 
 # --------------------------------------------------------------------------- overview
-
-
-def short_variant(variant: str) -> str:
-    """A variant for a title or a tick, a repeated list of integers shortened:
-    ``hidden-sizes=128-128-128-128`` -> ``hidden-sizes=128×4``."""
-    parts = []
-    for part in variant.split(","):
-        name, _, value = part.rpartition("=")
-        values = value.split("-")
-        if len(values) >= 2 and len(set(values)) == 1 and values[0].isdigit():
-            value = f"{values[0]}×{len(values)}"
-        parts.append(f"{name}={value}" if name else value)
-    return ",".join(parts)
 
 
 def _columns(analysis: Analysis, env: str) -> tuple[list[tuple[str, str]], list[str], str]:

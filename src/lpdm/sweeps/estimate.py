@@ -17,7 +17,7 @@ import gymnasium as gym
 
 from lpdm.config import Config, resolve, with_values
 from lpdm.envs import env_spaces
-from lpdm.sweeps.grid import Cell, SweepSpec, default_population, populations
+from lpdm.sweeps.grid import Cell, SweepSpec, default_population, populations, short_variant
 
 # The learner measured for an environment × algorithm: the most expensive in the grid.
 COST_ORDER = ("lpdm-guided", "lpdm", "bp", "frozen", "linear")
@@ -88,7 +88,8 @@ def print_plan(spec: SweepSpec, cells: list[Cell], workers: int | None,
                     if (c.env, c.algo, c.learner, c.variant) == (env, algo, learner, variant))
         rate = measure_rate(cell.config())
         total = steps[env, algo, variant]
-        rows.append((env, algo, variant, learner, rate, total, total / rate / 3600))
+        rows.append((env, algo, short_variant(variant), learner, rate, total,
+                     total / rate / 3600))
     env_width = max(len("environment"), *(len(r[0]) for r in rows))
     option_width = max(len(r[2]) for r in rows)
     options = f"{'options':<{option_width}}  " if option_width else ""

@@ -142,6 +142,19 @@ def _format_value(value: Any) -> str:
     return str(value)
 
 
+def short_variant(variant: str) -> str:
+    """A variant for a title or a tick, a repeated list of integers shortened:
+    ``hidden-sizes=128-128-128-128`` -> ``hidden-sizes=128×4``."""
+    parts = []
+    for part in variant.split(","):
+        name, _, value = part.rpartition("=")
+        values = value.split("-")
+        if len(values) >= 2 and len(set(values)) == 1 and values[0].isdigit():
+            value = f"{values[0]}×{len(values)}"
+        parts.append(f"{name}={value}" if name else value)
+    return ",".join(parts)
+
+
 def _segment(text: str) -> str:
     """A directory name for ``text``: characters outside [A-Za-z0-9._=,+-] become ``_``."""
     return re.sub(r"[^A-Za-z0-9._=,+-]", "_", text)
