@@ -323,3 +323,27 @@ def test_a_folder_of_sweeps_keeps_their_options_and_judges_them_against_the_defa
     rows.sort(key=lambda r: float(r["final_score_iqm"]))
     assert [float(r["final_score_iqm"]) for r in rows] == [101.5, 301.5, 301.5]
     assert [r["poi_vs_lpdm_at_defaults_final_score"] for r in rows] == ["", "1", "1"]
+
+
+def test_sweeps_that_would_share_a_group_are_told_apart_by_what_they_set(tmp_path):
+    """An ablation sweep (--sparse true) beside the sweep at the defaults: lpdm's runs of
+    the two are separate settings; bp's (in one sweep only) stay in the defaults' setting;
+    a third sweep that only adds seeds pools with the defaults."""
+    main_runs = {("CartPole-v1", learner, seed): ("finished", 100.0 + seed, 150.0 + seed)
+                 for learner in ("bp", "lpdm") for seed in range(3)}
+    fake_sweep(tmp_path / "main", ["--learner", "bp,lpdm", "--seeds", "3",
+                                   "--total-steps", "5000"], main_runs)
+    more = {("CartPole-v1", "lpdm", seed): ("finished", 100.0 + seed, 150.0 + seed)
+            for seed in (3, 4)}
+    fake_sweep(tmp_path / "more", ["--learner", "lpdm", "--seed", "3,4",
+                                   "--total-steps", "5000"], more)
+    sparse = {("CartPole-v1", "lpdm", seed): ("finished", 300.0 + seed, 350.0 + seed)
+              for seed in range(3)}
+    fake_sweep(tmp_path / "sparse", ["--learner", "lpdm", "--seeds", "3", "--sparse", "true",
+                                     "--total-steps", "5000"], sparse)
+    build_report(tmp_path, out=tmp_path / "report")
+    with (tmp_path / "report" / "scores.csv").open() as f:
+        rows = {(row["learner"], row["variant"]): row for row in csv.DictReader(f)}
+    assert set(rows) == {("bp", ""), ("lpdm", ""), ("lpdm", "sparse=true")}
+    assert rows["lpdm", ""]["runs"] == "5"
+    assert rows["lpdm", "sparse=true"]["poi_vs_lpdm_at_defaults_final_score"] == "1"

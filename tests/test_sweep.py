@@ -77,7 +77,8 @@ def test_suite_paper_is_every_environment_algorithm_and_learner():
     (["--lr", "fast"], "--lr: cannot read 'fast'"),
     (["--total-steps", "sarsa=5"], "'sarsa' in 'sarsa=5' is not an algorithm"),
     (["--num-steps", "ppo=64"], "names an algorithm this sweep does not run"),
-    (["--suite", "paper", "--env", "CartPole-v1"], "--suite and --env exclude each other"),
+    (["--suite", "paper", "--env", "CartPole-v1,Walker2d-v4"],
+     "--env: Walker2d-v4 not in --suite paper (CartPole-v1, "),
     (["--seeds", "0"], "--seeds must be at least 1"),
     (["--seeds", "2", "--seed", "4"], "--seeds and --seed exclude each other"),
     (["--num-envs", "1,2"], "cell CartPole-v1/reinforce/lpdm/num-envs=2/s0: REINFORCE runs one"),
@@ -290,6 +291,11 @@ def test_the_paper_suite_has_per_environment_budgets_unless_total_steps_is_given
     assert {c.learner for c in cells} == {"bp", "lpdm", "lpdm-guided", "frozen"}
     fixed = expand(spec("--suite", "paper", "--seeds", "1", "--total-steps", "5000"))
     assert {c.config().total_steps for c in fixed} == {5000}
+    # a part of the suite (an ablation on some of its environments) at the suite's budgets
+    part = expand(spec("--suite", "paper", "--env", "Hopper-v4,CartPole-v1", "--seeds", "1",
+                       "--learner", "lpdm", "--sparse", "true"))
+    assert {(c.env, c.config().total_steps) for c in part} == \
+        {("Hopper-v4", 300_000), ("CartPole-v1", 150_000)}
 
 
 def test_dry_run_prints_the_plan_and_runs_nothing(tmp_path, capsys, monkeypatch):

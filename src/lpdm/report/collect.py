@@ -11,7 +11,7 @@ import numpy as np
 from lpdm.config import OPTIONS, get_value
 from lpdm.runs import RunDirectory, RunError
 from lpdm.sweeps.cell import is_locked
-from lpdm.sweeps.grid import SWEEP_FILE, expand, read_spec
+from lpdm.sweeps.grid import SWEEP_FILE, Cell, expand, fixed_values, read_spec
 
 REPORT_DIR = "report"
 NOT_STARTED = "not started"
@@ -97,19 +97,47 @@ def _record(path: Path, env: str, algo: str, learner: str, variant: str, seed: i
         error=summary.get("error", ""), sweep=sweep)
 
 
-def _sweep_runs(directory: Path) -> list[RunRecord] | None:
-    """The cells of the sweep in ``directory``, not started ones included (None: no sweep)."""
+def _sweep_runs(directory: Path, extra: dict[Cell, str] | None = None
+                ) -> list[RunRecord] | None:
+    """The cells of the sweep in ``directory``, not started ones included (None: no sweep);
+    ``extra`` adds values to some cells' variants."""
     spec = read_spec(directory)
     if spec is None:
         return None
-    return [_record(directory / cell.path, cell.env, cell.algo, cell.learner, cell.variant,
-                    cell.seed, directory) for cell in expand(spec)]
+    extra = extra or {}
+    return [_record(directory / cell.path, cell.env, cell.algo, cell.learner,
+                    ",".join(filter(None, (cell.variant, extra.get(cell, "")))), cell.seed,
+                    directory) for cell in expand(spec)]
+
+
+def _telling_apart(sweeps: list[Path]) -> dict[Path, dict[Cell, str]]:
+    """Where cells of several sweeps would share a group (environment, algorithm, learner
+    and swept values), the values that tell them apart: each sweep's fixed options that
+    the others there do not share. Sweeps that differ in nothing else (more seeds) pool."""
+    cells = {s: [(c, set(fixed_values(read_spec(s), c))) for c in expand(read_spec(s))]
+             for s in sweeps}
+    def group(cell: Cell) -> tuple[str, str, str, str]:
+        return cell.env, cell.algo, cell.learner, cell.variant
+
+    by_group: dict[tuple, dict[Path, set[str]]] = {}
+    for sweep, pairs in cells.items():
+        for cell, fixed in pairs:
+            by_group.setdefault(group(cell), {})[sweep] = fixed
+    extra: dict[Path, dict[Cell, str]] = {s: {} for s in sweeps}
+    for sweep, pairs in cells.items():
+        for cell, fixed in pairs:
+            sharing = by_group[group(cell)]
+            if len(sharing) > 1:
+                common = set.intersection(*sharing.values())
+                extra[sweep][cell] = ",".join(sorted(fixed - common))
+    return extra
 
 
 def collect_runs(directory: Path) -> list[RunRecord]:
     """The runs of the sweep in ``directory`` (from its ``sweep.json``, cells not started
-    included); else those of every sweep found under ``directory`` (each with its swept
-    option values) and of every other run directory there."""
+    included); else those of every sweep found under ``directory`` and of every other run
+    directory there. Sweeps whose cells would share a group are told apart by the options
+    they set differently (a sweep with ``--sparse true`` beside one at the defaults)."""
     directory = Path(directory)
     if not directory.is_dir():
         raise RunError(f"{directory} is not a directory")
@@ -119,7 +147,8 @@ def collect_runs(directory: Path) -> list[RunRecord]:
     sweeps = [f.parent for f in sorted(directory.rglob(SWEEP_FILE))
               if REPORT_DIR not in f.parent.relative_to(directory).parts]
     sweeps = [s for s in sweeps if not any(o in s.parents for o in sweeps)]  # outermost
-    records = [record for s in sweeps for record in _sweep_runs(s) or []]
+    extra = _telling_apart(sweeps)
+    records = [record for s in sweeps for record in _sweep_runs(s, extra[s]) or []]
     for config_file in sorted(directory.rglob("config.json")):
         path = config_file.parent
         if REPORT_DIR in path.relative_to(directory).parts or \

@@ -39,8 +39,8 @@ def add_sweep_command(commands: argparse._SubParsersAction) -> None:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True, metavar="DIR", help="sweep directory")
     parser.add_argument("--suite", choices=sorted(BENCHMARK_SUITES),
-                        help="the suite's environments, with every algorithm and learner "
-                             "unless --algo/--learner narrow them")
+                        help="the suite's environments at its budgets, with every algorithm "
+                             "and learner unless --env/--algo/--learner narrow them")
     parser.add_argument("--seeds", type=int, metavar="K", help="seeds 0..K-1 (default 1; "
                         "or list seeds with --seed)")
     parser.add_argument("--workers", type=int, metavar="W", help="cells run at once, one "
@@ -67,8 +67,11 @@ def spec_from_args(args: argparse.Namespace) -> SweepSpec:
     given = {name: parse_values(OPTIONS[name], text) for name, text in vars(args).items()
              if name in OPTIONS}
     suite = BENCHMARK_SUITES[args.suite] if args.suite else None
-    if suite and "env" in given:
-        raise ConfigError("--suite and --env exclude each other")
+    if suite and "env" in given:  # a part of the suite, at the suite's budgets
+        outside = [env for env in given["env"][ALL_ALGOS] if env not in suite]
+        if outside:
+            raise ConfigError(f"--env: {', '.join(outside)} not in --suite {args.suite} "
+                              f"({', '.join(suite)})")
 
     def axis(name: str, suite_values: tuple | None) -> tuple:
         if name in given:

@@ -184,6 +184,16 @@ def expand(spec: SweepSpec) -> list[Cell]:
     return cells
 
 
+def fixed_values(spec: SweepSpec, cell: Cell) -> tuple[str, ...]:
+    """The options ``spec`` sets to one value other than the default in ``cell``, each as
+    a variant writes it (``sparse=true``): what sets the cell apart from another sweep's
+    cell of the same variant."""
+    values = spec.values_for(cell.algo, cell.env)
+    return tuple(f"{OPTIONS[name].flag[2:]}={_format_value(chosen[0])}"
+                 for name, chosen in values.items()
+                 if len(chosen) == 1 and chosen[0] != OPTIONS[name].default)
+
+
 def populations(cells: list[Cell], size: int) -> list[list[Cell]]:
     """The cells grouped into populations: cells that differ only in their seed (the same
     directory but for ``sSEED``), at most ``size`` to a group, by seed."""
