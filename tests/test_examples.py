@@ -37,3 +37,16 @@ def test_the_example_trains_on_hopper_and_its_trunks_learn_locally(monkeypatch):
 def test_only_a_handful_of_lines_differ_from_cleanrl():
     marked = [line for line in EXAMPLE.read_text().splitlines() if "# LPDM" in line]
     assert 5 <= len(marked) <= 25
+
+
+def test_the_random_policy_floor_of_cartpole(capsys, monkeypatch):
+    """A uniform random policy keeps CartPole up about 22 steps on average."""
+    path = EXAMPLE.parent / "random_policy.py"
+    spec = importlib.util.spec_from_file_location("random_policy", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr("sys.argv", ["random_policy.py", "CartPole-v1", "--episodes", "50"])
+    module.main()
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("CartPole-v1: mean ") and line.endswith("50 episodes")
+    assert 15 < float(line.split()[2]) < 30
