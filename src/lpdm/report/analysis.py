@@ -284,14 +284,15 @@ def analyse(runs: list[RunRecord], given_thresholds: dict[str, float] | None = N
                                                  for r in group.finished])
             group.convergence = median_estimate(group.steps_to_threshold)
     time_ratios = []
+    by_key = {(g.setting, g.learner): g for g in groups}
     for setting in dict.fromkeys(g.setting for g in groups):
         mine = {g.learner: g for g in groups if g.setting == setting}
         defaults = Setting(setting.env, setting.algo, "")
         pairs = [(mine[learner], mine[reference], reference)
                  for learner, reference in comparisons(mine)]
         if setting.variant:  # does the swept option change each learner?
-            pairs += [(group, other, at_defaults(learner)) for learner, group in mine.items()
-                      for other in groups if (other.setting, other.learner) == (defaults, learner)]
+            pairs += [(group, by_key[defaults, learner], at_defaults(learner))
+                      for learner, group in mine.items() if (defaults, learner) in by_key]
         for group, other, reference in pairs:
             for score in SCORES:
                 verdict = _verdict(group, other, score, reference)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +12,7 @@ import numpy as np
 from lpdm.config import OPTIONS, get_value
 from lpdm.runs import RunDirectory, RunError
 from lpdm.sweeps.cell import is_locked
-from lpdm.sweeps.grid import SWEEP_FILE, Cell, expand, fixed_values, read_spec
+from lpdm.sweeps.grid import SWEEP_FILE, Cell, SweepSpec, expand, fixed_values, read_spec
 
 REPORT_DIR = "report"
 NOT_STARTED = "not started"
@@ -61,7 +62,12 @@ class RunRecord:
         return {o.flag: option_text(get_value(config, o)) for o in OPTIONS.values()}
 
     def metrics(self) -> dict[str, np.ndarray]:
-        """Every column of ``metrics.csv`` as floats ``[E]`` (NaN where a cell is empty)."""
+        """Every column of ``metrics.csv`` as floats ``[E]`` (NaN where a cell is empty);
+        read once, as several figures ask (do not modify)."""
+        return self._metrics
+
+    @functools.cached_property
+    def _metrics(self) -> dict[str, np.ndarray]:
         rows = RunDirectory(self.path).read_metrics()
         names = rows[0].keys() if rows else ("global_step", "episodic_return")
         return {name: np.array([float(r[name]) if r.get(name) not in (None, "") else np.nan
@@ -97,39 +103,33 @@ def _record(path: Path, env: str, algo: str, learner: str, variant: str, seed: i
         error=summary.get("error", ""), sweep=sweep)
 
 
-def _sweep_runs(directory: Path, extra: dict[Cell, str] | None = None
-                ) -> list[RunRecord] | None:
-    """The cells of the sweep in ``directory``, not started ones included (None: no sweep);
-    ``extra`` adds values to some cells' variants."""
-    spec = read_spec(directory)
-    if spec is None:
-        return None
+def _sweep_runs(directory: Path, cells: list[Cell], extra: dict[Cell, str] | None = None
+                ) -> list[RunRecord]:
+    """The sweep's ``cells`` as runs, not started ones included; ``extra`` adds values to
+    some cells' variants."""
     extra = extra or {}
     return [_record(directory / cell.path, cell.env, cell.algo, cell.learner,
                     ",".join(filter(None, (cell.variant, extra.get(cell, "")))), cell.seed,
-                    directory) for cell in expand(spec)]
+                    directory) for cell in cells]
 
 
-def _telling_apart(sweeps: list[Path]) -> dict[Path, dict[Cell, str]]:
+def _telling_apart(sweeps: dict[Path, SweepSpec], cells: dict[Path, list[Cell]]
+                   ) -> dict[Path, dict[Cell, str]]:
     """Where cells of several sweeps would share a group (environment, algorithm, learner
     and swept values), the values that tell them apart: each sweep's fixed options that
     the others there do not share. Sweeps that differ in nothing else (more seeds) pool."""
-    cells = {s: [(c, set(fixed_values(read_spec(s), c))) for c in expand(read_spec(s))]
-             for s in sweeps}
-    def group(cell: Cell) -> tuple[str, str, str, str]:
-        return cell.env, cell.algo, cell.learner, cell.variant
-
+    fixed = {s: {c: set(fixed_values(spec, c)) for c in cells[s]} for s, spec in sweeps.items()}
     by_group: dict[tuple, dict[Path, set[str]]] = {}
-    for sweep, pairs in cells.items():
-        for cell, fixed in pairs:
-            by_group.setdefault(group(cell), {})[sweep] = fixed
+    for sweep, by_cell in fixed.items():
+        for cell, values in by_cell.items():
+            by_group.setdefault((cell.env, cell.algo, cell.learner, cell.variant), {})[sweep] = \
+                values
     extra: dict[Path, dict[Cell, str]] = {s: {} for s in sweeps}
-    for sweep, pairs in cells.items():
-        for cell, fixed in pairs:
-            sharing = by_group[group(cell)]
+    for sweep, by_cell in fixed.items():
+        for cell, values in by_cell.items():
+            sharing = by_group[cell.env, cell.algo, cell.learner, cell.variant]
             if len(sharing) > 1:
-                common = set.intersection(*sharing.values())
-                extra[sweep][cell] = ",".join(sorted(fixed - common))
+                extra[sweep][cell] = ",".join(sorted(values - set.intersection(*sharing.values())))
     return extra
 
 
@@ -141,14 +141,16 @@ def collect_runs(directory: Path) -> list[RunRecord]:
     directory = Path(directory)
     if not directory.is_dir():
         raise RunError(f"{directory} is not a directory")
-    sweep = _sweep_runs(directory)
-    if sweep is not None:
-        return sweep
-    sweeps = [f.parent for f in sorted(directory.rglob(SWEEP_FILE))
-              if REPORT_DIR not in f.parent.relative_to(directory).parts]
-    sweeps = [s for s in sweeps if not any(o in s.parents for o in sweeps)]  # outermost
-    extra = _telling_apart(sweeps)
-    records = [record for s in sweeps for record in _sweep_runs(s, extra[s]) or []]
+    spec = read_spec(directory)
+    if spec is not None:
+        return _sweep_runs(directory, expand(spec))
+    found = [f.parent for f in sorted(directory.rglob(SWEEP_FILE))
+             if REPORT_DIR not in f.parent.relative_to(directory).parts]
+    found = [s for s in found if not any(o in s.parents for o in found)]  # outermost
+    sweeps = {s: spec for s in found if (spec := read_spec(s)) is not None}
+    cells = {s: expand(spec) for s, spec in sweeps.items()}
+    extra = _telling_apart(sweeps, cells)
+    records = [record for s in sweeps for record in _sweep_runs(s, cells[s], extra[s])]
     for config_file in sorted(directory.rglob("config.json")):
         path = config_file.parent
         if REPORT_DIR in path.relative_to(directory).parts or \
