@@ -13,6 +13,7 @@ import pytest
 
 from lpdm.cli import build_parser, main
 from lpdm.runs import RunDirectory, RunError
+from lpdm.sweeps import scheduler
 from lpdm.sweeps.cell import LOG_FILE, TRACEBACK_FILE
 from lpdm.sweeps.command import spec_from_args
 from lpdm.sweeps.grid import SWEEP_FILE, expand, record_spec
@@ -113,6 +114,25 @@ def test_missing_ray_is_a_one_line_error(tmp_path, capsys, monkeypatch):
     rc = main(["sweep", "--out", str(tmp_path / "s"), "--backend", "ray"])
     assert rc == 2
     assert "--backend ray needs Ray: pip install 'lpdm[ray]'" in capsys.readouterr().err
+
+
+def test_progress_into_a_log_file_is_a_status_line_every_few_minutes(capsys, monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr(scheduler.time, "monotonic", lambda: clock[0])
+    display = scheduler._Display(total=8, finished=2, enabled=True, terminal=False)
+    display.update(2.5, 2, 2, 0, 0)  # the first update is logged
+    clock[0] += 10
+    display.update(3.0, 3, 2, 0, 0)  # too soon: not logged
+    display.line("finished CartPole-v1/reinforce/bp/s0: max_score 20.0")
+    clock[0] += scheduler._Display.LOG_EVERY_SECONDS
+    display.update(4.0, 4, 1, 1, 0)
+    display.close()
+    out = capsys.readouterr()
+    assert out.out.splitlines() == [
+        "[0:00:00] finished 2 · running 2 · failed 0 · 31% of 8 cells",
+        "finished CartPole-v1/reinforce/bp/s0: max_score 20.0",
+        "[0:05:10] finished 4 · running 1 · failed 1 · 50% of 8 cells"]
+    assert "\r" not in out.err  # no bar redrawn into the log
 
 
 # --------------------------------------------------------------------------- resuming

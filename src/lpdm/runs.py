@@ -29,6 +29,7 @@ import csv
 import json
 import math
 import os
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -467,7 +468,9 @@ class Trainer:
             member.write_summary("running")
         bar = tqdm(total=sum(m.config.total_steps for m in self.members),
                    initial=sum(m.state.global_step for m in self.members), unit="step",
-                   dynamic_ncols=True, disable=not self.progress_bar, desc=self._label())
+                   dynamic_ncols=True, disable=not self.progress_bar, desc=self._label(),
+                   # into a log file (nohup), a line a minute rather than ten a second
+                   mininterval=0.1 if sys.stderr.isatty() else 60.0)
         try:
             self._end_members(results, bar)
             while self.active:

@@ -10,6 +10,7 @@ when every cell is finished or failed.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, wait
@@ -49,11 +50,24 @@ def cell_status(sweep_dir: Path, cell: Cell) -> str:
 
 
 class _Display:
-    """The progress bar (cells, fractional for the running ones) and one line per ended cell."""
+    """The progress bar (cells, fractional for the running ones) and one line per ended cell.
 
-    def __init__(self, total: int, finished: int, enabled: bool) -> None:
+    Where the output is not a terminal (``nohup lpdm sweep ... > log &``) a bar redrawn every
+    second would fill the log, so a plain status line is printed instead, at most every
+    ``LOG_EVERY_SECONDS``.
+    """
+
+    LOG_EVERY_SECONDS = 300.0
+
+    def __init__(self, total: int, finished: int, enabled: bool,
+                 terminal: bool | None = None) -> None:
         self.enabled = enabled
-        self.bar = tqdm(total=total, initial=finished, unit="cell", disable=not enabled,
+        self.terminal = sys.stderr.isatty() if terminal is None else terminal
+        self.total = total
+        self.started = time.monotonic()
+        self.logged_at = -float("inf")
+        self.bar = tqdm(total=total, initial=finished, unit="cell",
+                        disable=not (enabled and self.terminal),
                         dynamic_ncols=True, smoothing=0.1,
                         bar_format="{desc} {percentage:3.0f}%|{bar}| {n:.1f}/{total} cells "
                                    "[{elapsed}<{remaining}]")
@@ -63,12 +77,23 @@ class _Display:
         text = f"finished {finished} · running {running} · failed {failed}"
         if waiting:
             text += f" · held elsewhere {waiting}"
-        self.bar.set_description_str(text, refresh=False)
-        self.bar.n = done
-        self.bar.refresh()
+        if not self.enabled:
+            return
+        if self.terminal:
+            self.bar.set_description_str(text, refresh=False)
+            self.bar.n = done
+            self.bar.refresh()
+            return
+        now = time.monotonic()
+        if now - self.logged_at >= self.LOG_EVERY_SECONDS:
+            self.logged_at = now
+            elapsed = int(now - self.started)
+            print(f"[{elapsed // 3600}:{elapsed // 60 % 60:02d}:{elapsed % 60:02d}] "
+                  f"{text} · {100 * done / max(self.total, 1):.0f}% of {self.total} cells",
+                  flush=True)
 
     def line(self, text: str) -> None:
-        if self.enabled:
+        if self.enabled and self.terminal:
             self.bar.write(text)
         else:
             print(text, flush=True)
