@@ -3,6 +3,7 @@
 import csv
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -182,11 +183,13 @@ def test_report_of_a_real_sweep_and_of_a_folder_of_runs(tmp_path, capsys):
 
 
 @pytest.mark.parametrize(("argv", "message"), [
-    (["report", "/no/such/dir"], "is not a directory"),
+    (["report", "/no/such/dir"], "is neither a directory nor an archive"),
+    (["report", "{tmp}/bad.npz"], "is not an lpdm archive"),
     (["report", "{tmp}"], "holds no runs"),
     (["report", "{tmp}", "--stuck-threshold", "CartPole-v1"], "expected ENV=NUMBER"),
 ])
 def test_bad_report_input_is_a_one_line_error(tmp_path, capsys, argv, message):
+    (tmp_path / "bad.npz").write_text("not an archive")
     rc = main([a.replace("{tmp}", str(tmp_path)) for a in argv])
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1 and message in err, err
@@ -297,6 +300,9 @@ def test_a_depth_sweep_gets_bars_per_depth_and_layer_profiles(tmp_path, capsys):
     assert (sweep / "report" / "layer_profiles.png").exists()
     page = (sweep / "report" / "index.html").read_text()
     assert "against its depth" in page
+    # the archive keeps the diagnostics (thinned): its report draws the layer profiles too
+    build_report(sweep / "report" / "archive.npz", out=tmp_path / "from-archive")
+    assert (tmp_path / "from-archive" / "layer_profiles.png").exists()
 
 
 def test_a_folder_of_sweeps_keeps_their_options_and_judges_them_against_the_defaults(
@@ -347,3 +353,48 @@ def test_sweeps_that_would_share_a_group_are_told_apart_by_what_they_set(tmp_pat
     assert set(rows) == {("bp", ""), ("lpdm", ""), ("lpdm", "sparse=true")}
     assert rows["lpdm", ""]["runs"] == "5"
     assert rows["lpdm", "sparse=true"]["poi_vs_lpdm_at_defaults_final_score"] == "1"
+
+
+def test_an_archive_reproduces_its_report_without_the_run_directories(synthetic, tmp_path,
+                                                                      capsys):
+    build_report(synthetic)
+    first = {name: (synthetic / "report" / name).read_text()
+             for name in ("scores.csv", "runs.csv", "report.md")}
+    committed = tmp_path / "committed"
+    committed.mkdir()
+    shutil.copy(synthetic / "report" / "archive.npz", committed)
+    shutil.rmtree(synthetic)  # the study's machine is gone; its archive was committed
+    assert main(["report", str(committed / "archive.npz"), "--out", str(tmp_path / "again")]) \
+        == 0
+    capsys.readouterr()
+    def body(text: str) -> list[str]:  # the title and first line name the source
+        return [line for line in text.splitlines()
+                if not line.startswith("# lpdm report") and " runs in " not in line]
+
+    for name, text in first.items():
+        assert body((tmp_path / "again" / name).read_text()) == body(text), name
+
+
+def test_the_archives_of_a_study_s_parts_merge_into_one_report(tmp_path, capsys):
+    for env, part in (("CartPole-v1", "part1"), ("Pendulum-v1", "part2")):
+        runs = {(env, learner, seed): ("finished", float(10 * seed + (learner == "bp")),
+                                       float(20 * seed)) for learner in ("bp", "lpdm")
+                for seed in range(3)}
+        fake_sweep(tmp_path / "study" / part, ["--env", env, "--learner", "bp,lpdm",
+                                               "--seeds", "3"], runs)
+        build_report(tmp_path / "study" / part)
+    build_report(tmp_path / "study")  # both sweeps, read from their run directories
+    archives = [str(tmp_path / "study" / part / "report" / "archive.npz")
+                for part in ("part1", "part2")]
+    assert main(["report", *archives, "--out", str(tmp_path / "merged")]) == 0
+    with (tmp_path / "study" / "report" / "scores.csv").open() as f:
+        together = list(csv.DictReader(f))
+    with (tmp_path / "merged" / "scores.csv").open() as f:
+        merged = list(csv.DictReader(f))
+    assert len(merged) == 4 and merged == together
+
+    assert main(["report", *archives]) == 2
+    assert "a report of several sources needs --out" in capsys.readouterr().err
+    assert main(["report", archives[0], archives[0], "--out", str(tmp_path / "twice")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "CartPole-v1 reinforce bp seed 0 is both" in err

@@ -15,7 +15,7 @@ import numpy as np
 
 from lpdm.config import LEARNERS, LOCAL_LEARNERS
 from lpdm.evaluation import trailing_means
-from lpdm.report.collect import RunRecord
+from lpdm.report.records import RunRecord
 from lpdm.report.stats import (
     SIGNIFICANCE,
     Estimate,

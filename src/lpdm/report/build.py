@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from lpdm.report import figures
 from lpdm.report.analysis import Analysis, analyse
+from lpdm.report.archive import ARCHIVE_FILE, write_archive
 from lpdm.report.collect import REPORT_DIR, collect_runs
 from lpdm.report.content import OVERVIEW_FIGURE, compose, headline_tables
 from lpdm.report.document import Figure, to_html, to_markdown
 from lpdm.report.export import write_runs, write_scores
+from lpdm.runs import RunError
 
 FIGURES = (
     (OVERVIEW_FIGURE, figures.overview,
@@ -61,24 +64,39 @@ class Report:
         return to_markdown(headline_tables(self.analysis))
 
 
-def build_report(source: Path, out: Path | None = None,
+def build_report(source: Path | list[Path], out: Path | None = None,
                  stuck_thresholds: dict[str, float] | None = None) -> Report:
-    """Write the report of the runs under ``source`` into ``out`` (default ``source/report``)."""
-    source = Path(source)
-    out = Path(out) if out is not None else source / REPORT_DIR
-    analysis = analyse(collect_runs(source), stuck_thresholds)
+    """Write the report of the runs under ``source`` into ``out`` (default
+    ``source/report``); several sources (folders or archives) merge, and need ``out``."""
+    sources = [Path(s) for s in source] if isinstance(source, list) else [Path(source)]
+    if out is None and len(sources) > 1:
+        raise RunError("a report of several sources needs --out")
+    out = Path(out) if out is not None else _common_folder(sources) / REPORT_DIR
+    analysis = analyse(collect_runs(*sources), stuck_thresholds)
     out.mkdir(parents=True, exist_ok=True)
     drawn = []
     for filename, draw, caption in FIGURES:
         (out / filename).unlink(missing_ok=True)
         if draw(analysis, out / filename):
             drawn.append(Figure(filename, caption))
-    blocks = compose(analysis, drawn, source)
+    base = _common_folder(sources)  # the report's paths are relative to it
+    blocks = compose(analysis, drawn, base)
+    title = " + ".join(s.name for s in sources)
     (out / "report.md").write_text(to_markdown(blocks))
-    (out / "index.html").write_text(to_html(blocks, f"lpdm report: {source.name}", out))
+    (out / "index.html").write_text(to_html(blocks, f"lpdm report: {title}", out))
     write_scores(out / "scores.csv", analysis)
-    write_runs(out / "runs.csv", analysis, source)
+    write_runs(out / "runs.csv", analysis, base)
+    write_archive(out / ARCHIVE_FILE, analysis.runs, base)
     return Report(out, analysis)
+
+
+def _common_folder(sources: list[Path]) -> Path:
+    """The folder that holds every source (an archive stands for its folder)."""
+    folders = [s.parent if s.is_file() else s for s in sources]
+    try:
+        return Path(os.path.commonpath(folders))
+    except ValueError:  # relative beside absolute paths
+        return folders[0]
 
 
 __all__ = ["Report", "build_report"]

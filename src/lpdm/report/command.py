@@ -13,10 +13,15 @@ def add_report_command(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "report", help="tables, figures and verdicts of a sweep",
         description="Write DIR/report/: index.html (self-contained), report.md, scores.csv, "
-                    "runs.csv and the figures as PNG, from a sweep directory or any folder "
-                    "of run directories.")
-    parser.add_argument("directory", metavar="DIR", help="sweep directory or folder of runs")
-    parser.add_argument("--out", metavar="DIR", help="report directory (default: DIR/report)")
+                    "runs.csv, the figures as PNG and archive.npz (every run's scores, "
+                    "options and training returns, which a later report can read in place "
+                    "of the run directories), from a sweep directory, a folder of runs, "
+                    "sweeps and archives, or an archive. Several sources merge into one "
+                    "report (--out needed).")
+    parser.add_argument("sources", metavar="DIR", nargs="+",
+                        help="sweep directory, folder of runs, or archive.npz")
+    parser.add_argument("--out", metavar="DIR",
+                        help="report directory (default: DIR/report; needed for several DIR)")
     parser.add_argument("--stuck-threshold", action="append", default=[], metavar="ENV=VALUE",
                         help="final score under which a run of ENV counts as stuck (default: "
                              "half the best learner's median); repeatable")
@@ -39,7 +44,7 @@ def parse_thresholds(items: list[str]) -> dict[str, float]:
 def cmd_report(args: argparse.Namespace) -> int:
     from lpdm.report.build import build_report
 
-    report = build_report(Path(args.directory), Path(args.out) if args.out else None,
+    report = build_report([Path(s) for s in args.sources], Path(args.out) if args.out else None,
                           parse_thresholds(args.stuck_threshold))
     print(report.headline())
     print(f"report: {report.html}")

@@ -18,8 +18,8 @@ from lpdm.report.analysis import (
     Verdict,
     at_defaults,
 )
-from lpdm.report.collect import option_text
 from lpdm.report.document import Block, Bullets, Details, Figure, Heading, Paragraph, Table
+from lpdm.report.records import option_text
 from lpdm.report.stats import CONFIDENCE, RESAMPLES, SIGNIFICANCE, Estimate
 
 SCORE_NAMES = {"final_score": "final score", "max_score": "max score",

@@ -1,0 +1,97 @@
+"""A report's archive (``archive.npz``): every run's record, options and training returns in
+one compressed file, so that a study's results outlive its run directories.
+
+``lpdm report`` writes one beside every report and reads one like a sweep: a report of a
+folder that holds archives, or of several sources (``lpdm report A B --out X``), merges
+them. A long study run over several sessions or machines commits each part's archive and
+reports them together at the end.
+
+Kept exactly: every field of :class:`RunRecord`, the options from ``config.json``, and each
+finished episode's global step and return. Kept approximately: the per-layer
+diagnostics, at ``DIAGNOSTIC_ROWS`` evenly spaced episodes per run, each episode in between
+holding the last kept value (what the diagnostics and layer-profile figures read).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from lpdm.report.records import RunRecord
+from lpdm.runs import RunError
+
+ARCHIVE_FILE = "archive.npz"
+FORMAT = 1
+DIAGNOSTIC_ROWS = 250
+EPISODE_COLUMNS = ("global_step", "episodic_return")
+FIELDS = ("env", "algo", "learner", "variant", "seed", "status", "final_score", "max_score",
+          "eval_score", "total_steps", "seconds_per_iteration", "update_seconds_per_iteration",
+          "seconds_per_1k_steps", "error")
+
+
+def _relative(path: Path, source: Path) -> str:
+    return str(path.relative_to(source)) if path.is_relative_to(source) else str(path)
+
+
+def _forward_fill(values: np.ndarray) -> np.ndarray:
+    """``values [E, C]`` with each NaN replaced by the last finite value above it."""
+    filled = values.copy()
+    for row in range(1, len(filled)):
+        missing = np.isnan(filled[row])
+        filled[row, missing] = filled[row - 1, missing]
+    return filled
+
+
+def write_archive(path: Path, runs: list[RunRecord], source: Path) -> None:
+    """Write ``runs`` (paths relative to ``source``) into the archive ``path``."""
+    entries, arrays = [], {}
+    for i, run in enumerate(runs):
+        metrics = run.metrics() if run.status != "not started" else {}
+        entry = {name: getattr(run, name) for name in FIELDS}
+        entry.update(path=_relative(run.path, source),
+                     sweep=None if run.sweep is None else _relative(run.sweep, source),
+                     options=run.options(), diagnostics=[])
+        steps = metrics.get("global_step", np.array([]))
+        arrays[f"steps_{i}"] = steps.astype(np.int64)
+        arrays[f"returns_{i}"] = metrics.get("episodic_return", np.array([]))
+        names = [n for n in metrics if n not in EPISODE_COLUMNS]
+        if names and steps.size:
+            keep = np.unique(np.linspace(0, steps.size - 1, DIAGNOSTIC_ROWS).round().astype(int))
+            table = _forward_fill(np.stack([metrics[n] for n in names], 1))
+            entry["diagnostics"] = names
+            arrays[f"diagnostic_rows_{i}"] = keep
+            arrays[f"diagnostics_{i}"] = table[keep].astype(np.float32)
+        entries.append(entry)
+    index = json.dumps({"format": FORMAT, "runs": entries})
+    np.savez_compressed(path, index=np.array(index), **arrays)
+
+
+def read_archive(path: Path) -> list[RunRecord]:
+    """The runs of the archive ``path``; their paths and sweeps lie under its folder."""
+    root = path.parent
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            index = json.loads(str(data["index"]))
+            if index.get("format") != FORMAT:
+                raise RunError(f"{path}: archive format {index.get('format')}, this lpdm "
+                               f"reads format {FORMAT}")
+            return [_record(root, entry, i, data) for i, entry in enumerate(index["runs"])]
+    except (OSError, ValueError, KeyError) as error:
+        raise RunError(f"{path} is not an lpdm archive ({error})") from None
+
+
+def _record(root: Path, entry: dict, i: int, data: np.lib.npyio.NpzFile) -> RunRecord:
+    steps = data[f"steps_{i}"].astype(np.float64)
+    metrics = {"global_step": steps,
+               "episodic_return": data[f"returns_{i}"].astype(np.float64)}
+    if entry["diagnostics"]:
+        rows, kept = data[f"diagnostic_rows_{i}"], data[f"diagnostics_{i}"].astype(np.float64)
+        # each episode holds the last kept value at or before it
+        which = np.searchsorted(rows, np.arange(steps.size), side="right") - 1
+        for c, name in enumerate(entry["diagnostics"]):
+            metrics[name] = kept[which, c]
+    return RunRecord(path=root / entry["path"], **{name: entry[name] for name in FIELDS},
+                     sweep=None if entry["sweep"] is None else root / entry["sweep"],
+                     stored_options=entry["options"], stored_metrics=metrics)
