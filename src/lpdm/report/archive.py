@@ -6,10 +6,13 @@ folder that holds archives, or of several sources (``lpdm report A B --out X``),
 them. A long study run over several sessions or machines commits each part's archive and
 reports them together at the end.
 
-Kept exactly: every field of :class:`RunRecord`, the options from ``config.json``, and each
-finished episode's global step and return. Kept approximately: the per-layer
-diagnostics, at ``DIAGNOSTIC_ROWS`` evenly spaced episodes per run, each episode in between
-holding the last kept value (what the diagnostics and layer-profile figures read).
+Kept exactly: every field of :class:`RunRecord` (the scores and timings every table and
+verdict is computed from) and the options from ``config.json``. Kept as float32: each
+finished episode's global step and return, every episode of a run of up to
+``MAX_EPISODES``, else every k-th (the learning curves and steps to a threshold are then
+read from that subsample). Kept approximately: the per-layer diagnostics, at
+``DIAGNOSTIC_ROWS`` evenly spaced episodes per run, each episode in between holding the last
+kept value (what the diagnostics and layer-profile figures read). A few kB per run.
 """
 
 from __future__ import annotations
@@ -23,8 +26,9 @@ from lpdm.report.records import RunRecord
 from lpdm.runs import RunError
 
 ARCHIVE_FILE = "archive.npz"
-FORMAT = 1
-DIAGNOSTIC_ROWS = 250
+FORMAT = 2
+MAX_EPISODES = 2000
+DIAGNOSTIC_ROWS = 100
 EPISODE_COLUMNS = ("global_step", "episodic_return")
 FIELDS = ("env", "algo", "learner", "variant", "seed", "status", "final_score", "max_score",
           "eval_score", "total_steps", "seconds_per_iteration", "update_seconds_per_iteration",
@@ -54,15 +58,19 @@ def write_archive(path: Path, runs: list[RunRecord], source: Path) -> None:
                      sweep=None if run.sweep is None else _relative(run.sweep, source),
                      options=run.options(), diagnostics=[])
         steps = metrics.get("global_step", np.array([]))
-        arrays[f"steps_{i}"] = steps.astype(np.int64)
-        arrays[f"returns_{i}"] = metrics.get("episodic_return", np.array([]))
+        every = max(1, -(-steps.size // MAX_EPISODES))  # ceil
+        kept = np.arange(steps.size)[::-1][::every][::-1]  # every k-th, the last included
+        arrays[f"lengths_{i}"] = np.diff(steps[kept], prepend=0).astype(np.int32)
+        arrays[f"returns_{i}"] = metrics.get("episodic_return", np.array([]))[kept] \
+            .astype(np.float32)
         names = [n for n in metrics if n not in EPISODE_COLUMNS]
-        if names and steps.size:
-            keep = np.unique(np.linspace(0, steps.size - 1, DIAGNOSTIC_ROWS).round().astype(int))
-            table = _forward_fill(np.stack([metrics[n] for n in names], 1))
+        if names and kept.size:
+            table = _forward_fill(np.stack([metrics[n] for n in names], 1))[kept]
+            rows = np.unique(np.linspace(0, kept.size - 1, DIAGNOSTIC_ROWS).round()
+                             .astype(int))
             entry["diagnostics"] = names
-            arrays[f"diagnostic_rows_{i}"] = keep
-            arrays[f"diagnostics_{i}"] = table[keep].astype(np.float32)
+            arrays[f"diagnostic_rows_{i}"] = rows
+            arrays[f"diagnostics_{i}"] = table[rows].astype(np.float32)
         entries.append(entry)
     index = json.dumps({"format": FORMAT, "runs": entries})
     np.savez_compressed(path, index=np.array(index), **arrays)
@@ -83,7 +91,7 @@ def read_archive(path: Path) -> list[RunRecord]:
 
 
 def _record(root: Path, entry: dict, i: int, data: np.lib.npyio.NpzFile) -> RunRecord:
-    steps = data[f"steps_{i}"].astype(np.float64)
+    steps = np.cumsum(data[f"lengths_{i}"], dtype=np.float64)
     metrics = {"global_step": steps,
                "episodic_return": data[f"returns_{i}"].astype(np.float64)}
     if entry["diagnostics"]:
