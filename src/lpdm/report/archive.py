@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lpdm.report.records import RunRecord
+from lpdm.report.records import NOT_STARTED, RunRecord, relative_path
 from lpdm.runs import RunError
 
 ARCHIVE_FILE = "archive.npz"
@@ -35,27 +35,21 @@ FIELDS = ("env", "algo", "learner", "variant", "seed", "status", "final_score", 
           "seconds_per_1k_steps", "error")
 
 
-def _relative(path: Path, source: Path) -> str:
-    return str(path.relative_to(source)) if path.is_relative_to(source) else str(path)
-
-
 def _forward_fill(values: np.ndarray) -> np.ndarray:
     """``values [E, C]`` with each NaN replaced by the last finite value above it."""
-    filled = values.copy()
-    for row in range(1, len(filled)):
-        missing = np.isnan(filled[row])
-        filled[row, missing] = filled[row - 1, missing]
-    return filled
+    rows = np.where(np.isnan(values), 0, np.arange(len(values))[:, None])
+    np.maximum.accumulate(rows, axis=0, out=rows)  # the last finite row at or above each
+    return np.take_along_axis(values, rows, axis=0)
 
 
 def write_archive(path: Path, runs: list[RunRecord], source: Path) -> None:
     """Write ``runs`` (paths relative to ``source``) into the archive ``path``."""
     entries, arrays = [], {}
     for i, run in enumerate(runs):
-        metrics = run.metrics() if run.status != "not started" else {}
+        metrics = run.metrics() if run.status != NOT_STARTED else {}
         entry = {name: getattr(run, name) for name in FIELDS}
-        entry.update(path=_relative(run.path, source),
-                     sweep=None if run.sweep is None else _relative(run.sweep, source),
+        entry.update(path=relative_path(run.path, source),
+                     sweep=None if run.sweep is None else relative_path(run.sweep, source),
                      options=run.options(), diagnostics=[])
         steps = metrics.get("global_step", np.array([]))
         every = max(1, -(-steps.size // MAX_EPISODES))  # ceil

@@ -19,7 +19,7 @@ from lpdm.report.analysis import (
     at_defaults,
 )
 from lpdm.report.document import Block, Bullets, Details, Figure, Heading, Paragraph, Table
-from lpdm.report.records import option_text
+from lpdm.report.records import option_text, relative_path
 from lpdm.report.stats import CONFIDENCE, RESAMPLES, SIGNIFICANCE, Estimate
 
 SCORE_NAMES = {"final_score": "final score", "max_score": "max score",
@@ -326,8 +326,7 @@ def _left_out(analysis: Analysis, source: Path) -> list[Block]:
     for run in runs:
         counts[run.status] = counts.get(run.status, 0) + 1
     summary = ", ".join(f"{n} {status}" for status, n in counts.items())
-    rows = tuple((str(run.path.relative_to(source)) if run.path.is_relative_to(source)
-                  else str(run.path), run.status, run.error) for run in runs)
+    rows = tuple((relative_path(run.path, source), run.status, run.error) for run in runs)
     return [Paragraph(f"**{len(runs)} run(s) did not finish and are left out of every "
                       f"statistic** ({summary}):"), Table(("run", "status", "error"), rows)]
 

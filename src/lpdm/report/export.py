@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from lpdm.report.analysis import REPORTED_SCORES, SCORES, Analysis
+from lpdm.report.records import relative_path
 from lpdm.report.stats import Estimate
 
 SCORE_FIELDS = ("n", "mean", "mean_low", "mean_high", "std", "median", "median_low",
@@ -74,8 +75,8 @@ def write_scores(path: Path, analysis: Analysis) -> None:
 
 
 def write_runs(path: Path, analysis: Analysis, source: Path) -> None:
-    rows = [{"path": str(r.path.relative_to(source)) if r.path.is_relative_to(source)
-             else str(r.path), "env": r.env, "algo": r.algo, "learner": r.learner,
+    rows = [{"path": relative_path(r.path, source), "env": r.env, "algo": r.algo,
+             "learner": r.learner,
              "variant": r.variant, "seed": r.seed, "status": r.status,
              "final_score": r.final_score, "max_score": r.max_score,
              "eval_score": r.eval_score,

@@ -93,6 +93,11 @@ def option_text(value: object) -> str:
     return "/".join(map(str, value)) if isinstance(value, tuple) else str(value)
 
 
+def relative_path(path: Path, base: Path) -> str:
+    """``path`` relative to ``base`` where it lies under it, else as it is."""
+    return str(path.relative_to(base)) if path.is_relative_to(base) else str(path)
+
+
 def number(value: object) -> float:
     """``value`` as a float, NaN unless it is a finite number."""
     return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else math.nan
