@@ -398,3 +398,27 @@ def test_the_archives_of_a_study_s_parts_merge_into_one_report(tmp_path, capsys)
     assert main(["report", archives[0], archives[0], "--out", str(tmp_path / "twice")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "CartPole-v1 reinforce bp seed 0 is both" in err
+
+
+def test_archives_of_an_ablation_and_of_the_defaults_are_told_apart_when_merged(tmp_path):
+    """The archive of a sweep with --sparse true, reported on its own, merged with the
+    archive of the sweep at the defaults: its lpdm runs stay a variant of their own (as
+    when both sweeps are read from one folder) instead of colliding with the defaults'."""
+    main_runs = {("CartPole-v1", learner, seed): ("finished", 100.0 + seed, 150.0 + seed)
+                 for learner in ("bp", "lpdm") for seed in range(3)}
+    fake_sweep(tmp_path / "main", ["--learner", "bp,lpdm", "--seeds", "3",
+                                   "--total-steps", "5000"], main_runs)
+    sparse = {("CartPole-v1", "lpdm", seed): ("finished", 300.0 + seed, 350.0 + seed)
+              for seed in range(3)}
+    fake_sweep(tmp_path / "sparse", ["--learner", "lpdm", "--seeds", "3", "--sparse", "true",
+                                     "--total-steps", "5000"], sparse)
+    for part in ("main", "sparse"):
+        build_report(tmp_path / part)
+    with (tmp_path / "sparse" / "report" / "scores.csv").open() as f:
+        assert [row["variant"] for row in csv.DictReader(f)] == [""]  # alone: no variant
+    archives = [str(tmp_path / part / "report" / "archive.npz") for part in ("main", "sparse")]
+    assert main(["report", *archives, "--out", str(tmp_path / "merged")]) == 0
+    with (tmp_path / "merged" / "scores.csv").open() as f:
+        rows = {(row["learner"], row["variant"]): row for row in csv.DictReader(f)}
+    assert set(rows) == {("bp", ""), ("lpdm", ""), ("lpdm", "sparse=true")}
+    assert rows["lpdm", "sparse=true"]["poi_vs_lpdm_at_defaults_final_score"] == "1"

@@ -50,7 +50,7 @@ def write_archive(path: Path, runs: list[RunRecord], source: Path) -> None:
         entry = {name: getattr(run, name) for name in FIELDS}
         entry.update(path=relative_path(run.path, source),
                      sweep=None if run.sweep is None else relative_path(run.sweep, source),
-                     options=run.options(), diagnostics=[])
+                     fixed=list(run.fixed), options=run.options(), diagnostics=[])
         steps = metrics.get("global_step", np.array([]))
         every = max(1, -(-steps.size // MAX_EPISODES))  # ceil
         kept = np.arange(steps.size)[::-1][::every][::-1]  # every k-th, the last included
@@ -96,4 +96,5 @@ def _record(root: Path, entry: dict, i: int, data: np.lib.npyio.NpzFile) -> RunR
             metrics[name] = kept[which, c]
     return RunRecord(path=root / entry["path"], **{name: entry[name] for name in FIELDS},
                      sweep=None if entry["sweep"] is None else root / entry["sweep"],
+                     fixed=tuple(entry.get("fixed", ())),  # older archives kept none
                      stored_options=entry["options"], stored_metrics=metrics)

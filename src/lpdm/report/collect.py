@@ -3,50 +3,56 @@ archive and run directory under a folder; several sources merge."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from lpdm.report.archive import ARCHIVE_FILE, read_archive
 from lpdm.report.records import RunRecord, read_record
 from lpdm.runs import RunDirectory, RunError
-from lpdm.sweeps.grid import SWEEP_FILE, Cell, SweepSpec, expand, fixed_values, read_spec
+from lpdm.sweeps.grid import SWEEP_FILE, SweepSpec, expand, fixed_values, read_spec
 
 REPORT_DIR = "report"
 
 
-def _sweep_runs(directory: Path, cells: list[Cell], extra: dict[Cell, str] | None = None
-                ) -> list[RunRecord]:
-    """The sweep's ``cells`` as runs, not started ones included; ``extra`` adds values to
-    some cells' variants."""
-    extra = extra or {}
-    return [read_record(directory / cell.path, cell.env, cell.algo, cell.learner,
-                    ",".join(filter(None, (cell.variant, extra.get(cell, "")))), cell.seed,
-                    directory) for cell in cells]
+def _sweep_runs(directory: Path, spec: SweepSpec) -> list[RunRecord]:
+    """The sweep's cells as runs, not started ones included, each with the options the
+    sweep set to one value other than the default (what may tell it apart from another)."""
+    return [read_record(directory / cell.path, cell.env, cell.algo, cell.learner, cell.variant,
+                        cell.seed, directory, fixed_values(spec, cell))
+            for cell in expand(spec)]
 
 
-def _telling_apart(sweeps: dict[Path, SweepSpec], cells: dict[Path, list[Cell]]
-                   ) -> dict[Path, dict[Cell, str]]:
-    """Where cells of several sweeps would share a group (environment, algorithm, learner
-    and swept values), the values that tell them apart: each sweep's fixed options that
-    the others there do not share. Sweeps that differ in nothing else (more seeds) pool."""
-    fixed = {s: {c: set(fixed_values(spec, c)) for c in cells[s]} for s, spec in sweeps.items()}
-    by_group: dict[tuple, dict[Path, set[str]]] = {}
-    for sweep, by_cell in fixed.items():
-        for cell, values in by_cell.items():
-            by_group.setdefault((cell.env, cell.algo, cell.learner, cell.variant), {})[sweep] = \
-                values
-    extra: dict[Path, dict[Cell, str]] = {s: {} for s in sweeps}
-    for sweep, by_cell in fixed.items():
-        for cell, values in by_cell.items():
-            sharing = by_group[cell.env, cell.algo, cell.learner, cell.variant]
-            if len(sharing) > 1:
-                extra[sweep][cell] = ",".join(sorted(values - set.intersection(*sharing.values())))
-    return extra
+def _told_apart(origins: list[list[RunRecord]]) -> list[RunRecord]:
+    """The runs of several origins (sweeps, archives), those that would share a group
+    (environment, algorithm, learner and variant) with another origin's told apart: each
+    origin's ``fixed`` values there that the others do not share join its variant (a sweep
+    with ``--sparse true`` beside one at the defaults). Origins that differ in nothing else
+    (more seeds) pool."""
+    def group(run: RunRecord) -> tuple[str, str, str, str]:
+        return run.env, run.algo, run.learner, run.variant
+
+    fixed = [{group(run): set(run.fixed) for run in runs} for runs in origins]
+    sharing: dict[tuple, list[set[str]]] = {}
+    for groups in fixed:
+        for key, values in groups.items():
+            sharing.setdefault(key, []).append(values)
+    told = []
+    for runs, groups in zip(origins, fixed, strict=True):
+        for run in runs:
+            others = sharing[group(run)]
+            extra = groups[group(run)] - set.intersection(*others) if len(others) > 1 else ()
+            if extra:
+                run = replace(run, variant=",".join(filter(None, (run.variant,
+                                                                   ",".join(sorted(extra))))))
+            told.append(run)
+    return told
 
 
 def collect_runs(*sources: Path) -> list[RunRecord]:
-    """The runs of every source (see :func:`runs_of`), merged; a run (environment,
-    algorithm, learner, variant, seed) found twice is an error."""
-    records = [record for source in sources for record in runs_of(Path(source))]
+    """The runs of every source (see :func:`runs_of`), merged and told apart as within one
+    folder; a run (environment, algorithm, learner, variant, seed) found twice is an
+    error."""
+    records = _told_apart([origin for source in sources for origin in _origins(Path(source))])
     seen: dict[tuple, Path] = {}
     for run in records:
         key = (run.env, run.algo, run.learner, run.variant, run.seed)
@@ -60,16 +66,22 @@ def collect_runs(*sources: Path) -> list[RunRecord]:
 def runs_of(source: Path) -> list[RunRecord]:
     """The runs of the sweep in ``source`` (from its ``sweep.json``, cells not started
     included), or of the archive ``source``; else those of every sweep, archive and other
-    run directory found under the folder ``source``. Sweeps whose cells would share a
-    group are told apart by the options they set differently (a sweep with ``--sparse
-    true`` beside one at the defaults). Reports' own folders are skipped."""
+    run directory found under the folder ``source``. Sweeps and archives whose runs would
+    share a group are told apart by the options they set differently (a sweep with
+    ``--sparse true`` beside one at the defaults). Reports' own folders are skipped."""
+    return _told_apart(_origins(source))
+
+
+def _origins(source: Path) -> list[list[RunRecord]]:
+    """The runs of ``source`` (see :func:`runs_of`) by origin: one list per sweep and per
+    archive, and one for the run directories outside sweeps."""
     if source.is_file() and source.suffix == ".npz":
-        return read_archive(source)
+        return [read_archive(source)]
     if not source.is_dir():
         raise RunError(f"{source} is neither a directory nor an archive ({ARCHIVE_FILE})")
     spec = read_spec(source)
     if spec is not None:
-        return _sweep_runs(source, expand(spec))
+        return [_sweep_runs(source, spec)]
 
     def skipped(path: Path) -> bool:
         return REPORT_DIR in path.relative_to(source).parts or \
@@ -79,20 +91,19 @@ def runs_of(source: Path) -> list[RunRecord]:
              if REPORT_DIR not in f.parent.relative_to(source).parts]
     found = [s for s in found if not any(o in s.parents for o in found)]  # outermost
     sweeps = {s: spec for s in found if (spec := read_spec(s)) is not None}
-    cells = {s: expand(spec) for s, spec in sweeps.items()}
-    extra = _telling_apart(sweeps, cells)
-    records = [record for s in sweeps for record in _sweep_runs(s, cells[s], extra[s])]
-    for archive in sorted(source.rglob(ARCHIVE_FILE)):
-        if not skipped(archive.parent):
-            records.extend(read_archive(archive))
+    origins = [_sweep_runs(s, spec) for s, spec in sweeps.items()]
+    origins += [read_archive(archive) for archive in sorted(source.rglob(ARCHIVE_FILE))
+                if not skipped(archive.parent)]
+    loose = []
     for config_file in sorted(source.rglob("config.json")):
         path = config_file.parent
         if skipped(path):
             continue
         config = RunDirectory(path).read_config()
-        records.append(read_record(path, config.env, config.algo, config.learner, "",
-                                   config.seed, None))
-    if not records:
+        loose.append(read_record(path, config.env, config.algo, config.learner, "",
+                                 config.seed, None))
+    origins.append(loose)
+    if not any(origins):
         raise RunError(f"{source} holds no runs (no sweep.json, no {ARCHIVE_FILE} and no run "
                        "directories)")
-    return records
+    return origins

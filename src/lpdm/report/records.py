@@ -42,6 +42,9 @@ class RunRecord:
     seconds_per_1k_steps: float
     error: str = ""
     sweep: Path | None = None  # the sweep directory the run belongs to, if any
+    # the options its sweep set to one value other than the default, as a variant writes
+    # them (sparse=true): what tells it apart from another sweep's run of the same group
+    fixed: tuple[str, ...] = ()
     stored_options: dict[str, str] | None = field(default=None, compare=False, repr=False)
     stored_metrics: dict[str, np.ndarray] | None = field(default=None, compare=False,
                                                          repr=False)
@@ -104,7 +107,7 @@ def number(value: object) -> float:
 
 
 def read_record(path: Path, env: str, algo: str, learner: str, variant: str, seed: int,
-                sweep: Path | None) -> RunRecord:
+                sweep: Path | None, fixed: tuple[str, ...] = ()) -> RunRecord:
     """The run in directory ``path`` (not started if it has no ``summary.json``)."""
     run = RunDirectory(path)
     summary = run.read_summary()
@@ -121,4 +124,4 @@ def read_record(path: Path, env: str, algo: str, learner: str, variant: str, see
         seconds_per_iteration=number(summary.get("seconds_per_iteration")),
         update_seconds_per_iteration=number(summary.get("update_seconds_per_iteration")),
         seconds_per_1k_steps=1000 * wall / steps if steps else math.nan,
-        error=summary.get("error", ""), sweep=sweep)
+        error=summary.get("error", ""), sweep=sweep, fixed=fixed)
