@@ -422,3 +422,20 @@ def test_archives_of_an_ablation_and_of_the_defaults_are_told_apart_when_merged(
         rows = {(row["learner"], row["variant"]): row for row in csv.DictReader(f)}
     assert set(rows) == {("bp", ""), ("lpdm", ""), ("lpdm", "sparse=true")}
     assert rows["lpdm", "sparse=true"]["poi_vs_lpdm_at_defaults_final_score"] == "1"
+
+
+def test_settings_follow_the_paper_s_environment_order_then_the_runs():
+    """Hopper's runs first, an environment outside the paper suite between: the settings
+    come CartPole, Hopper (the paper's order), then the other environment."""
+    from lpdm.report.analysis import make_groups
+    from lpdm.report.records import RunRecord
+
+    def run(env: str, seed: int) -> RunRecord:
+        return RunRecord(Path(env, str(seed)), env, "ppo", "bp", "", seed, "finished",
+                         1.0, 1.0, 1.0, 100, 0.1, 0.05, 1.0)
+
+    runs = [run("Hopper-v4", 0), run("MinAtar/Breakout-v1", 0), run("CartPole-v1", 0),
+            run("Hopper-v4", 1)]
+    assert [g.setting.env for g in make_groups(runs)] == [
+        "CartPole-v1", "Hopper-v4", "MinAtar/Breakout-v1"]
+    assert [r.seed for r in make_groups(runs)[1].runs] == [0, 1]

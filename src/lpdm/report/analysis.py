@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lpdm.config import LEARNERS, LOCAL_LEARNERS
+from lpdm.envs import BENCHMARK_SUITES
 from lpdm.evaluation import trailing_means
 from lpdm.report.records import RunRecord
 from lpdm.report.stats import (
@@ -211,12 +212,20 @@ def _learner_order(learner: str) -> int:
     return LEARNERS.index(learner) if learner in LEARNERS else len(LEARNERS)
 
 
+def _env_order(env: str) -> int:
+    """The paper suite's environments in the paper's order, then any other."""
+    paper = BENCHMARK_SUITES["paper"]
+    return paper.index(env) if env in paper else len(paper)
+
+
 def make_groups(runs: Iterable[RunRecord]) -> list[Group]:
-    """Runs grouped by setting and learner, in the order runs come, learners as LEARNERS."""
+    """Runs grouped by setting and learner: environments in the paper's order (others as
+    the runs come), then settings as the runs come, learners as LEARNERS."""
     keyed: dict[tuple[Setting, str], list[RunRecord]] = {}
     for run in runs:
         keyed.setdefault((Setting(run.env, run.algo, run.variant), run.learner), []).append(run)
-    settings = list(dict.fromkeys(setting for setting, _ in keyed))
+    settings = sorted(dict.fromkeys(setting for setting, _ in keyed),
+                      key=lambda setting: _env_order(setting.env))
     return [Group(setting, learner, keyed[setting, learner])
             for setting in settings
             for learner in sorted({lr for s, lr in keyed if s == setting}, key=_learner_order)]

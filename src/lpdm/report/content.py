@@ -393,7 +393,10 @@ def compose(analysis: Analysis, figures: list[Figure], source: Path) -> list[Blo
                          "budget); the median over runs with a bootstrap interval. Time per "
                          "iteration: the learner's mean wall time per iteration over bp's, "
                          "shown only where both ran in one sweep (which shares the machine "
-                         "between them; separate sweeps ran under other loads)."),
+                         "between them; separate sweeps ran under other loads). A "
+                         "REINFORCE iteration is a whole episode, whose length changes "
+                         "with the policy, so its ratios mix cost with how long episodes "
+                         "last; PPO's iterations are the same length for every learner."),
                stability_table(analysis), Heading("Figures"), *others,
                Heading("Wall time"),
                Paragraph("Averages over finished runs. Runs of a sweep share the machine's "
