@@ -340,7 +340,8 @@ def test_dry_run_measures_each_swept_network(tmp_path, capsys, monkeypatch):
 
     measured = []
     monkeypatch.setattr(estimate, "measure_rate",
-                        lambda config: measured.append(config.network.hidden_sizes) or 1000.0)
+                        lambda config, members: measured.append(config.network.hidden_sizes)
+                        or 1000.0)
     assert main(["sweep", "--env", "CartPole-v1", "--learner", "bp,lpdm", "--seeds", "2",
                  "--hidden-sizes", "16,16/16,16,16,16", "--total-steps", "3600",
                  "--dry-run", "--out", str(tmp_path / "planned")]) == 0

@@ -1,11 +1,12 @@
 """``lpdm sweep --dry-run``: the grid, its runs, and what it will cost.
 
 The cost is measured, not guessed: each environment × algorithm × combination of swept
-options (a network depth, say) trains a solo run of its most expensive learner for a few
-seconds (the local learners' updates cost more than ``bp``'s), and the cells' budgets
-divided by those rates give core-hours. Populations
-run faster than solo runs (``lpdm bench --only population``), so the estimate is an upper
-bound on one machine like this one.
+options (a network depth, say) trains its most expensive learner (the local learners'
+updates cost more than ``bp``'s) for a few seconds, as a population of the sweep's size
+(populations run faster per member than solo runs: ``lpdm bench --only population``), and
+the cells' budgets divided by those rates give core-hours. The seconds measured are the
+first of training, whose episodes and updates may cost more or less than later ones, so
+the estimate is a guide, not a bound.
 """
 
 from __future__ import annotations
@@ -24,9 +25,10 @@ COST_ORDER = ("lpdm-guided", "lpdm", "bp", "frozen", "linear")
 MEASURE_SECONDS = 3.0
 
 
-def measure_rate(config: Config, seconds: float | None = None) -> float:
-    """Environment steps per second of a solo run of ``config`` on this machine (whole
-    iterations for about ``seconds``; DQN with its updates from the first step)."""
+def measure_rate(config: Config, seconds: float | None = None, members: int = 1) -> float:
+    """Environment steps per second, summed over the members, of a population of
+    ``members`` runs of ``config`` (seeds 0, 1, ...) on one core of this machine: whole
+    iterations for about ``seconds``; DQN with its updates from the first step."""
     import torch
 
     from lpdm.runs import make_population
@@ -41,13 +43,15 @@ def measure_rate(config: Config, seconds: float | None = None) -> float:
                        tuple(observation_space.shape))
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    algo, _ = make_population([resolved])
+    algo, _ = make_population([with_values(resolved, {"seed": k}) for k in range(members)])
     try:
-        algo.runner.runners[0].reset(0)
-        steps, start = 0, time.perf_counter()
-        while time.perf_counter() - start < seconds or steps == 0:
-            steps += algo.iterate([steps], [resolved.total_steps])[0].steps
-        return steps / (time.perf_counter() - start)
+        for k, runner in enumerate(algo.runner.runners):
+            runner.reset(k)
+        steps, start = [0] * members, time.perf_counter()
+        while time.perf_counter() - start < seconds or steps[0] == 0:
+            done = algo.iterate(steps, [resolved.total_steps] * members)
+            steps = [s + iteration.steps for s, iteration in zip(steps, done, strict=True)]
+        return sum(steps) / (time.perf_counter() - start)
     finally:
         algo.runner.close()
         torch.set_num_threads(threads)
@@ -86,7 +90,7 @@ def print_plan(spec: SweepSpec, cells: list[Cell], workers: int | None,
         learner = next(lr for lr in COST_ORDER if lr in spec.learners)
         cell = next(c for c in cells
                     if (c.env, c.algo, c.learner, c.variant) == (env, algo, learner, variant))
-        rate = measure_rate(cell.config())
+        rate = measure_rate(cell.config(), members=min(size, len(spec.seeds)))
         total = steps[env, algo, variant]
         rows.append((env, algo, short_variant(variant), learner, rate, total,
                      total / rate / 3600))
@@ -100,5 +104,6 @@ def print_plan(spec: SweepSpec, cells: list[Cell], workers: int | None,
         print(f"{env:<{env_width}}  {algo:<9}  {options}{learner:<13}  {rate:7.0f}  "
               f"{total:11,d}  {hours:10.2f}")
     core_hours = sum(r[6] for r in rows)
-    print(f"estimate: {core_hours:.1f} core-hours at solo rates, about {core_hours / workers:.1f} "
-          f"hours on {workers} worker(s); populations run faster (lpdm bench --only population)")
+    print(f"estimate: {core_hours:.1f} core-hours, about {core_hours / workers:.1f} hours on "
+          f"{workers} worker(s), from each combination's first seconds in populations of "
+          f"{min(size, len(spec.seeds))}")
