@@ -49,9 +49,12 @@ def _told_apart(origins: list[list[RunRecord]]) -> list[RunRecord]:
 
 
 def collect_runs(*sources: Path) -> list[RunRecord]:
-    """The runs of every source (see :func:`runs_of`), merged and told apart as within one
-    folder; a run (environment, algorithm, learner, variant, seed) found twice is an
-    error."""
+    """The runs of every source: a sweep directory (its cells, not started ones included),
+    an archive, or a folder (every sweep, archive and other run directory under it;
+    reports' own folders skipped). Runs of different sweeps or archives that would share a
+    group are told apart by the options they set differently (a sweep with ``--sparse
+    true`` beside one at the defaults). A run (environment, algorithm, learner, variant,
+    seed) found twice is an error."""
     records = _told_apart([origin for source in sources for origin in _origins(Path(source))])
     seen: dict[tuple, Path] = {}
     for run in records:
@@ -63,18 +66,9 @@ def collect_runs(*sources: Path) -> list[RunRecord]:
     return records
 
 
-def runs_of(source: Path) -> list[RunRecord]:
-    """The runs of the sweep in ``source`` (from its ``sweep.json``, cells not started
-    included), or of the archive ``source``; else those of every sweep, archive and other
-    run directory found under the folder ``source``. Sweeps and archives whose runs would
-    share a group are told apart by the options they set differently (a sweep with
-    ``--sparse true`` beside one at the defaults). Reports' own folders are skipped."""
-    return _told_apart(_origins(source))
-
-
 def _origins(source: Path) -> list[list[RunRecord]]:
-    """The runs of ``source`` (see :func:`runs_of`) by origin: one list per sweep and per
-    archive, and one for the run directories outside sweeps."""
+    """The runs of ``source`` (see :func:`collect_runs`) by origin: one list per sweep and
+    per archive, and one for the run directories outside sweeps."""
     if source.is_file() and source.suffix == ".npz":
         return [read_archive(source)]
     if not source.is_dir():
