@@ -184,7 +184,7 @@ class Analysis:
 
     @property
     def envs(self) -> list[str]:
-        return list(dict.fromkeys(r.env for r in self.runs))
+        return list(dict.fromkeys(s.env for s in self.settings))
 
     @property
     def algos(self) -> list[str]:
