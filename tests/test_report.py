@@ -331,22 +331,28 @@ def test_a_folder_of_sweeps_keeps_their_options_and_judges_them_against_the_defa
     assert [r["poi_vs_lpdm_at_defaults_final_score"] for r in rows] == ["", "1", "1"]
 
 
-def test_sweeps_that_would_share_a_group_are_told_apart_by_what_they_set(tmp_path):
-    """An ablation sweep (--sparse true) beside the sweep at the defaults: lpdm's runs of
-    the two are separate settings; bp's (in one sweep only) stay in the defaults' setting;
-    a third sweep that only adds seeds pools with the defaults."""
+def defaults_and_sparse_sweeps(tmp_path: Path) -> None:
+    """tmp_path/main: bp and lpdm at the defaults; tmp_path/sparse: lpdm with --sparse true,
+    scoring higher; CartPole-v1, seeds 0-2, 5000 steps."""
     main_runs = {("CartPole-v1", learner, seed): ("finished", 100.0 + seed, 150.0 + seed)
                  for learner in ("bp", "lpdm") for seed in range(3)}
     fake_sweep(tmp_path / "main", ["--learner", "bp,lpdm", "--seeds", "3",
                                    "--total-steps", "5000"], main_runs)
-    more = {("CartPole-v1", "lpdm", seed): ("finished", 100.0 + seed, 150.0 + seed)
-            for seed in (3, 4)}
-    fake_sweep(tmp_path / "more", ["--learner", "lpdm", "--seed", "3,4",
-                                   "--total-steps", "5000"], more)
     sparse = {("CartPole-v1", "lpdm", seed): ("finished", 300.0 + seed, 350.0 + seed)
               for seed in range(3)}
     fake_sweep(tmp_path / "sparse", ["--learner", "lpdm", "--seeds", "3", "--sparse", "true",
                                      "--total-steps", "5000"], sparse)
+
+
+def test_sweeps_that_would_share_a_group_are_told_apart_by_what_they_set(tmp_path):
+    """An ablation sweep (--sparse true) beside the sweep at the defaults: lpdm's runs of
+    the two are separate settings; bp's (in one sweep only) stay in the defaults' setting;
+    a third sweep that only adds seeds pools with the defaults."""
+    defaults_and_sparse_sweeps(tmp_path)
+    more = {("CartPole-v1", "lpdm", seed): ("finished", 100.0 + seed, 150.0 + seed)
+            for seed in (3, 4)}
+    fake_sweep(tmp_path / "more", ["--learner", "lpdm", "--seed", "3,4",
+                                   "--total-steps", "5000"], more)
     build_report(tmp_path, out=tmp_path / "report")
     with (tmp_path / "report" / "scores.csv").open() as f:
         rows = {(row["learner"], row["variant"]): row for row in csv.DictReader(f)}
@@ -404,14 +410,7 @@ def test_archives_of_an_ablation_and_of_the_defaults_are_told_apart_when_merged(
     """The archive of a sweep with --sparse true, reported on its own, merged with the
     archive of the sweep at the defaults: its lpdm runs stay a variant of their own (as
     when both sweeps are read from one folder) instead of colliding with the defaults'."""
-    main_runs = {("CartPole-v1", learner, seed): ("finished", 100.0 + seed, 150.0 + seed)
-                 for learner in ("bp", "lpdm") for seed in range(3)}
-    fake_sweep(tmp_path / "main", ["--learner", "bp,lpdm", "--seeds", "3",
-                                   "--total-steps", "5000"], main_runs)
-    sparse = {("CartPole-v1", "lpdm", seed): ("finished", 300.0 + seed, 350.0 + seed)
-              for seed in range(3)}
-    fake_sweep(tmp_path / "sparse", ["--learner", "lpdm", "--seeds", "3", "--sparse", "true",
-                                     "--total-steps", "5000"], sparse)
+    defaults_and_sparse_sweeps(tmp_path)
     for part in ("main", "sparse"):
         build_report(tmp_path / part)
     with (tmp_path / "sparse" / "report" / "scores.csv").open() as f:

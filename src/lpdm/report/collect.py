@@ -38,12 +38,12 @@ def _told_apart(origins: list[list[RunRecord]]) -> list[RunRecord]:
             sharing.setdefault(key, []).append(values)
     told = []
     for runs, groups in zip(origins, fixed, strict=True):
+        extra = {key: ",".join(sorted(values - set.intersection(*sharing[key])))
+                 for key, values in groups.items() if len(sharing[key]) > 1}
         for run in runs:
-            others = sharing[group(run)]
-            extra = groups[group(run)] - set.intersection(*others) if len(others) > 1 else ()
-            if extra:
+            if extra.get(group(run)):
                 run = replace(run, variant=",".join(filter(None, (run.variant,
-                                                                   ",".join(sorted(extra))))))
+                                                                   extra[group(run)]))))
             told.append(run)
     return told
 
