@@ -305,6 +305,24 @@ def test_a_depth_sweep_gets_bars_per_depth_and_layer_profiles(tmp_path, capsys):
     assert (tmp_path / "from-archive" / "layer_profiles.png").exists()
 
 
+def test_overview_panels_widen_with_many_bar_groups(tmp_path):
+    """Eight (algorithm, option) bar groups in one environment: the panel is twice the
+    usual width, so that two-line tick labels such as 'ppo / hidden-sizes=...' fit."""
+    from matplotlib.image import imread
+
+    from lpdm.report.analysis import analyse
+    from lpdm.report.collect import collect_runs
+    from lpdm.report.figures import DPI, PANEL, overview
+
+    runs = {("CartPole-v1", "lpdm", seed): ("finished", 100.0 + seed, 150.0 + seed)
+            for seed in range(2)}
+    fake_sweep(tmp_path / "sweep", ["--algo", "reinforce,ppo", "--learner", "lpdm",
+                                    "--hidden-sizes", "8/16/32/64", "--seeds", "2"], runs)
+    path = tmp_path / "overview.png"
+    assert overview(analyse(collect_runs(tmp_path / "sweep")), path)
+    assert imread(path).shape[1] == round(2 * PANEL[0] * DPI)
+
+
 def test_a_folder_of_sweeps_keeps_their_options_and_judges_them_against_the_defaults(
         tmp_path):
     """A scratch sweep and a sweep over --sparse, reported together: each variant is its own

@@ -38,8 +38,10 @@ def color(learner: str) -> str:
     return _OTHER[zlib.crc32(learner.encode()) % len(_OTHER)]
 
 
-def _grid(rows: int, cols: int) -> tuple[Figure, np.ndarray]:
-    figure = Figure(figsize=(PANEL[0] * cols, PANEL[1] * rows), dpi=DPI, layout="constrained")
+def _grid(rows: int, cols: int, widen: float = 1.0) -> tuple[Figure, np.ndarray]:
+    """A figure of ``rows`` x ``cols`` panels, each ``widen`` times the usual width."""
+    figure = Figure(figsize=(PANEL[0] * widen * cols, PANEL[1] * rows), dpi=DPI,
+                    layout="constrained")
     axes = np.atleast_2d(figure.subplots(rows, cols, squeeze=False))
     return figure, axes
 
@@ -95,9 +97,12 @@ def overview(analysis: Analysis, path: Path) -> bool:
     """One panel per environment: the final score of every learner under every algorithm
     and every swept option value (bars: IQM with its 95% interval; dots: runs)."""
     envs, learners = analysis.envs, analysis.learners
-    cols = min(4, len(envs))
+    # Panels with many bar groups (an ablation's variants) get wider, and fewer per row,
+    # so that their two-line tick labels do not run into each other.
+    widen = max(1.0, max(len(_columns(analysis, env)[0]) for env in envs) / 4)
+    cols = min(max(1, int(4 // widen)), len(envs))
     rows = -(-len(envs) // cols)
-    figure, axes = _grid(rows, cols)
+    figure, axes = _grid(rows, cols, widen)
     width = 0.8 / max(len(learners), 1)
     drawn = False
     for index, ax in enumerate(axes.flat):
