@@ -298,11 +298,18 @@ def test_a_depth_sweep_gets_bars_per_depth_and_layer_profiles(tmp_path, capsys):
     assert ticks == ["reinforce\n8×2", "reinforce\n8×3"] and xlabel == "hidden-sizes"
     assert len(pairs) == 2
     assert (sweep / "report" / "layer_profiles.png").exists()
+    with (sweep / "report" / "layer_profiles.csv").open() as f:
+        layers = list(csv.DictReader(f))
+    assert [(r["learner"], r["layers"], r["layer"]) for r in layers] == [
+        (learner, depth, str(k)) for depth in ("2", "3") for learner in ("bp", "lpdm")
+        for k in range(1, int(depth) + 1)]
+    assert all(0 <= float(r["saturation"]) <= 1 and float(r["grad_norm"]) > 0 for r in layers)
     page = (sweep / "report" / "index.html").read_text()
     assert "against its depth" in page
     # the archive keeps the diagnostics (thinned): its report draws the layer profiles too
     build_report(sweep / "report" / "archive.npz", out=tmp_path / "from-archive")
     assert (tmp_path / "from-archive" / "layer_profiles.png").exists()
+    assert (tmp_path / "from-archive" / "layer_profiles.csv").read_text().count("\n") == 11
 
 
 def test_overview_panels_widen_with_many_bar_groups(tmp_path):

@@ -5,7 +5,8 @@
 - :mod:`~lpdm.report.analysis`: per-setting statistics, stuck runs, verdicts against bp;
 - :mod:`~lpdm.report.figures`: learning curves, distributions, profiles, wall time;
 - :mod:`~lpdm.report.content` and :mod:`~lpdm.report.document`: the text, as Markdown/HTML;
-- :mod:`~lpdm.report.export`: ``scores.csv`` and ``runs.csv``;
+- :mod:`~lpdm.report.profiles`: per-layer diagnostics, and each layer's at the end of training;
+- :mod:`~lpdm.report.export`: ``scores.csv``, ``runs.csv`` and ``layer_profiles.csv``;
 - :mod:`~lpdm.report.build`: all of it, into ``DIR/report/`` (:func:`build_report`).
 
 The package itself imports nothing, so that ``lpdm --help`` stays fast.

@@ -12,7 +12,7 @@ from lpdm.report.archive import ARCHIVE_FILE, write_archive
 from lpdm.report.collect import REPORT_DIR, collect_runs
 from lpdm.report.content import OVERVIEW_FIGURE, compose, headline_tables
 from lpdm.report.document import Figure, to_html, to_markdown
-from lpdm.report.export import write_runs, write_scores
+from lpdm.report.export import write_layer_profiles, write_runs, write_scores
 from lpdm.runs import RunError
 
 FIGURES = (
@@ -86,6 +86,8 @@ def build_report(source: Path | list[Path], out: Path | None = None,
     (out / "index.html").write_text(to_html(blocks, f"lpdm report: {title}", out))
     write_scores(out / "scores.csv", analysis)
     write_runs(out / "runs.csv", analysis, base)
+    (out / "layer_profiles.csv").unlink(missing_ok=True)
+    write_layer_profiles(out / "layer_profiles.csv", analysis)
     write_archive(out / ARCHIVE_FILE, analysis.runs, base)
     return Report(out, analysis)
 

@@ -13,10 +13,11 @@ def add_report_command(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "report", help="tables, figures and verdicts of a sweep",
         description="Write DIR/report/: index.html (self-contained), report.md, scores.csv, "
-                    "runs.csv, the figures as PNG and archive.npz (every run's scores, "
-                    "options and training returns, which a later report can read in place "
-                    "of the run directories), from a sweep directory, a folder of runs, "
-                    "sweeps and archives, or an archive. Several sources merge into one "
+                    "runs.csv, layer_profiles.csv (when runs logged per-layer diagnostics), "
+                    "the figures as PNG and archive.npz (every run's scores, options and "
+                    "training returns, which a later report can read in place of the run "
+                    "directories), from a sweep directory, a folder of runs, sweeps and "
+                    "archives, or an archive. Several sources merge into one "
                     "report (--out needed).")
     parser.add_argument("sources", metavar="DIR", nargs="+",
                         help="sweep directory, folder of runs, or archive.npz")

@@ -1,4 +1,5 @@
-"""Machine-readable results: ``scores.csv`` (one row per setting and learner), ``runs.csv``."""
+"""Machine-readable results: ``scores.csv`` (one row per setting and learner), ``runs.csv``,
+and ``layer_profiles.csv`` (one row per setting, learner and layer)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from lpdm.report.analysis import REPORTED_SCORES, SCORES, Analysis
+from lpdm.report.profiles import LAYER_FIELDS, end_of_training_profiles
 from lpdm.report.records import relative_path
 from lpdm.report.stats import Estimate
 
@@ -83,3 +85,17 @@ def write_runs(path: Path, analysis: Analysis, source: Path) -> None:
              "seconds_per_iteration": r.seconds_per_iteration, "error": r.error}
             for r in analysis.runs]
     write_csv(path, rows)
+
+
+def write_layer_profiles(path: Path, analysis: Analysis) -> bool:
+    """Each layer's diagnostics at the end of training, IQM across seeds (the numbers of
+    ``layer_profiles.png``); layer 1 is next to the input. False (nothing written) when no
+    run logged per-layer diagnostics."""
+    profiles = end_of_training_profiles(analysis)
+    rows = [{"env": s.env, "algo": s.algo, "variant": s.variant, "learner": learner,
+             "layer": layer + 1, "layers": profile.shape[0],
+             **{field: profile[layer, f] for f, (field, _) in enumerate(LAYER_FIELDS)}}
+            for (s, learner), profile in profiles.items() for layer in range(profile.shape[0])]
+    if rows:
+        write_csv(path, rows)
+    return bool(rows)

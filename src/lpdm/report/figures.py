@@ -20,7 +20,8 @@ from PIL import Image
 from lpdm.config import LEARNERS
 from lpdm.evaluation import MOVING_AVERAGE_WINDOW, trailing_means
 from lpdm.report.analysis import Analysis, Group, Setting, normalised_finals
-from lpdm.report.stats import iqm, iqm_band, performance_profile
+from lpdm.report.profiles import LAYER_FIELDS, diagnostic_columns, end_of_training_profiles, nan_iqm
+from lpdm.report.stats import iqm_band, performance_profile
 from lpdm.sweeps.grid import short_variant
 
 CURVE_POINTS = 100
@@ -139,29 +140,7 @@ def overview(analysis: Analysis, path: Path) -> bool:
 # --------------------------------------------------------------------------- diagnostics
 
 
-def _nan_iqm(curves: np.ndarray) -> np.ndarray:
-    """IQM across runs ``[runs, points] -> [points]``, ignoring NaN (a run with no value)."""
-    out = np.full(curves.shape[1], np.nan)
-    for j in range(curves.shape[1]):
-        column = curves[:, j][np.isfinite(curves[:, j])]
-        if column.size:
-            out[j] = float(iqm(column))
-    return out
-
-
-DIAGNOSTIC_PANELS = (("saturation", "saturated units (|y| > 0.99)"),
-                     ("distance_corr", "corr(target, output distances)"),
-                     ("distance_entropy", "entropy of distances / max"))
-
-
-def _diagnostic_columns(run_columns: dict[str, np.ndarray], field: str) -> list[str]:
-    """The first network's per-layer columns of ``field``, layer by layer."""
-    names = [n for n in run_columns if n.endswith(f"_{field}") and "_l" in n]
-    if not names:
-        return []
-    network = names[0].split("_l")[0]
-    mine = [n for n in names if n.startswith(f"{network}_l")]
-    return sorted(mine, key=lambda n: int(n[len(network) + 2:].split("_")[0]))
+DIAGNOSTIC_PANELS = LAYER_FIELDS[:3]  # the over-training figure leaves out gradients
 
 
 def diagnostics(analysis: Analysis, path: Path) -> bool:
@@ -181,7 +160,7 @@ def diagnostics(analysis: Analysis, path: Path) -> bool:
                 if group is None or not group.finished:
                     continue
                 tables = [run.metrics() for run in group.finished]
-                columns = _diagnostic_columns(tables[0], field)
+                columns = diagnostic_columns(tables[0], field)
                 end = max(run.total_steps for run in group.finished)
                 grid = np.linspace(0, end, CURVE_POINTS)
                 for layer, name in enumerate(columns):
@@ -191,7 +170,7 @@ def diagnostics(analysis: Analysis, path: Path) -> bool:
                         continue
                     with warnings.catch_warnings():  # all-NaN points (no episode yet)
                         warnings.simplefilter("ignore", RuntimeWarning)
-                        middle = _nan_iqm(np.stack(curves))
+                        middle = nan_iqm(np.stack(curves))
                     style = "-" if layer == len(columns) - 1 else ("--" if layer == 0 else ":")
                     ax.plot(grid, middle, color=color(learner), ls=style, lw=1.4)
                     drawn = True
@@ -200,18 +179,7 @@ def diagnostics(analysis: Analysis, path: Path) -> bool:
     return drawn and _save(figure, path)
 
 
-LAYER_PANELS = (*DIAGNOSTIC_PANELS, ("grad_norm", "gradient norm at the weights"))
-END_OF_TRAINING = 0.1  # the fraction of a run's steps whose diagnostics are averaged
 MIN_PROFILE_LAYERS = 3  # two layers are read well enough in the diagnostics figure
-
-
-def _at_end(table: dict[str, np.ndarray], name: str) -> float:
-    """Mean of column ``name`` over the last ``END_OF_TRAINING`` of the run's steps."""
-    steps, values = table["global_step"], table.get(name, np.array([]))
-    if not values.size:
-        return np.nan
-    late = (steps >= (1 - END_OF_TRAINING) * np.nanmax(steps)) & np.isfinite(values)
-    return float(values[late].mean()) if late.any() else np.nan
 
 
 def layer_profiles(analysis: Analysis, path: Path) -> bool:
@@ -219,32 +187,13 @@ def layer_profiles(analysis: Analysis, path: Path) -> bool:
     depth (1: next to the input), IQM across seeds. Drawn when a policy network has at
     least ``MIN_PROFILE_LAYERS`` layers: what a depth study reads."""
     settings, learners = analysis.settings, analysis.learners
-    profiles: dict[tuple[Setting, str], np.ndarray] = {}  # [layers, panels]
-    for setting in settings:
-        for learner in learners:
-            group = analysis.group(setting, learner)
-            if group is None or not group.finished:
-                continue
-            tables = [run.metrics() for run in group.finished]
-            columns = {field: _diagnostic_columns(tables[0], field) for field, _ in LAYER_PANELS}
-            layers = len(columns["saturation"])
-            if not layers:
-                continue
-            values = np.full((len(tables), layers, len(LAYER_PANELS)), np.nan)
-            for r, table in enumerate(tables):
-                for p, (field, _) in enumerate(LAYER_PANELS):
-                    for layer, name in enumerate(columns[field][:layers]):
-                        values[r, layer, p] = _at_end(table, name)
-            with warnings.catch_warnings():  # a layer with no value in any run
-                warnings.simplefilter("ignore", RuntimeWarning)
-                profiles[setting, learner] = np.stack([_nan_iqm(values[:, :, p])
-                                                       for p in range(len(LAYER_PANELS))], 1)
+    profiles = end_of_training_profiles(analysis)
     if not profiles or max(p.shape[0] for p in profiles.values()) < MIN_PROFILE_LAYERS:
         return False
     rows = [s for s in settings if any((s, lr) in profiles for lr in learners)]
-    figure, axes = _grid(len(rows), len(LAYER_PANELS))
+    figure, axes = _grid(len(rows), len(LAYER_FIELDS))
     for setting, row in zip(rows, axes, strict=True):
-        for p, ((field, label), ax) in enumerate(zip(LAYER_PANELS, row, strict=True)):
+        for p, ((field, label), ax) in enumerate(zip(LAYER_FIELDS, row, strict=True)):
             ax.set_title(f"{_title(setting.env, setting.algo, setting.variant)}\n{label}",
                          fontsize=9)
             ax.set_xlabel("layer (1: next to the input)")
