@@ -306,10 +306,16 @@ def test_a_depth_sweep_gets_bars_per_depth_and_layer_profiles(tmp_path, capsys):
     assert all(0 <= float(r["saturation"]) <= 1 and float(r["grad_norm"]) > 0 for r in layers)
     page = (sweep / "report" / "index.html").read_text()
     assert "against its depth" in page
+    assert "| CartPole-v1 · reinforce · hidden-sizes=8×3 |" in \
+        (sweep / "report" / "report.md").read_text()  # settings are named short in the text
     # the archive keeps the diagnostics (thinned): its report draws the layer profiles too
     build_report(sweep / "report" / "archive.npz", out=tmp_path / "from-archive")
     assert (tmp_path / "from-archive" / "layer_profiles.png").exists()
     assert (tmp_path / "from-archive" / "layer_profiles.csv").read_text().count("\n") == 11
+    from lpdm.report.archive import read_archive
+    columns = {n for run in read_archive(sweep / "report" / "archive.npz") for n in run.metrics()}
+    assert any(n.endswith("_grad_norm") for n in columns)
+    assert not any(n.endswith("_local_loss") for n in columns)  # kept: what the figures read
 
 
 def test_overview_panels_widen_with_many_bar_groups(tmp_path):

@@ -32,6 +32,7 @@ from lpdm.report.stats import (
     stratified_iqm,
     summarize,
 )
+from lpdm.sweeps.grid import short_variant
 
 SCORES = ("final_score", "max_score")  # what verdicts judge: the training policy's returns
 # Reported beside them: the deterministic evaluation, which can flatter a weak policy.
@@ -72,7 +73,7 @@ class Setting:
     @property
     def label(self) -> str:
         text = f"{self.env} · {self.algo}"
-        return f"{text} · {self.variant}" if self.variant else text
+        return f"{text} · {short_variant(self.variant)}" if self.variant else text
 
 
 @dataclass

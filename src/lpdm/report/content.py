@@ -21,6 +21,7 @@ from lpdm.report.analysis import (
 from lpdm.report.document import Block, Bullets, Details, Figure, Heading, Paragraph, Table
 from lpdm.report.records import option_text, relative_path
 from lpdm.report.stats import CONFIDENCE, RESAMPLES, SIGNIFICANCE, Estimate
+from lpdm.sweeps.grid import short_variant
 
 SCORE_NAMES = {"final_score": "final score", "max_score": "max score",
                "eval_score": "eval score"}
@@ -40,7 +41,7 @@ def estimate(value: Estimate, digits: int = 1) -> str:
 
 def _where(verdict: Verdict) -> str:
     s = verdict.setting
-    return f"{s.env} with {s.algo}" + (f" ({s.variant})" if s.variant else "")
+    return f"{s.env} with {s.algo}" + (f" ({short_variant(s.variant)})" if s.variant else "")
 
 
 def _clause(v: Verdict) -> str:
@@ -238,7 +239,7 @@ def _thresholds(analysis: Analysis) -> str:
 def _aggregate_table(analysis: Analysis) -> Table:
     rows = []
     for a in analysis.aggregates:
-        rows.append((a.algo + (f" · {a.variant}" if a.variant else ""), a.learner,
+        rows.append((a.algo + (f" · {short_variant(a.variant)}" if a.variant else ""), a.learner,
                      str(a.environments), estimate(a.normalised_iqm, 2),
                      estimate(a.versus_bp, 2) if a.versus_bp is not None else ""))
     return Table(("algorithm", "learner", "environments", "IQM of normalised final score [CI]",
