@@ -289,6 +289,8 @@ def test_a_depth_sweep_gets_bars_per_depth_and_layer_profiles(tmp_path, capsys):
     assert short_variant("hidden-sizes=64-32,sparse=true") == "hidden-sizes=64-32,sparse=true"
     assert short_variant("env-kwargs=forward_reward_weight=-1") == \
         "env-kwargs=forward_reward_weight=-1"
+    assert short_variant("init-trunk=/runs/suite/Hopper-v4/ppo/bp") == "init-trunk=…/ppo/bp"
+    assert short_variant("init-trunk=source/bp") == "init-trunk=source/bp"
     sweep = tmp_path / "depth"
     assert main(["sweep", "--learner", "bp,lpdm", "--hidden-sizes", "8,8/8,8,8",
                  "--total-steps", "600", "--no-progress", "--out", str(sweep)]) == 0
@@ -319,8 +321,8 @@ def test_a_depth_sweep_gets_bars_per_depth_and_layer_profiles(tmp_path, capsys):
 
 
 def test_overview_panels_widen_with_many_bar_groups(tmp_path):
-    """Eight (algorithm, option) bar groups in one environment: the panel is twice the
-    usual width, so that two-line tick labels such as 'ppo / hidden-sizes=...' fit."""
+    """Eight (algorithm, option) bar groups in one environment: the panel is wider than
+    usual, so that the tick labels ('reinforce / 8', ...) do not run into each other."""
     from matplotlib.image import imread
 
     from lpdm.report.analysis import analyse
@@ -333,7 +335,7 @@ def test_overview_panels_widen_with_many_bar_groups(tmp_path):
                                     "--hidden-sizes", "8/16/32/64", "--seeds", "2"], runs)
     path = tmp_path / "overview.png"
     assert overview(analyse(collect_runs(tmp_path / "sweep")), path)
-    assert imread(path).shape[1] == round(2 * PANEL[0] * DPI)
+    assert imread(path).shape[1] > 1.3 * PANEL[0] * DPI
 
 
 def test_a_folder_of_sweeps_keeps_their_options_and_judges_them_against_the_defaults(

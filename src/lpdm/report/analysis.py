@@ -193,7 +193,7 @@ class Analysis:
 
     @property
     def learners(self) -> list[str]:
-        return list(dict.fromkeys(g.learner for g in self.groups))
+        return sorted(dict.fromkeys(g.learner for g in self.groups), key=_learner_order)
 
     @property
     def unfinished(self) -> list[RunRecord]:

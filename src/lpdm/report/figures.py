@@ -94,14 +94,25 @@ def _columns(analysis: Analysis, env: str) -> tuple[list[tuple[str, str]], list[
     return pairs, [f"{a}\n{v}" for (a, _), v in zip(pairs, variants, strict=True)], ""
 
 
+TICK_SPACE = 3.8  # inches of a panel's x axis
+TICK_CHAR = 0.065  # inches per character of a 7-point tick label, with room between ticks
+
+
+def _tick_inches(ticks: list[str]) -> float:
+    """The width ``ticks`` need side by side: each as wide as the longest label line."""
+    widest = max((len(line) for tick in ticks for line in tick.split("\n")), default=0)
+    return len(ticks) * max(widest, 10) * TICK_CHAR
+
+
 def overview(analysis: Analysis, path: Path) -> bool:
     """One panel per environment: the final score of every learner under every algorithm
     and every swept option value (bars: IQM with its 95% interval; dots: runs)."""
     envs, learners = analysis.envs, analysis.learners
-    # Panels with many bar groups (an ablation's variants) get wider, and fewer per row,
-    # so that their two-line tick labels do not run into each other.
-    widen = max(1.0, max(len(_columns(analysis, env)[0]) for env in envs) / 4)
-    cols = min(max(1, int(4 // widen)), len(envs))
+    # Panels with many or long-labelled bar groups (an ablation's variants) get wider, and
+    # fewer per row, so that their tick labels do not run into each other.
+    widen = max(1.0, max(_tick_inches(_columns(analysis, env)[1]) for env in envs)
+                / TICK_SPACE)
+    cols = min(max(1, round(4 / widen)), len(envs))
     rows = -(-len(envs) // cols)
     figure, axes = _grid(rows, cols, widen)
     width = 0.8 / max(len(learners), 1)

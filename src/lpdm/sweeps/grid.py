@@ -143,14 +143,17 @@ def _format_value(value: Any) -> str:
 
 
 def short_variant(variant: str) -> str:
-    """A variant for a title or a tick, a repeated list of integers shortened:
-    ``hidden-sizes=128-128-128-128`` -> ``hidden-sizes=128×4``."""
+    """A variant for a title or a tick, a repeated list of integers and a path shortened:
+    ``hidden-sizes=128-128-128-128`` -> ``hidden-sizes=128×4``,
+    ``init-trunk=/runs/suite/Hopper-v4/ppo/bp`` -> ``init-trunk=…/ppo/bp``."""
     parts = []
     for part in variant.split(","):
         name, _, value = part.rpartition("=")
         values = value.split("-")
         if len(values) >= 2 and len(set(values)) == 1 and values[0].isdigit():
             value = f"{values[0]}×{len(values)}"
+        elif value.count("/") > 2:
+            value = "…/" + "/".join(value.rstrip("/").split("/")[-2:])
         parts.append(f"{name}={value}" if name else value)
     return ",".join(parts)
 
