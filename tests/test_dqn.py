@@ -133,4 +133,4 @@ def test_dqn_learns_cartpole(tmp_path, learner, threshold):
     summary = train(config, tmp_path / learner, progress_bar=False)
     assert summary["status"] == "finished" and summary["max_score"] >= threshold, summary
     saved = json.loads((tmp_path / learner / "config.json").read_text())
-    assert saved["dqn"]["buffer_size"] == 10_000 and saved["network"]["lr"] == 2.5e-4
+    assert saved["dqn"]["buffer_size"] == 10_000 and saved["dqn"]["lr"] == 2.5e-4

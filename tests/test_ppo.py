@@ -63,15 +63,14 @@ def test_runner_flags_the_autoreset_step_and_returns_the_final_observation():
 
 
 @pytest.mark.parametrize(("learner", "extra"), [
-    ("bp", []), ("lpdm-guided", []), ("linear", []),
+    ("bp", []), ("lpdm-guided", ["--guidance-signal", "advantages"]), ("linear", []),
     ("lpdm-guided", ["--scale", "cross", "--target-obs", "raw", "--target-scale", "0.5"]),
 ])
 def test_ppo_runs_on_box_actions_with_normalisation(tmp_path, learner, extra):
     out = tmp_path / learner
     rc = main(["train", "--env", "Pendulum-v1", "--algo", "ppo", "--learner", learner,
                "--total-steps", "1024", "--num-steps", "256", "--num-minibatches", "4",
-               "--update-epochs", "2", "--guidance-signal", "advantages", "--out", str(out),
-               "--no-progress", *extra])
+               "--update-epochs", "2", "--out", str(out), "--no-progress", *extra])
     assert rc == 0
     config = json.loads((out / "config.json").read_text())
     assert config["envs"]["norm_obs"] and config["envs"]["norm_reward"]
@@ -82,11 +81,11 @@ def test_ppo_runs_on_box_actions_with_normalisation(tmp_path, learner, extra):
 def test_cleanrl_defaults_are_resolved_per_action_space():
     discrete = resolve(Config(algo="ppo"), discrete_actions=True)
     assert (discrete.envs.num_envs, discrete.ppo.num_steps, discrete.ppo.num_minibatches,
-            discrete.ppo.update_epochs, discrete.network.lr, discrete.ent_coef) == \
+            discrete.ppo.update_epochs, discrete.ppo.lr, discrete.ppo.ent_coef) == \
         (4, 128, 4, 4, 2.5e-4, 0.01)
     continuous = resolve(Config(algo="ppo", env="Hopper-v4"), discrete_actions=False)
     assert (continuous.envs.num_envs, continuous.ppo.num_steps, continuous.ppo.num_minibatches,
-            continuous.ppo.update_epochs, continuous.network.lr, continuous.ent_coef) == \
+            continuous.ppo.update_epochs, continuous.ppo.lr, continuous.ppo.ent_coef) == \
         (1, 2048, 32, 10, 3e-4, 0.0)
     assert continuous.network.hidden_sizes == (128, 256)
     assert continuous.envs.norm_obs and not discrete.envs.norm_obs
@@ -97,12 +96,13 @@ def test_guidance_defaults_are_resolved_per_algorithm():
     returns at 0.3, DQN the TD target; a value given on the command line is kept."""
     chosen = {algo: resolve(Config(algo=algo, learner="lpdm-guided"), discrete_actions=True)
               for algo in ("ppo", "reinforce", "dqn")}
-    assert {algo: (c.local.guidance_signal, c.local.guidance_strength)
-            for algo, c in chosen.items()} == \
+    guidance = {algo: c.learner_options["guidance"] for algo, c in chosen.items()}
+    assert {algo: (g.guidance_signal, g.guidance_strength) for algo, g in guidance.items()} == \
         {"ppo": ("advantages", 0.1), "reinforce": ("returns", 0.3), "dqn": ("td", 0.3)}
     given = Config(algo="ppo", learner="lpdm-guided")
-    given.local.guidance_strength, given.local.guidance_signal = 1.0, "returns"
-    kept = resolve(given, discrete_actions=True).local
+    given.learner_options["guidance"].guidance_strength = 1.0
+    given.learner_options["guidance"].guidance_signal = "returns"
+    kept = resolve(given, discrete_actions=True).learner_options["guidance"]
     assert (kept.guidance_signal, kept.guidance_strength) == ("returns", 1.0)
 
 

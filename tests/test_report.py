@@ -199,8 +199,6 @@ def test_settings_table_shows_the_options_that_differ(tmp_path):
     """Options that differ between learners, between seeds or from the defaults are listed,
     each under the learners it acts on; defaults every run shares, and local options under
     bp, are not."""
-    import dataclasses
-
     from lpdm.config import Config, LocalConfig, to_dict
 
     root = tmp_path / "study"
@@ -212,15 +210,14 @@ def test_settings_table_shows_the_options_that_differ(tmp_path):
         local = LocalConfig(target_scale={"bp": 1.0, "lpdm": 0.3, "lpdm-guided": 0.5}[learner])
         config = Config(env=env, learner=learner, seed=seed, local=local, gamma=0.95)
         if learner == "lpdm" and seed == 2:
-            config = dataclasses.replace(
-                config, network=dataclasses.replace(config.network, lr=0.01))
+            config.algorithm.lr = 0.01
         path = root / "CartPole-v1" / "reinforce" / learner / f"s{seed}"
         (path / "config.json").write_text(json.dumps(to_dict(config)))
     build_report(root)
     text = (root / "report" / "report.md").read_text()
     settings = text.split("## Settings")[1].split("## Scores")[0]
     assert "| CartPole-v1 · reinforce | `--target-scale` | – | 0.3 | 0.5 |" in settings
-    assert "`--lr` | None | None \\| 0.01 | None |" in settings
+    assert "`--lr` | 0.001 | 0.001 \\| 0.01 | 0.001 |" in settings
     assert "`--guidance-strength`" not in settings  # acts on lpdm-guided alone
     assert "| `--gamma` | 0.95 | 0.95 | 0.95 |" in settings  # shared, but not the default
     assert "`--seed`" not in settings and "`--sparse`" not in settings

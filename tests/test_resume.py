@@ -179,3 +179,47 @@ def test_tensorboard_logs_alongside_csv(tmp_path):
     assert {"charts/episodic_return", "losses/policy_loss", "eval/mean_return",
             "diagnostics/actor_l1_distance_corr"} <= tags
     assert (out / "metrics.csv").exists()
+
+
+def test_a_damaged_checkpoint_resumes_from_the_one_before(tmp_path, monkeypatch, capsys):
+    """A crash while ``checkpoint.pt`` was written (a truncated file): the run resumes from
+    ``checkpoint.prev.pt``, says so, and still ends as the uninterrupted run."""
+    reference = tmp_path / "reference"
+    assert main(["train", *PPO_ARGS, "--out", str(reference)]) == 0
+    assert (reference / "checkpoint.prev.pt").exists()
+
+    damaged = tmp_path / "damaged"
+    calls = {"n": 0}
+    original = Algorithm.timed_update
+
+    def interrupt_on_sixth_update(self):
+        calls["n"] += 1
+        if calls["n"] == 6:
+            raise KeyboardInterrupt
+        return original(self)
+
+    monkeypatch.setattr(Algorithm, "timed_update", interrupt_on_sixth_update)
+    assert main(["train", *PPO_ARGS, "--out", str(damaged)]) == 130
+    monkeypatch.setattr(Algorithm, "timed_update", original)
+    latest = damaged / "checkpoint.pt"
+    latest.write_bytes(latest.read_bytes()[:1000])  # truncated
+    capsys.readouterr()
+    assert main(["train", "--resume", str(damaged), "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "checkpoint.pt is damaged" in err and "resuming from the checkpoint before it " \
+        "(checkpoint.prev.pt, step" in err
+    same_files(reference, damaged)
+
+
+def test_a_damaged_checkpoint_without_an_earlier_one_is_a_one_line_error(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--env", "CartPole-v1", "--total-steps", "300", "--out", str(out),
+                 "--no-progress"]) == 0
+    (out / "checkpoint.prev.pt").unlink(missing_ok=True)
+    (out / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    (out / "summary.json").write_text('{"status": "running"}')
+    capsys.readouterr()
+    assert main(["train", "--resume", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "checkpoint.pt is damaged" in err and \
+        "no earlier checkpoint" in err

@@ -2,7 +2,7 @@
 
 import math
 
-from lpdm.evaluation import eval_score, final_score, max_score
+from lpdm.scores import eval_score, final_score, max_score
 
 
 def test_max_score_is_the_best_ten_episode_moving_average():

@@ -53,7 +53,7 @@ def test_grid_covers_every_combination_with_readable_paths():
                 "hidden-sizes=128/s0")
     config = cell.config()
     assert (config.env, config.learner, config.seed) == ("Pendulum-v1", "bp", 0)
-    assert config.network.lr == 0.003 and config.network.hidden_sizes == (128,)
+    assert config.algorithm.lr == 0.003 and config.network.hidden_sizes == (128,)
 
 
 def test_values_keyed_by_algorithm():

@@ -117,7 +117,13 @@ gym.register("LpdmTestMultiDiscrete-v0", entry_point=MultiDiscreteActionEnv)
     (["--hidden-sizes", "64,0"], "--hidden-sizes"),
     (["--metric", "l7"], "--metric"),
     (["--lr", "fast"], "--lr"),
-    (["--guidance-signal", "advantages"], "needs --algo ppo"),
+    (["--learner", "lpdm-guided", "--guidance-signal", "advantages"], "needs --algo ppo"),
+    (["--guidance-strength", "0.1"], "does not act on --algo reinforce with --learner lpdm "
+                                     "(it acts with --learner lpdm-guided)"),
+    (["--buffer-size", "10", "--algo", "ppo"], "it acts with --algo dqn"),
+    (["--seed", "-1"], "--seed must not be negative, got -1"),
+    (["--seed", "0,-2"], "--seed must not be negative, got -2"),
+    (["--gamma", "nan"], "--gamma must be a finite number"),
     (["--target-mean", "0.3", "--scale", "max"], "--target-mean needs --scale dim"),
 ])
 def test_bad_input_fails_with_one_line(tmp_path, capsys, args, message):
@@ -161,3 +167,13 @@ def test_mujoco_leaves_no_log_file_behind(tmp_path, monkeypatch, capfd):
     assert "settotalmass" not in "".join(capfd.readouterr())
     mujoco.get_mju_user_warning()("Nan, Inf or huge value in QACC")
     assert "MuJoCo warning: Nan, Inf or huge value in QACC" in capfd.readouterr().err
+
+
+def test_reinforce_updates_on_several_episodes(tmp_path):
+    """--episodes-per-update 3: every REINFORCE update (iteration) holds three whole
+    episodes, but the last, which the budget may cut."""
+    rc, out = train(tmp_path, "--algo", "reinforce", "--episodes-per-update", "3")
+    assert rc == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["episodes"] >= 3 * (summary["iterations"] - 1)
+    assert summary["episodes"] <= 3 * summary["iterations"]

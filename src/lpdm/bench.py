@@ -1,6 +1,6 @@
 """``lpdm bench``: what locality costs, measured side by side in one process.
 
-Four tables (DESIGN §3, "bench"):
+Four tables (docs/design.md §3, "bench"):
 
 - ``kernel``: the pairwise l1 distance-matching loss ``||T - D(z)/d||_F``, forward and
   backward, by lpdm's kernel and by ``torch.cdist(p=1)``, with the largest differences
@@ -42,12 +42,12 @@ import torch
 from torch import Tensor
 
 from lpdm import kernels
+from lpdm.bench_command import MARKDOWN_BEGIN, MARKDOWN_END, TABLES
 from lpdm.config import Config, ConfigError, LocalConfig, resolve, with_values
 
 if TYPE_CHECKING:  # the environment modules (gymnasium) load only for the tables using them
     from lpdm.algorithms import Algorithm
 
-TABLES = ("kernel", "update", "throughput", "memory", "population")
 BENCH_ENV = "Hopper-v4"
 HIDDEN = (128, 256)
 CPU = torch.device("cpu")
@@ -403,10 +403,10 @@ def _sb3_model(config: Config) -> object:
                         gamma=config.gamma)
     rollout = ppo.num_steps * config.envs.num_envs
     return SB3PPO(
-        "MlpPolicy", envs, learning_rate=config.network.lr, n_steps=ppo.num_steps,
+        "MlpPolicy", envs, learning_rate=ppo.lr, n_steps=ppo.num_steps,
         batch_size=rollout // ppo.num_minibatches, n_epochs=ppo.update_epochs,
         gamma=config.gamma, gae_lambda=ppo.gae_lambda, clip_range=ppo.clip_coef,
-        ent_coef=config.ent_coef, vf_coef=ppo.vf_coef, max_grad_norm=config.max_grad_norm,
+        ent_coef=ppo.ent_coef, vf_coef=ppo.vf_coef, max_grad_norm=ppo.max_grad_norm,
         policy_kwargs={"net_arch": {"pi": list(HIDDEN), "vf": list(HIDDEN)},
                        "activation_fn": torch.nn.Tanh},
         device="cpu", seed=config.seed, verbose=0)
@@ -751,25 +751,6 @@ def run_bench(only: list[str], device: str, quick: bool, threads: int | None = N
     return [builders[name]() for name in only]
 
 
-def add_bench_parser(commands: argparse._SubParsersAction) -> None:
-    """Register ``lpdm bench`` on the CLI's subcommands."""
-    parser = commands.add_parser("bench", help="measure kernels, update cost, throughput, memory")
-    parser.add_argument("--markdown", metavar="FILE",
-                        help="also write the tables to FILE (only between its "
-                        f"'{MARKDOWN_BEGIN}' and '{MARKDOWN_END}' lines if it has them)")
-    parser.add_argument("--only", default=",".join(TABLES),
-                        help=f"comma-separated tables to run, of {', '.join(TABLES)} "
-                        "(default: all)")
-    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
-                        help="device of the kernel table (default: cpu)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads of the kernel table (default: torch's default, "
-                        f"{torch.get_num_threads()} here); the other tables use 1, as training")
-    parser.add_argument("--quick", action="store_true",
-                        help="tiny sizes, seconds in all (for tests; numbers not meaningful)")
-    parser.set_defaults(handler=cmd_bench)
-
-
 def cmd_bench(args: argparse.Namespace) -> int:
     """Run the tables asked for, print them, and write them as Markdown if asked."""
     only = [name.strip() for name in args.only.split(",") if name.strip()]
@@ -799,8 +780,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-MARKDOWN_BEGIN = "<!-- lpdm bench: begin -->"
-MARKDOWN_END = "<!-- lpdm bench: end -->"
 
 
 def write_markdown(path: Path, tables: str) -> None:
@@ -817,6 +796,8 @@ def write_markdown(path: Path, tables: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m lpdm.bench``: the same as ``lpdm bench``, needing only torch and numpy
     for the kernel table (e.g. ``python -m lpdm.bench --only kernel --device cuda``)."""
+    from lpdm.bench_command import add_bench_parser
+
     parser = argparse.ArgumentParser(prog="python -m lpdm.bench")
     add_bench_parser(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["bench", *(sys.argv[1:] if argv is None else argv)])

@@ -1,4 +1,4 @@
-"""Command line: ``lpdm train | eval | sweep | report | bench``.
+"""Command line: ``lpdm train | eval | sweep | tune | report | bench``.
 
 Configuration flags are generated from :mod:`lpdm.config`, so ``train`` and ``sweep``
 share one definition of every option. Errors a user can fix are printed as one line
@@ -14,12 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from lpdm.config import OPTIONS, Config, ConfigError, with_values
-from lpdm.envs import EnvError, quiet_gymnasium
+from lpdm.errors import USER_ERRORS, RunError
 from lpdm.flags import add_config_arguments, given_values
-from lpdm.runs import RunError
 from lpdm.signals import interrupt_on_signals
-
-USER_ERRORS = (ConfigError, EnvError, RunError)
 
 
 def _default_out(config: Config, population: bool) -> Path:
@@ -35,6 +32,8 @@ def parse_seeds(text: str) -> list[int]:
         raise ConfigError(f"--seed: cannot read {text!r} as integers") from None
     if not seeds:
         raise ConfigError("--seed: no seed given")
+    for seed in seeds:
+        OPTIONS["seed"].first.check_value(seed)
     if len(set(seeds)) != len(seeds):
         raise ConfigError(f"--seed: {text} repeats a seed")
     return seeds
@@ -140,22 +139,23 @@ def build_parser() -> argparse.ArgumentParser:
                           help="record the episodes as MP4 into DIR/videos")
     evaluate.set_defaults(handler=cmd_eval)
 
-    from lpdm.bench import add_bench_parser
+    from lpdm.bench_command import add_bench_parser
     from lpdm.report.command import add_report_command
     from lpdm.sweeps.command import add_sweep_command
+    from lpdm.tuning.command import add_tune_command
 
     add_sweep_command(commands)
+    add_tune_command(commands)
     add_report_command(commands)
     add_bench_parser(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    quiet_gymnasium()
     interrupt_on_signals()
-    parser = build_parser()
-    args = parser.parse_args(argv)
     try:
+        parser = build_parser()  # reads the learner registry, plugins included
+        args = parser.parse_args(argv)
         return args.handler(args)
     except USER_ERRORS as error:
         print(f"lpdm: error: {error}", file=sys.stderr)

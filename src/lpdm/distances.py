@@ -1,4 +1,4 @@
-"""Pairwise distances and the local distance-matching losses (DESIGN §1, §4).
+"""Pairwise distances and the local distance-matching losses (docs/design.md §1, §4).
 
 Pure tensor functions, no state. A batch ``Z`` has shape ``[N, d]``, or ``[K, N, d]`` for
 a population (one matrix per member, never mixed); every matrix returned is ``[N, N]``
@@ -9,7 +9,7 @@ take no part in a scaling, a guidance, a quantile or a loss.
 Scalings (``scale``) make matrices of layers of different widths comparable:
 
 - ``dim``: per-feature distance. For ``l1`` the sum of absolute differences is divided
-  by the width ``d`` (the mean absolute difference per feature, DESIGN §1). For ``l2``
+  by the width ``d`` (the mean absolute difference per feature, docs/design.md §1). For ``l2``
   it is divided by ``sqrt(d)`` (the root-mean-square difference per feature): dividing
   an l2 distance by ``d`` would shrink it as ``1/sqrt(d)`` and defeat the purpose of
   the scaling. ``cosine`` is already independent of the width and is left as is.

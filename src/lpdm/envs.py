@@ -21,6 +21,7 @@ import numpy as np
 from gymnasium.wrappers import vector as vector_wrappers
 
 from lpdm.config import Config
+from lpdm.errors import EnvError
 
 BENCHMARK_SUITES: dict[str, tuple[str, ...]] = {
     "paper": (
@@ -58,10 +59,6 @@ SUITE_BUDGETS: dict[str, dict[str, int]] = {
 
 OBS_CLIP = 10.0
 REWARD_CLIP = 10.0
-
-
-class EnvError(ValueError):
-    """An environment lpdm cannot use; the message is one line for the user."""
 
 
 class EnvFailure(RuntimeError):

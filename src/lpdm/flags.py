@@ -1,7 +1,8 @@
 """Command-line flags of the configuration, shared by ``lpdm train`` and ``lpdm sweep``.
 
 Flags are generated from :mod:`lpdm.config`, so both commands share one definition of
-every option (a sweep takes each as a list of values).
+every option (a sweep takes each as a list of values); one flag stands for the options of
+one name in several sections (``--lr``: each algorithm's).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from lpdm.config import OPTIONS, Option
+from lpdm.config import OPTIONS, Flag, read_config_file
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, as_lists: bool = False) -> None:
@@ -18,14 +19,13 @@ def add_config_arguments(parser: argparse.ArgumentParser, as_lists: bool = False
     With ``as_lists`` every flag takes a comma-separated list of values (for sweeps);
     values of a tuple option (``--hidden-sizes``) are then separated by ``/``.
     """
+    parser.add_argument("--config", metavar="FILE", help="take option values from FILE (e.g. "
+                        "the best.json of lpdm tune); flags given here override them")
     groups: dict[str, argparse._ArgumentGroup] = {}
     for option in OPTIONS.values():
-        section = option.path[0] if len(option.path) > 1 else "experiment"
+        section = ", ".join(dict.fromkeys(option.sections)) or "experiment"
         group = groups.setdefault(section, parser.add_argument_group(f"{section} options"))
-        default = option.default if not isinstance(option.default, tuple) else \
-            ",".join(map(str, option.default))
-        help_text = f"{option.help} (default: {default})"
-        kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "help": help_text,
+        kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "help": option.help,
                                   "dest": option.name}
         if as_lists:
             group.add_argument(option.flag, metavar="V[,V...]", **kwargs)
@@ -37,11 +37,13 @@ def add_config_arguments(parser: argparse.ArgumentParser, as_lists: bool = False
             group.add_argument(option.flag, metavar=metavar, **kwargs)
 
 
-def given_values(args: argparse.Namespace) -> dict[str, Any]:
-    """The configuration values given on the command line, parsed, by option name."""
-    values = {}
+def given_values(args: argparse.Namespace, with_file: bool = True) -> dict[str, Any]:
+    """The configuration values given on the command line, parsed, by option name, over
+    those of ``--config FILE`` (unless not ``with_file``)."""
+    values = read_config_file(args.config) if with_file and getattr(args, "config", None) \
+        else {}
     for name, raw in vars(args).items():
-        option: Option | None = OPTIONS.get(name)
+        option: Flag | None = OPTIONS.get(name)
         if option is None:
             continue
         values[name] = option.parse(raw) if isinstance(raw, str) else raw

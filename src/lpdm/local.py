@@ -104,8 +104,10 @@ class LayerTargets:
     """
 
     def __init__(self, cfg: LocalConfig, global_rows: Tensor,
-                 performance: Tensor | None = None, valid: Tensor | None = None) -> None:
+                 performance: Tensor | None = None, valid: Tensor | None = None,
+                 guidance_strength: float = GUIDANCE_STRENGTH) -> None:
         self.cfg = cfg
+        self.guidance_strength = guidance_strength
         self.global_rows = global_rows.detach()
         self.performance = performance
         self.valid = valid
@@ -134,7 +136,7 @@ class LayerTargets:
             elif cfg.target_scale != 1.0:
                 distances = distances * cfg.target_scale
             if self.performance is not None:
-                distances = guided_target(distances, self.performance, cfg.guidance_strength,
+                distances = guided_target(distances, self.performance, self.guidance_strength,
                                           valid)
             if cfg.sparse:
                 mask = quantile_mask(distances, cfg.quantile_low, cfg.quantile_high, valid)
@@ -226,7 +228,7 @@ def closed_form_gradients(cfg: LocalConfig, conv: bool = False) -> bool:
 class LocalTrunk(Trunk):
     """A trunk of tanh layers that learns locally, by distance matching, with its own Adam.
 
-    ``trunk.learn(x, performance=None)`` runs the local update (DESIGN §1) on the batch
+    ``trunk.learn(x, performance=None)`` runs the local update (docs/design.md §1) on the batch
     ``x`` and returns the trunk's output computed before the update, detached: hand it to
     your heads, whose loss can then never reach the trunk. ``trunk(x)`` computes features
     without learning (rollouts, evaluation), also detached. ``x`` is ``[N, in_dim]`` for
@@ -234,9 +236,9 @@ class LocalTrunk(Trunk):
     output has the same leading shape and ``width = hidden_sizes[-1]`` features.
 
     Options are those of :class:`lpdm.config.LocalConfig` (``metric``, ``scale``,
-    ``target``, ``sparse``, ``guidance_strength``, ``distance_batch``, …), given as keyword
-    arguments or as ``config``; ``guided=True`` makes it ``lpdm-guided``, whose ``learn``
-    needs a performance value per sample (returns, advantages). One Adam over all layers:
+    ``target``, ``sparse``, ``distance_batch``, …), given as keyword arguments or as
+    ``config``; ``guided=True`` makes it ``lpdm-guided`` (at ``guidance_strength``), whose
+    ``learn`` needs a performance value per sample (returns, advantages). One Adam over all layers:
     Adam is elementwise, so this is exactly one Adam per layer (each steps only on its own
     gradient) and, with a step count per member, one per member. ``state_dict`` holds the
     optimizer's state too, so a saved trunk resumes exactly.
@@ -248,7 +250,8 @@ class LocalTrunk(Trunk):
     """
 
     def __init__(self, in_dim: int | Sequence[int], hidden_sizes: Sequence[int] = (128, 256),
-                 *, lr: float = 1e-3, guided: bool = False, seeds: Sequence[int] = (0,),
+                 *, lr: float = 1e-3, guided: bool = False,
+                 guidance_strength: float = GUIDANCE_STRENGTH, seeds: Sequence[int] = (0,),
                  conv: Sequence[tuple[int, int, int]] = (), channels_last: bool = True,
                  generators: Generators | None = None, config: LocalConfig | None = None,
                  **options: object) -> None:
@@ -262,13 +265,12 @@ class LocalTrunk(Trunk):
             self.cfg = dataclasses.replace(config or LocalConfig(), **options)
         except TypeError as error:
             raise ValueError(f"unknown local trunk option: {error}") from None
-        if self.cfg.guidance_strength is None:
-            self.cfg = dataclasses.replace(self.cfg, guidance_strength=GUIDANCE_STRENGTH)
         check_target_options(self.cfg)
         self.in_shape = shape
         self.members = len(generators)
         self.generators = generators
         self.guided = guided
+        self.guidance_strength = guidance_strength
         self.optimizer = MemberAdam([{"params": list(self.parameters()), "lr": lr}])
         self.closed_form = closed_form_gradients(self.cfg, bool(conv))
         self.diagnostics: MemberDiagnostics = []  # of the last learn(..., diagnostics=True)
@@ -397,7 +399,8 @@ class LocalTrunk(Trunk):
         ``active`` members; returns the pre-update output ``[K, N, width]``."""
         h = self.prepare(x.detach())
         rows = h.flatten(2) if target_rows is None else self.prepare(target_rows).flatten(2)
-        targets = LayerTargets(self.cfg, rows, performance if self.guided else None, valid)
+        targets = LayerTargets(self.cfg, rows, performance if self.guided else None, valid,
+                               self.guidance_strength)
         if self.closed_form:
             h, layers = self._update_closed_form(h, targets, diagnostics, valid)
         else:

@@ -1,6 +1,6 @@
 """Networks of a population: trunks of tanh hidden layers and the heads on their features.
 
-A population is K members that differ only in their seed (DESIGN §2). Every parameter has
+A population is K members that differ only in their seed (docs/design.md §2). Every parameter has
 a leading member dimension ``[K, ...]`` and every batch is ``[K, B, ...]``, so one batched
 product (``torch.baddbmm``) runs all members' layers at once; no operation mixes members.
 A solo run is a population of one.

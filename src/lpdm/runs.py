@@ -7,7 +7,9 @@ A run directory holds
   ``episodic_return``, ``episodic_length``, then per-layer diagnostics);
 - ``evaluations.csv``: one row per deterministic evaluation;
 - ``summary.json``: ``status`` (``running``, ``finished`` or ``failed``), scores, timing;
-- ``checkpoint.pt``: everything needed to continue, replaced atomically.
+- ``checkpoint.pt``: everything needed to continue, replaced atomically; the one before it
+  is kept as ``checkpoint.prev.pt``, so that a run whose latest checkpoint is damaged
+  resumes from the one before.
 
 Runs are trained as populations (:class:`Trainer`): the members, one run directory each,
 share one process and batched networks but nothing else. A solo run is a population of
@@ -26,12 +28,10 @@ alone: its summary says ``failed`` with the cause, the other members go on.
 from __future__ import annotations
 
 import csv
-import json
 import math
 import os
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,7 +43,7 @@ import torch
 from tqdm import tqdm
 
 from lpdm.algorithms import Algorithm, Iteration, make_algorithm
-from lpdm.config import Config, ConfigError, from_dict, resolve, to_dict
+from lpdm.config import Config, ConfigError, resolve, to_dict
 from lpdm.envs import (
     EnvRunner,
     PopulationRunner,
@@ -53,76 +53,15 @@ from lpdm.envs import (
     make_vector_env,
     normalization_state,
 )
-from lpdm.evaluation import Evaluator, eval_score, final_score, max_score
+from lpdm.evaluation import Evaluator
 from lpdm.networks import seeded_generators
+from lpdm.rundir import RunDirectory, RunError, write_json_atomic
+from lpdm.scores import eval_score, final_score, max_score
 
 CHECKPOINT_FORMAT = 3  # 3: one member's state of a population (member dimension first)
 METRIC_COLUMNS = ("global_step", "episodic_return", "episodic_length")
 EVALUATION_COLUMNS = ("global_step", "mean_return", "std_return", "min_return", "max_return",
                       "episodes")
-
-
-class RunError(RuntimeError):
-    """A run directory that cannot be used as asked; the message is one line for the user."""
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write ``path`` whole or not at all, through a temporary file of this writer's own
-    (two sweeps may write one ``sweep.json`` at once): a reader never sees a partial file."""
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=_json_default) + "\n")
-    os.replace(tmp, path)
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    raise TypeError(f"not JSON serialisable: {type(value)}")
-
-
-def _finite_or_none(value: float) -> float | None:
-    return None if value is None or not math.isfinite(value) else float(value)
-
-
-@dataclass
-class RunDirectory:
-    path: Path
-
-    @property
-    def config(self) -> Path:
-        return self.path / "config.json"
-
-    @property
-    def metrics(self) -> Path:
-        return self.path / "metrics.csv"
-
-    @property
-    def evaluations(self) -> Path:
-        return self.path / "evaluations.csv"
-
-    @property
-    def summary(self) -> Path:
-        return self.path / "summary.json"
-
-    @property
-    def checkpoint(self) -> Path:
-        return self.path / "checkpoint.pt"
-
-    def read_config(self) -> Config:
-        if not self.config.exists():
-            raise RunError(f"{self.path} is not a run directory (no config.json)")
-        return from_dict(json.loads(self.config.read_text()))
-
-    def read_summary(self) -> dict:
-        return json.loads(self.summary.read_text()) if self.summary.exists() else {}
-
-    def read_metrics(self) -> list[dict[str, str]]:
-        with self.metrics.open(newline="") as f:
-            return list(csv.DictReader(f))
-
-    def read_evaluations(self) -> list[dict[str, str]]:
-        with self.evaluations.open(newline="") as f:
-            return list(csv.DictReader(f))
 
 
 class CsvLog:
@@ -176,6 +115,10 @@ class Progress:
     eval_means: list[float] = field(default_factory=list)
 
 
+def _finite_or_none(value: float) -> float | None:
+    return None if value is None or not math.isfinite(value) else float(value)
+
+
 def _state_to_tensors(state: dict) -> dict:
     return {k: torch.as_tensor(v) if isinstance(v, np.ndarray) else v for k, v in state.items()}
 
@@ -184,14 +127,44 @@ def _state_to_numpy(state: dict) -> dict:
     return {k: v.numpy() if isinstance(v, torch.Tensor) else v for k, v in state.items()}
 
 
-def read_checkpoint(path: Path, device: str = "cpu") -> dict:
-    """Load a checkpoint without unpickling arbitrary objects (``weights_only``)."""
-    if not path.exists():
-        raise RunError(f"{path.parent} has no checkpoint yet")
+def _load_checkpoint(path: Path, device: str) -> dict:
     checkpoint = torch.load(path, map_location=device, weights_only=True)
     if checkpoint.get("format") != CHECKPOINT_FORMAT:
         raise RunError(f"{path}: checkpoint format {checkpoint.get('format')} is not this "
                        f"lpdm's ({CHECKPOINT_FORMAT}); rerun it with the lpdm that started it")
+    return checkpoint
+
+
+def _why(error: Exception) -> str:
+    return (str(error).splitlines() or [type(error).__name__])[0].strip()
+
+
+def read_checkpoint(path: Path, device: str = "cpu") -> dict:
+    """Load a run's latest checkpoint without unpickling arbitrary objects (``weights_only``);
+    where it is damaged (a crash while it was written, a full disk), the one before it,
+    saying so on stderr."""
+    if not path.exists():
+        raise RunError(f"{path.parent} has no checkpoint yet")
+    try:
+        return _load_checkpoint(path, device)
+    except RunError:
+        raise
+    except Exception as error:  # torch.load fails in many ways on a truncated file
+        damaged = f"{path} is damaged ({_why(error)})"
+    previous = RunDirectory(path.parent).previous_checkpoint
+    if not previous.exists():
+        raise RunError(f"{damaged}, and there is no earlier checkpoint; start the run "
+                       "again") from None
+    try:
+        checkpoint = _load_checkpoint(previous, device)
+    except RunError:
+        raise
+    except Exception as error:
+        raise RunError(f"{damaged}, and so is {previous.name} ({_why(error)}); start the run "
+                       "again") from None
+    step = checkpoint["progress"]["global_step"]
+    print(f"lpdm: {damaged}; resuming from the checkpoint before it ({previous.name}, step "
+          f"{step})", file=sys.stderr, flush=True)
     return checkpoint
 
 
@@ -335,10 +308,12 @@ class Trainer:
 
     def __init__(self, configs: list[Config], directories: list[RunDirectory],
                  progress_bar: bool, resume: bool = False, inert: list[bool] | None = None,
-                 on_end: Callable[[int, dict], None] | None = None) -> None:
+                 on_end: Callable[[int, dict], None] | None = None,
+                 should_stop: Callable[[list[Progress]], str | None] | None = None) -> None:
         self.config = configs[0]
         self.progress_bar = progress_bar
         self.on_end = on_end
+        self.should_stop = should_stop
         torch.set_num_threads(self.config.run.threads)
         self.members: list[Member] = []
         for k, (config, directory) in enumerate(zip(configs, directories, strict=True)):
@@ -391,6 +366,8 @@ class Trainer:
         }
         tmp = member.dir.checkpoint.with_name("checkpoint.pt.tmp")
         torch.save(checkpoint, tmp)
+        if member.dir.checkpoint.exists():  # kept: a damaged latest resumes from it
+            os.replace(member.dir.checkpoint, member.dir.previous_checkpoint)
         os.replace(tmp, member.dir.checkpoint)
 
     # ----------------------------------------------------------------- loop
@@ -500,6 +477,9 @@ class Trainer:
                 for slot in healthy:
                     self._checkpoint_if_due(slot)
                 self._end_members(results, bar)
+                if self.should_stop and (why := self.should_stop([m.state for m in
+                                                                   self.members])):
+                    self._stop_members(results, why)
         except KeyboardInterrupt:
             for member in self._running():
                 member.write_summary("failed", "interrupted; continue with: lpdm train "
@@ -517,6 +497,14 @@ class Trainer:
             self.algo.runner.close()
             self.evaluator.close()
         return [results[k] for k in range(len(self.members))]
+
+    def _stop_members(self, results: dict[int, dict], why: str) -> None:
+        """End every running member now, as failed with ``why`` (a tuner pruned them)."""
+        for slot in self.active:
+            member = self.members[slot]
+            results[slot] = member.write_summary("failed", why)
+            member.active = False
+            member.close_logs()
 
     def _running(self) -> list[Member]:
         return [self.members[k] for k in self.active]
@@ -620,21 +608,25 @@ def population_members(path: Path) -> list[Path]:
 
 def train_population(configs: list[Config], outs: list[Path], resume: bool = False,
                      progress_bar: bool = True, inert: list[bool] | None = None,
-                     on_end: Callable[[int, dict], None] | None = None) -> list[dict]:
+                     on_end: Callable[[int, dict], None] | None = None,
+                     should_stop: Callable[[list[Progress]], str | None] | None = None
+                     ) -> list[dict]:
     """Train the members ``configs`` (differing only in seed) into run directories ``outs``,
     as one population.
 
     ``resume`` continues them from their checkpoints (``configs`` then are the resolved
     ones of ``config.json``). Finished members, and those marked ``inert``, keep their
     slots but are neither trained nor written. ``on_end(k, summary)`` is called when member
-    ``k`` ends. Returns every member's ``summary.json`` contents, in order.
+    ``k`` ends; ``should_stop(progress)``, after every iteration, may end the members still
+    running with a reason (as failed). Returns every member's ``summary.json`` contents, in
+    order.
     """
     outs = [Path(o) for o in outs]
     if not resume:
         configs = [prepare_run(c, o) for c, o in zip(configs, outs, strict=True)]
     _check_population(configs)
     trainer = Trainer(configs, [RunDirectory(o) for o in outs], progress_bar, resume,
-                      inert, on_end)
+                      inert, on_end, should_stop)
     return trainer.run()
 
 

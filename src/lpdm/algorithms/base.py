@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from lpdm.config import Config
 from lpdm.envs import PopulationRunner
-from lpdm.learners import Learner, make_learner
+from lpdm.learners import Learner, LearnerContext, get_spec
 from lpdm.networks import Generators, Trunk, TrunkSpec
 from lpdm.optim import MemberAdam, clip_grad_norm_per_member
 
@@ -40,11 +40,12 @@ DIAGNOSTIC_FIELDS = ("local_loss", "distance_corr", "saturation", "distance_entr
 
 
 def trunk_spec(config: Config, obs_shape: tuple[int, ...]) -> TrunkSpec:
-    """The trunk of ``config`` on observations of ``obs_shape``: none for the ``linear``
-    control, convolutions then ``--hidden-sizes`` for ``--trunk conv``, else dense layers."""
+    """The trunk of ``config`` on observations of ``obs_shape``: none for a learner without
+    one (``linear``), convolutions then ``--hidden-sizes`` for ``--trunk conv``, else dense
+    layers."""
     n = config.network
     channels_last = config.envs.image_layout != "chw"
-    if config.learner == "linear":
+    if not get_spec(config.learner).has_trunk:
         return TrunkSpec(obs_shape, (), (), channels_last)
     conv: tuple[tuple[int, int, int], ...] = ()
     if n.trunk == "conv":
@@ -69,8 +70,9 @@ class LearnedNetwork(nn.Module):
         spec = trunk_spec(config, obs_shape)
         # the head first: each member's initialisation draws from its generator in this order
         self.head = make_head(Trunk(spec, generators=[]).out_dim, generators)
-        self.learner: Learner = make_learner(config.learner, spec, None, config.local,
-                                             config.network.hidden_lr, generators)
+        context = LearnerContext(spec, config.network.hidden_lr, generators, config.local,
+                                 config.learner_options, config.run.diagnostics)
+        self.learner: Learner = get_spec(config.learner).build(context)
         self.trunk: Trunk = self.learner.trunk
 
     def param_groups(self, lr: float, hidden_lr: float) -> list[dict]:
@@ -119,7 +121,7 @@ class Algorithm(ABC):
         self.generators = list(generators)
         self.device = torch.device(config.run.device)
         self.networks = nn.ModuleList(networks).to(self.device)
-        groups = [g for n in networks for g in n.param_groups(config.network.lr,
+        groups = [g for n in networks for g in n.param_groups(config.algorithm.lr,
                                                                 config.network.hidden_lr)]
         self.optimizer = MemberAdam(groups, eps=self.adam_eps)
         self.failures: dict[int, str] = {}
@@ -176,8 +178,9 @@ class Algorithm(ABC):
         torch.where(step.to(losses.device), losses, torch.zeros_like(losses)).sum().backward()
         for network in self.networks:
             network.learner.after_backward()
-        if self.config.max_grad_norm and self.config.max_grad_norm > 0:
-            clip_grad_norm_per_member(self.optimizer.params, self.config.max_grad_norm)
+        max_norm = self.config.algorithm.max_grad_norm
+        if max_norm and max_norm > 0:
+            clip_grad_norm_per_member(self.optimizer.params, max_norm)
         self.optimizer.step(step)
 
     def set_lr_fraction(self, fractions: Sequence[float]) -> None:
@@ -198,13 +201,13 @@ class Algorithm(ABC):
         return _UpdateTimer(self)
 
     def diagnostic_names(self) -> list[str]:
-        if not self.config.local.diagnostics:
+        if not self.config.run.diagnostics:
             return []
         return [name for n in self.networks for name in n.diagnostic_names()]
 
     def diagnostics(self, member: int) -> dict[str, float]:
         """Member ``member``'s per-layer diagnostics of the last update."""
-        if not self.config.local.diagnostics:
+        if not self.config.run.diagnostics:
             return {}
         values: dict[str, float] = {}
         for network in self.networks:

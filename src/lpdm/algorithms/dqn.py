@@ -200,7 +200,7 @@ class DQN(Algorithm):
             else:
                 next_best = next_values.max(-1).values
             target = td_target(t["rewards"], next_best, t["terminated"], c.gamma)
-        performance = target if c.local.guidance_signal == "td" else t["returns"]
+        performance = target if c.guidance_signal == "td" else t["returns"]
         features = self.policy.learner.features(t["obs"], performance, t["target_obs"], valid)
         q = self.policy.head(features).gather(-1, t["actions"].long().unsqueeze(-1)).squeeze(-1)
         error = (F.smooth_l1_loss(q, target, reduction="none") if d.huber

@@ -182,7 +182,7 @@ class PPO(Algorithm):
         c, ppo = self.config, self.config.ppo
         valid = mb["valid"]
         advantages = mb["advantages"]
-        guidance = advantages if c.local.guidance_signal == "advantages" else mb["returns"]
+        guidance = advantages if c.guidance_signal == "advantages" else mb["returns"]
         actor_features = self.policy.learner.features(mb["obs"], guidance, mb["target_obs"],
                                                       valid)
         critic_features = self.critic.learner.features(mb["obs"], guidance, mb["target_obs"],
@@ -215,7 +215,7 @@ class PPO(Algorithm):
         else:
             value_loss = 0.5 * masked_mean((value - mb["returns"]) ** 2, valid)
 
-        loss = policy_loss - c.ent_coef * entropy + ppo.vf_coef * value_loss
+        loss = policy_loss - ppo.ent_coef * entropy + ppo.vf_coef * value_loss
         # a member with no real row in this minibatch (or stopped by the KL) takes no step
         has_rows = valid.any(1)
         self.rl_step(torch.where(has_rows, loss, torch.zeros_like(loss)), has_rows.cpu())

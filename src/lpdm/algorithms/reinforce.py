@@ -118,5 +118,5 @@ class Reinforce(Algorithm):
         dist = self.policy.head.distribution(features)
         log_prob = self.policy.head.log_prob(dist, actions)
         entropy = masked_mean(self.policy.head.entropy(dist), valid)
-        loss = -masked_mean(advantages * log_prob, valid) - self.config.ent_coef * entropy
+        loss = -masked_mean(advantages * log_prob, valid) - self.config.reinforce.ent_coef * entropy
         self.rl_step(loss, valid.any(1).cpu())

@@ -13,9 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from lpdm.config import LEARNERS, LOCAL_LEARNERS
 from lpdm.envs import BENCHMARK_SUITES
-from lpdm.evaluation import trailing_means
+from lpdm.learners.spec import find_spec, learner_names
 from lpdm.report.records import RunRecord
 from lpdm.report.stats import (
     SIGNIFICANCE,
@@ -32,6 +31,7 @@ from lpdm.report.stats import (
     stratified_iqm,
     summarize,
 )
+from lpdm.scores import trailing_means
 from lpdm.sweeps.grid import short_variant
 
 SCORES = ("final_score", "max_score")  # what verdicts judge: the training policy's returns
@@ -41,8 +41,6 @@ OUTCOMES = ("loses", "lower, not significant", "no clear difference", "higher, n
             "beats", "too few runs")
 BASELINE = "bp"
 CONTROL = "frozen"
-CONTROLS = ("frozen", "linear")  # learners that do not learn a trunk
-GUIDED, UNGUIDED = "lpdm-guided", "lpdm"
 AT_DEFAULTS = "{} at defaults"  # the reference of a variant: its learner without the option
 
 
@@ -51,16 +49,28 @@ def at_defaults(learner: str) -> str:
     return AT_DEFAULTS.format(learner)
 
 
+def references(learner: str) -> tuple[str, ...]:
+    """The learners ``learner``'s spec asks to be compared with beside bp and the controls
+    (``lpdm-guided``: ``lpdm``, does guidance help?); none for a learner unknown here."""
+    spec = find_spec(learner)
+    return spec.references if spec else ()
+
+
 def comparisons(learners: Iterable[str]) -> list[tuple[str, str]]:
     """``(learner, reference)`` pairs a report judges, of the learners present: every
-    learner against bp; the local learners against each control (does learning the trunk
-    help at all?); and guided against unguided distance matching (does guidance help?)."""
-    present = list(learners)
+    learner against bp; the local learners (their specs') against each control (does
+    learning the trunk help at all?); and each learner against its spec's references."""
+    present = sorted(learners, key=_learner_order)
+
+    def kind(name: str, trait: str) -> bool:
+        spec = find_spec(name)
+        return bool(spec and getattr(spec, trait))
+
     pairs = [(lr, BASELINE) for lr in present if lr != BASELINE and BASELINE in present]
-    pairs += [(lr, control) for control in CONTROLS if control in present
-              for lr in LOCAL_LEARNERS if lr in present]
-    if GUIDED in present and UNGUIDED in present:
-        pairs.append((GUIDED, UNGUIDED))
+    pairs += [(lr, control) for control in present if kind(control, "control")
+              for lr in present if kind(lr, "local")]
+    pairs += [(lr, reference) for lr in present for reference in references(lr)
+              if reference in present]
     return pairs
 
 
@@ -210,7 +220,8 @@ class Analysis:
 
 
 def _learner_order(learner: str) -> int:
-    return LEARNERS.index(learner) if learner in LEARNERS else len(LEARNERS)
+    names = learner_names()
+    return names.index(learner) if learner in names else len(names)
 
 
 def _env_order(env: str) -> int:
@@ -221,7 +232,7 @@ def _env_order(env: str) -> int:
 
 def make_groups(runs: Iterable[RunRecord]) -> list[Group]:
     """Runs grouped by setting and learner: environments in the paper's order (others as
-    the runs come), then settings as the runs come, learners as LEARNERS."""
+    the runs come), then settings as the runs come, learners in the registry's order."""
     keyed: dict[tuple[Setting, str], list[RunRecord]] = {}
     for run in runs:
         keyed.setdefault((Setting(run.env, run.algo, run.variant), run.learner), []).append(run)
@@ -309,10 +320,11 @@ def analyse(runs: list[RunRecord], given_thresholds: dict[str, float] | None = N
                 group.versus.setdefault(reference, {})[score] = verdict.poi
                 if group.values(score).size and other.values(score).size:
                     verdicts.append(verdict)
-        if GUIDED in mine and UNGUIDED in mine:
-            for score in SCORES:
-                ratios.append(Ratio(setting, GUIDED, UNGUIDED, score, iqm_ratio(
-                    mine[GUIDED].values(score), mine[UNGUIDED].values(score))))
+        for learner in mine:  # e.g. guided over unguided distance matching
+            for reference in (r for r in references(learner) if r in mine):
+                for score in SCORES:
+                    ratios.append(Ratio(setting, learner, reference, score, iqm_ratio(
+                        mine[learner].values(score), mine[reference].values(score))))
         if BASELINE in mine:
             bp_runs = mine[BASELINE].finished
             bp_times = _finite([r.seconds_per_iteration for r in bp_runs])

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
+from lpdm.errors import RunError
 from lpdm.report.profiles import LAYER_FIELDS, diagnostic_columns
 from lpdm.report.records import NOT_STARTED, RunRecord, relative_path
-from lpdm.runs import RunError
 
 ARCHIVE_FILE = "archive.npz"
 FORMAT = 2

@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from lpdm.errors import RunError
 from lpdm.report import figures
 from lpdm.report.analysis import Analysis, analyse
 from lpdm.report.archive import ARCHIVE_FILE, write_archive
@@ -13,7 +14,6 @@ from lpdm.report.collect import REPORT_DIR, collect_runs
 from lpdm.report.content import OVERVIEW_FIGURE, compose, headline_tables
 from lpdm.report.document import Figure, to_html, to_markdown
 from lpdm.report.export import write_layer_profiles, write_runs, write_scores
-from lpdm.runs import RunError
 
 FIGURES = (
     (OVERVIEW_FIGURE, figures.overview,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from lpdm.report.archive import ARCHIVE_FILE, read_archive
 from lpdm.report.records import RunRecord, read_record
-from lpdm.runs import RunDirectory, RunError
+from lpdm.rundir import RunDirectory, RunError
 from lpdm.sweeps.grid import SWEEP_FILE, SweepSpec, expand, fixed_values, read_spec
 
 REPORT_DIR = "report"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lpdm.config import LOCAL_LEARNERS, OPTIONS
-from lpdm.evaluation import FINAL_FRACTION, MOVING_AVERAGE_WINDOW
+from lpdm.config import ALGORITHM_SECTIONS, FIXED_SECTIONS, OPTIONS
+from lpdm.learners.spec import find_spec, learner_specs
 from lpdm.report.analysis import (
     BASELINE,
     OUTCOMES,
@@ -21,6 +21,7 @@ from lpdm.report.analysis import (
 from lpdm.report.document import Block, Bullets, Details, Figure, Heading, Paragraph, Table
 from lpdm.report.records import option_text, relative_path
 from lpdm.report.stats import CONFIDENCE, RESAMPLES, SIGNIFICANCE, Estimate
+from lpdm.scores import FINAL_FRACTION, MOVING_AVERAGE_WINDOW
 from lpdm.sweeps.grid import short_variant
 
 SCORE_NAMES = {"final_score": "final score", "max_score": "max score",
@@ -259,27 +260,41 @@ def _timing_table(analysis: Analysis) -> Table:
 
 # options that name a run rather than configure it
 NOT_SETTINGS = ("--seed", "--learner", "--env", "--algo")  # in the setting's name already
-# each option's default as a run's config.json writes it; None: chosen per algorithm
-DEFAULTS = {o.flag: None if o.default is None else option_text(o.default)
-            for o in OPTIONS.values()}
-LOCAL_FLAGS = {o.flag for o in OPTIONS.values() if o.path[0] == "local"}
-GUIDANCE_FLAGS = {"--guidance-strength", "--guidance-signal"}
 
 
-def _applies(flag: str, learner: str) -> bool:
-    """Whether ``flag`` changes what ``learner`` does (local options: local learners only)."""
-    if flag in GUIDANCE_FLAGS:
-        return learner == "lpdm-guided"
-    return flag not in LOCAL_FLAGS or learner in LOCAL_LEARNERS
+def _defaults() -> dict[str, str | None]:
+    """Each flag's default as a run's config.json writes it; None where it is chosen per
+    algorithm or action space (or differs between the sections that share the flag)."""
+    return {f.flag: option_text(f.default) if f.default is not None and
+            len({repr(o.default) for o in f.options}) == 1 else None for f in OPTIONS.values()}
 
 
-def _group_options(group: Group) -> dict[str, str]:
+def _flag_sections() -> dict[str, set[str]]:
+    return {f.flag: set(f.sections) for f in OPTIONS.values()}
+
+
+def _applies(flag: str, learner: str, flag_sections: dict[str, set[str]]) -> bool:
+    """Whether ``flag`` (of ``flag_sections``) changes what ``learner`` does: the
+    distance-matching options act on the learners that match distances, a learner's own
+    options on it alone (a flag this lpdm does not know, from an old archive, and a learner
+    unknown here: yes)."""
+    spec, owners = find_spec(learner), flag_sections.get(flag)
+    if spec is None or owners is None:
+        return True
+    acting = {"", *(cls.section for cls in FIXED_SECTIONS if cls.section != "local"),
+              *ALGORITHM_SECTIONS, *(cls.section for cls in spec.options)}
+    if spec.distance_matching:
+        acting.add("local")
+    return bool(owners & acting)
+
+
+def _group_options(group: Group, flag_sections: dict[str, set[str]]) -> dict[str, str]:
     """Each option's value over the group's runs ("a | b" where its runs differ); options
     that do not act on the group's learner are left out."""
     values: dict[str, list[str]] = {}
     for run in group.runs:
         for flag, value in run.options().items():
-            if not _applies(flag, group.learner):
+            if not _applies(flag, group.learner, flag_sections):
                 continue
             values.setdefault(flag, [])
             if value not in values[flag]:
@@ -287,11 +302,13 @@ def _group_options(group: Group) -> dict[str, str]:
     return {flag: " | ".join(v) for flag, v in values.items()}
 
 
-SETTINGS_TEXT = ("Options whose values differ between the learners of a setting, between its "
-                 "seeds, or from lpdm's defaults, from the runs' `config.json`; every other "
-                 "option is the default, or chosen per algorithm and the same for all. –: "
-                 "the option does not act on that learner (local options act on `lpdm` and "
-                 "`lpdm-guided` only, guidance on `lpdm-guided`).")
+def settings_text() -> str:
+    matching = [f"`{name}`" for name, spec in learner_specs().items() if spec.distance_matching]
+    return ("Options whose values differ between the learners of a setting, between its "
+            "seeds, or from lpdm's defaults, from the runs' `config.json`; every other "
+            "option is the default, or chosen per algorithm and the same for all. –: "
+            "the option does not act on that learner (the distance-matching options act on "
+            f"{', '.join(matching)} only, a learner's own options on it alone).")
 SAME_SETTINGS = ("Every learner of a setting ran with lpdm's defaults (from the runs' "
                  "`config.json`).")
 
@@ -301,16 +318,17 @@ def settings_table(analysis: Analysis) -> Table | None:
     from their defaults (from the runs' ``config.json``; "–": the option does not act on
     that learner); None when every run of a setting ran with the defaults alike."""
     learners = analysis.learners
+    defaults, flag_sections = _defaults(), _flag_sections()
     rows = []
     for setting in analysis.settings:
-        options = {g.learner: _group_options(g) for g in analysis.groups
+        options = {g.learner: _group_options(g, flag_sections) for g in analysis.groups
                    if g.setting == setting}
         flags = dict.fromkeys(flag for values in options.values() for flag in values)
         for flag in flags:
             if flag in NOT_SETTINGS:
                 continue
             values = {options[lr][flag] for lr in options if flag in options[lr]}
-            default = DEFAULTS.get(flag)
+            default = defaults.get(flag)
             if len(values) > 1 or any(" | " in v for v in values) or \
                     (default is not None and values and values != {default}):
                 rows.append((setting.label, f"`{flag}`",
@@ -375,7 +393,7 @@ def compose(analysis: Analysis, figures: list[Figure], source: Path) -> list[Blo
                              "(with negative returns a ratio above 1 would mean worse)."),
                    ratio_table(analysis)]
     settings = settings_table(analysis)
-    blocks += [Heading("Settings"), Paragraph(SETTINGS_TEXT if settings else SAME_SETTINGS)]
+    blocks += [Heading("Settings"), Paragraph(settings_text() if settings else SAME_SETTINGS)]
     if settings:
         blocks.append(settings)
     blocks += [Heading("Scores (as the paper's Table 2)"), *headline_tables(analysis)]

@@ -17,25 +17,25 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import EngFormatter, MaxNLocator
 from PIL import Image
 
-from lpdm.config import LEARNERS
-from lpdm.evaluation import MOVING_AVERAGE_WINDOW, trailing_means
+from lpdm.learners.spec import find_spec, learner_names
 from lpdm.report.analysis import Analysis, Group, Setting, normalised_finals
 from lpdm.report.profiles import LAYER_FIELDS, diagnostic_columns, end_of_training_profiles, nan_iqm
 from lpdm.report.stats import iqm_band, performance_profile
+from lpdm.scores import MOVING_AVERAGE_WINDOW, trailing_means
 from lpdm.sweeps.grid import short_variant
 
 CURVE_POINTS = 100
 PROFILE_POINTS = 101
 DPI = 100
 PANEL = (4.6, 3.2)  # inches per subplot
-_COLORS = {"bp": "#1f77b4", "lpdm": "#ff7f0e", "lpdm-guided": "#2ca02c", "frozen": "#7f7f7f",
-           "linear": "#9467bd"}
 _OTHER = ("#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf")
 
 
 def color(learner: str) -> str:
-    if learner in _COLORS:
-        return _COLORS[learner]
+    """The learner's colour: its spec's, else one of a few others, by its name."""
+    spec = find_spec(learner)
+    if spec and spec.color:
+        return spec.color
     return _OTHER[zlib.crc32(learner.encode()) % len(_OTHER)]
 
 
@@ -346,8 +346,8 @@ def performance_profiles(analysis: Analysis, path: Path) -> bool:
 def wall_time(analysis: Analysis, path: Path) -> bool:
     """Milliseconds per iteration (whole, and the update alone) and per 1000 steps."""
     envs, algos = analysis.envs, analysis.algos
-    learners = [lr for lr in LEARNERS if lr in analysis.learners] + \
-        [lr for lr in analysis.learners if lr not in LEARNERS]
+    learners = [lr for lr in learner_names() if lr in analysis.learners] + \
+        [lr for lr in analysis.learners if lr not in learner_names()]
     figure, axes = _grid(2, len(algos))
     width = 0.8 / max(len(learners), 1)
     drawn = False

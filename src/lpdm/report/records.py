@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from lpdm.config import OPTIONS, get_value
-from lpdm.runs import RunDirectory, RunError
-from lpdm.sweeps.cell import is_locked
+from lpdm.config import active_options, get_value
+from lpdm.rundir import RunDirectory, RunError
+from lpdm.sweeps.locks import is_locked
 
 NOT_STARTED = "not started"
 
@@ -71,7 +71,7 @@ class RunRecord:
             config = RunDirectory(self.path).read_config()
         except (RunError, ValueError):
             return {}
-        return {o.flag: option_text(get_value(config, o)) for o in OPTIONS.values()}
+        return {o.flag: option_text(get_value(config, o)) for o in active_options(config)}
 
     def metrics(self) -> dict[str, np.ndarray]:
         """Every column of ``metrics.csv`` as floats ``[E]`` (NaN where a cell is empty);

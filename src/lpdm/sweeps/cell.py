@@ -1,54 +1,28 @@
 """Cells of a sweep, run by a worker as one population: lock them, then skip, start or
 resume their runs.
 
-A cell is locked with ``fcntl.flock`` on ``.lock`` in its run directory for as long as a
-worker runs it, so two sweep processes sharing a directory never run a cell at the same
-time; the kernel releases the lock when the worker dies, however it dies. Every start,
-resume, finish and failure is appended to the sweep's ``sweep.log``.
+A cell is locked (:mod:`lpdm.sweeps.locks`) for as long as a worker runs it, so two sweep
+processes sharing a directory never run a cell at the same time. Every start, resume,
+finish and failure is appended to the sweep's ``sweep.log``.
 """
 
 from __future__ import annotations
 
-import fcntl
 import os
 import socket
 import time
 import traceback
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 from lpdm.config import from_dict, with_values
-from lpdm.runs import RunDirectory, prepare_run, train_population, write_json_atomic
+from lpdm.rundir import RunDirectory, write_json_atomic
+from lpdm.runs import prepare_run, train_population
+from lpdm.sweeps.locks import cell_lock
 
-LOCK_FILE = ".lock"
 LOG_FILE = "sweep.log"
 TRACEBACK_FILE = "traceback.txt"
-
-
-@contextmanager
-def cell_lock(directory: Path) -> Iterator[bool]:
-    """Hold the cell's lock while the block runs; yields False if another process holds it."""
-    directory.mkdir(parents=True, exist_ok=True)
-    with (directory / LOCK_FILE).open("a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def is_locked(directory: Path) -> bool:
-    """Whether some process runs the cell in ``directory`` now."""
-    if not (directory / LOCK_FILE).exists():
-        return False
-    with cell_lock(directory) as acquired:
-        return not acquired
 
 
 def log_event(sweep_dir: Path, cell: str, event: str, detail: str = "") -> None:

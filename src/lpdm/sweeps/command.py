@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from lpdm.config import OPTIONS, PAPER_ALGOS, PAPER_LEARNERS, ConfigError
+from lpdm.config import OPTIONS, ConfigError, acts, read_config_file, where_it_acts
 from lpdm.envs import BENCHMARK_SUITES, SUITE_BUDGETS
 from lpdm.flags import add_config_arguments
-from lpdm.sweeps.backends import Backend, LocalBackend, RayBackend
+from lpdm.learners.spec import learner_specs
 from lpdm.sweeps.grid import (
     ALL_ALGOS,
     SweepSpec,
@@ -21,7 +22,11 @@ from lpdm.sweeps.grid import (
     record_spec,
     recorded_population,
 )
-from lpdm.sweeps.scheduler import cell_status, run_cells
+
+if TYPE_CHECKING:
+    from lpdm.sweeps.backends import Backend
+
+PAPER_ALGOS = ("reinforce", "ppo")  # a suite sweep's algorithms unless --algo narrows them
 
 DESCRIPTION = """\
 Run a grid of experiments: environments x algorithms x learners x seeds x every option
@@ -66,6 +71,9 @@ def spec_from_args(args: argparse.Namespace) -> SweepSpec:
     """The grid that the command line describes."""
     given = {name: parse_values(OPTIONS[name], text) for name, text in vars(args).items()
              if name in OPTIONS}
+    if args.config:  # one value each, where the command line gives none
+        for name, value in read_config_file(args.config).items():
+            given.setdefault(name, {ALL_ALGOS: [value]})
     suite = BENCHMARK_SUITES[args.suite] if args.suite else None
     if suite and "env" in given:  # a part of the suite, at the suite's budgets
         outside = [env for env in given["env"][ALL_ALGOS] if env not in suite]
@@ -79,7 +87,8 @@ def spec_from_args(args: argparse.Namespace) -> SweepSpec:
         return suite_values if suite and suite_values else (OPTIONS[name].default,)
 
     envs, algos = axis("env", suite), axis("algo", PAPER_ALGOS)
-    learners = axis("learner", PAPER_LEARNERS)
+    learners = axis("learner", tuple(name for name, learner in learner_specs().items()
+                                     if learner.paper))
     if args.seeds is not None and "seed" in given:
         raise ConfigError("--seeds and --seed exclude each other")
     if args.seeds is not None and args.seeds < 1:
@@ -90,11 +99,16 @@ def spec_from_args(args: argparse.Namespace) -> SweepSpec:
             if key != ALL_ALGOS and key not in algos:
                 raise ConfigError(f"{OPTIONS[name].flag}: {key}= names an algorithm this "
                                   f"sweep does not run ({', '.join(algos)})")
+        if not any(acts(name, algo, learner) for algo in algos for learner in learners):
+            raise ConfigError(f"{OPTIONS[name].flag} acts on none of this sweep's runs "
+                              f"({where_it_acts(name)})")
     budgets = SUITE_BUDGETS.get(args.suite, {}) if suite else {}
     return SweepSpec(envs, algos, learners, seeds, given, dict(budgets))
 
 
 def make_backend(args: argparse.Namespace) -> Backend:
+    from lpdm.sweeps.backends import LocalBackend, RayBackend
+
     if args.workers is not None and args.workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {args.workers}")
     if args.backend == "ray":
@@ -120,6 +134,8 @@ def choose_population(out: Path, cells: list, given: int | None, workers: int) -
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    from lpdm.sweeps.scheduler import cell_status, run_cells
+
     if args.population is not None and args.population < 1:
         raise ConfigError(f"--population must be at least 1, got {args.population}")
     out = Path(args.out)

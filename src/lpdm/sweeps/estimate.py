@@ -18,10 +18,9 @@ import gymnasium as gym
 
 from lpdm.config import Config, resolve, with_values
 from lpdm.envs import env_spaces
+from lpdm.learners.spec import get_spec
 from lpdm.sweeps.grid import Cell, SweepSpec, default_population, populations, short_variant
 
-# The learner measured for an environment × algorithm: the most expensive in the grid.
-COST_ORDER = ("lpdm-guided", "lpdm", "bp", "frozen", "linear")
 MEASURE_SECONDS = 3.0
 
 
@@ -87,7 +86,8 @@ def print_plan(spec: SweepSpec, cells: list[Cell], workers: int | None,
           "combination(s) ...", flush=True)
     rows = []
     for env, algo, variant in steps:
-        learner = next(lr for lr in COST_ORDER if lr in spec.learners)
+        # the learner measured: the grid's most expensive (its spec's cost rank)
+        learner = max(spec.learners, key=lambda name: get_spec(name).cost_rank)
         cell = next(c for c in cells
                     if (c.env, c.algo, c.learner, c.variant) == (env, algo, learner, variant))
         rate = measure_rate(cell.config(), members=min(size, len(spec.seeds)))

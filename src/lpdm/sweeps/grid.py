@@ -19,12 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import gymnasium as gym
-
 from lpdm import __version__
-from lpdm.config import ALGOS, OPTIONS, Config, ConfigError, Option, resolve, with_values
-from lpdm.envs import env_spaces
-from lpdm.runs import RunError, write_json_atomic
+from lpdm.config import ALGOS, OPTIONS, Config, ConfigError, Flag, acts, resolve, with_values
+from lpdm.rundir import RunError, write_json_atomic
 
 SWEEP_FILE = "sweep.json"
 SWEEP_FORMAT = 1
@@ -88,23 +85,27 @@ class Cell:
     path: PurePosixPath  # relative to the sweep directory
 
     def config(self) -> Config:
+        """The cell's configuration: the grid's values for it, less the options that do not
+        act on its algorithm and learner (the ``bp`` cells of a grid that sweeps
+        ``--guidance-strength``), which still name its directory."""
         return with_values(Config(), {"env": self.env, "algo": self.algo,
                                       "learner": self.learner, "seed": self.seed,
-                                      **dict(self.values)})
+                                      **{name: value for name, value in self.values
+                                         if acts(name, self.algo, self.learner)}})
 
 
 def _json_value(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
-def _from_json_value(option: Option, value: Any) -> Any:
+def _from_json_value(option: Flag, value: Any) -> Any:
     return tuple(value) if option.type is tuple and value is not None else value
 
 
 # --------------------------------------------------------------------------- parsing
 
 
-def parse_values(option: Option, text: str) -> dict[str, list[Any]]:
+def parse_values(option: Flag, text: str) -> dict[str, list[Any]]:
     """Parse a comma-separated list of values (``/``-separated for tuple options).
 
     Values may be keyed by algorithm as ``ALGO=VALUE``. Returns {algo or "*": values}.
@@ -192,9 +193,11 @@ def fixed_values(spec: SweepSpec, cell: Cell) -> tuple[str, ...]:
     a variant writes it (``sparse=true``): what sets the cell apart from another sweep's
     cell of the same variant."""
     values = spec.values_for(cell.algo, cell.env)
+    config = cell.config()
     return tuple(f"{OPTIONS[name].flag[2:]}={_format_value(chosen[0])}"
                  for name, chosen in values.items()
-                 if len(chosen) == 1 and chosen[0] != OPTIONS[name].default)
+                 if len(chosen) == 1 and acts(name, cell.algo, cell.learner)
+                 and chosen[0] != OPTIONS[name].default_for(config))
 
 
 def populations(cells: list[Cell], size: int) -> list[list[Cell]]:
@@ -221,6 +224,10 @@ def default_population(cells: list[Cell], workers: int) -> int:
 
 def check_cells(cells: list[Cell]) -> None:
     """Resolve every cell's configuration, so that bad values fail before anything runs."""
+    import gymnasium as gym
+
+    from lpdm.envs import env_spaces
+
     discrete: dict[str, bool] = {}
     for cell in cells:
         config = cell.config()

@@ -1,0 +1,266 @@
+"""A tuning study: trials of one environment × algorithm × learner in an Optuna database.
+
+Each trial draws the options of its search space (TPE), trains them as one population of
+held-out seeds for the study's steps (run directories ``OUT/trials/NNNN/sSEED``), and is
+scored by the mean over its seeds of the report's final score (the mean training return
+of the episodes that end in the last 10% of steps). A trial reports the mean 10-episode
+return of its members every tenth of its budget, and the pruner may stop it there.
+
+The database (``OUT/study.db``, SQLite, or a server given by ``--storage``) makes a study
+resumable and shareable: several ``lpdm tune`` processes on one database share its
+trials, and a process killed however it dies leaves its trial running until the heartbeat
+has been silent for ``GRACE_SECONDS``; that trial is then retried with the same options,
+resuming its runs from their checkpoints. Finished trials are never repeated.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import socket
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lpdm.config import Config, ConfigError, with_values
+from lpdm.envs import derive_seed
+from lpdm.errors import RunError
+from lpdm.rundir import RunDirectory, write_json_atomic
+from lpdm.runs import Progress, train_population
+from lpdm.scores import MOVING_AVERAGE_WINDOW
+from lpdm.tuning.space import suggest
+
+STUDY_FILE = "study.db"
+DEFINITION_FILE = "tune.json"
+BEST_FILE = "best.json"
+TRIALS_FILE = "trials.csv"
+HEARTBEAT_SECONDS = 10
+GRACE_SECONDS = 30
+REPORTS_PER_TRIAL = 10  # intermediate values a trial gives the pruner
+PRUNERS = ("median", "halving", "none")
+
+
+class TrialFailed(RuntimeError):
+    """A trial that could not be scored (bad options, a member that failed); one line."""
+
+
+@dataclass(frozen=True)
+class TuneSpec:
+    """What a study searches: every worker on one database must agree on it."""
+
+    env: str
+    algo: str
+    learner: str
+    seeds: tuple[int, ...]
+    total_steps: int
+    trials: int
+    space: dict[str, dict[str, Any]]
+    fixed: dict[str, Any] = field(default_factory=dict)  # other options, as given
+    pruner: str = "median"
+    sampler_seed: int = 0
+
+    @property
+    def name(self) -> str:
+        return f"{self.env}__{self.algo}__{self.learner}"
+
+    def to_json(self) -> dict[str, Any]:
+        return json.loads(json.dumps(asdict(self)))
+
+    def config(self, values: dict[str, Any], seed: int) -> Config:
+        """The configuration of one member of a trial with ``values``."""
+        return with_values(Config(), {**self.fixed, "env": self.env, "algo": self.algo,
+                                      "learner": self.learner, "total_steps": self.total_steps,
+                                      **values, "seed": seed})
+
+
+def record_definition(out: Path, spec: TuneSpec) -> None:
+    """Write ``tune.json``, or refuse if the folder holds another study."""
+    path = out / DEFINITION_FILE
+    if path.exists():
+        existing = json.loads(path.read_text())
+        if existing != spec.to_json():
+            changed = sorted(k for k in existing if existing.get(k) != spec.to_json().get(k))
+            raise RunError(f"{out} holds another study (differs in {', '.join(changed)}); "
+                           "rerun its own command to resume it, or choose another --out")
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, spec.to_json())
+
+
+def _optuna() -> Any:
+    try:
+        import optuna
+    except ImportError:
+        raise ConfigError("lpdm tune needs Optuna: pip install 'lpdm[tune]'") from None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    return optuna
+
+
+def open_study(spec: TuneSpec, out: Path, storage: str | None = None) -> Any:
+    """The study in ``storage`` (default ``OUT/study.db``), created on first use."""
+    optuna = _optuna()
+    url = storage or f"sqlite:///{(out / STUDY_FILE).absolute()}"
+    engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+    rdb = optuna.storages.RDBStorage(
+        url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_SECONDS,
+        grace_period=GRACE_SECONDS,
+        heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+            max_retry=3))
+    pruner = {"median": lambda: optuna.pruners.MedianPruner(
+                  n_startup_trials=4, n_warmup_steps=spec.total_steps // 4),
+              "halving": optuna.pruners.SuccessiveHalvingPruner,
+              "none": optuna.pruners.NopPruner}[spec.pruner]()
+    study = optuna.create_study(study_name=spec.name, storage=rdb, direction="maximize",
+                                load_if_exists=True, pruner=pruner)
+    # workers sharing a study draw different random starting points
+    seed = derive_seed(spec.sampler_seed, len(study.trials), os.getpid())
+    study.sampler = optuna.samplers.TPESampler(
+        seed=seed, n_startup_trials=max(1, min(10, spec.trials // 2)))
+    return study
+
+
+def counted(study: Any) -> list[Any]:
+    """The trials that spent the study's budget: complete, pruned, or failed by lpdm (a
+    trial failed because its process died is retried instead, and not counted)."""
+    states = _optuna().trial.TrialState
+    return [t for t in study.trials if t.state in (states.COMPLETE, states.PRUNED)
+            or (t.state == states.FAIL and "error" in t.user_attrs)]
+
+
+class _Pruning:
+    """``should_stop`` of a trial's population: reports the members' mean recent return to
+    Optuna every tenth of the budget and stops them if the pruner says so."""
+
+    def __init__(self, trial: Any, total_steps: int) -> None:
+        self.trial = trial
+        self.every = max(total_steps // REPORTS_PER_TRIAL, 1)
+        self.next = self.every
+        self.pruned: str | None = None
+
+    def __call__(self, members: list[Progress]) -> str | None:
+        step = min(m.global_step for m in members)
+        if step < self.next:
+            return None
+        self.next = (step // self.every + 1) * self.every
+        recent = [np.mean(m.returns[-MOVING_AVERAGE_WINDOW:]) for m in members if m.returns]
+        if not recent:
+            return None
+        self.trial.report(float(np.mean(recent)), step)
+        if self.trial.should_prune():
+            self.pruned = f"pruned by lpdm tune at step {step}"
+        return self.pruned
+
+
+def objective(spec: TuneSpec, out: Path, trial: Any) -> float:
+    """Train one trial (or resume it, when it is a retry of a trial whose process died)."""
+    optuna = _optuna()
+    frozen = trial.study.get_trials(deepcopy=False)[trial.number]
+    retried = optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(frozen)
+    number = trial.number if retried is None else retried
+    values = suggest(trial, spec.space)
+    trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+    folder = out / "trials" / f"{number:04d}"
+    outs = [folder / f"s{seed}" for seed in spec.seeds]
+    try:
+        resume = all(RunDirectory(o).config.exists() for o in outs)
+        configs = ([RunDirectory(o).read_config() for o in outs] if resume else
+                   [spec.config(values, seed) for seed in spec.seeds])
+        pruning = _Pruning(trial, spec.total_steps)
+        summaries = train_population(configs, outs, resume=resume, progress_bar=False,
+                                     should_stop=pruning)
+    except (ConfigError, RunError) as error:
+        return _failed(trial, str(error))
+    if pruning.pruned:
+        raise optuna.TrialPruned(pruning.pruned)
+    broken = [s for s in summaries if s["status"] != "finished"]
+    if broken:
+        return _failed(trial, f"seed {broken[0]['seed']}: {broken[0].get('error', 'failed')}")
+    scores = [s["final_score"] for s in summaries]
+    if any(score is None for score in scores):
+        return _failed(trial, "no episode ended in the last 10% of steps")
+    trial.set_user_attr("final_scores", scores)
+    return float(np.mean(scores))
+
+
+def _failed(trial: Any, error: str) -> float:
+    trial.set_user_attr("error", error)
+    raise TrialFailed(error)
+
+
+def run_study(spec: TuneSpec, out: Path, storage: str | None = None,
+              progress: bool = True) -> Any:
+    """Run trials until the study has ``spec.trials`` (with any other workers), writing the
+    trials table and the best configuration after each; returns the study."""
+    record_definition(out, spec)
+    study = open_study(spec, out, storage)
+
+    def enough(study: Any, _trial: Any = None) -> None:
+        write_results(study, spec, out)
+        if len(counted(study)) >= spec.trials:
+            study.stop()
+
+    if len(counted(study)) < spec.trials:
+        remaining = spec.trials - len(counted(study))
+        study.optimize(lambda trial: objective(spec, out, trial), n_trials=remaining,
+                       callbacks=[enough], catch=(TrialFailed,), show_progress_bar=progress)
+    write_results(study, spec, out)
+    return study
+
+
+# --------------------------------------------------------------------------- results
+
+
+def trial_rows(study: Any) -> list[dict[str, Any]]:
+    """One row per trial: number, state, score, its options, seconds, error."""
+    rows = []
+    for t in study.trials:
+        seconds = (t.datetime_complete - t.datetime_start).total_seconds() \
+            if t.datetime_complete and t.datetime_start else math.nan
+        rows.append({"trial": t.number, "state": t.state.name.lower(),
+                     "score": t.value if t.value is not None else math.nan,
+                     **{f"param_{k}": v for k, v in t.params.items()},
+                     "seconds": round(seconds, 1),
+                     "retry_of": t.system_attrs.get("failed_trial", ""),
+                     "worker": t.user_attrs.get("worker", ""),
+                     "error": t.user_attrs.get("error", "")})
+    return rows
+
+
+def best_trial(study: Any) -> Any | None:
+    states = _optuna().trial.TrialState
+    done = [t for t in study.trials if t.state == states.COMPLETE and t.value is not None]
+    return max(done, key=lambda t: (t.value, -t.number)) if done else None
+
+
+def best_values(spec: TuneSpec, trial: Any) -> dict[str, Any]:
+    """The options a confirmation run takes: the study's fixed options and the best
+    trial's, with its environment, algorithm and learner (not its seeds or budget)."""
+    return {"env": spec.env, "algo": spec.algo, "learner": spec.learner, **spec.fixed,
+            **trial.params}
+
+
+def write_results(study: Any, spec: TuneSpec, out: Path) -> None:
+    """``trials.csv``, ``best.json`` (once a trial completed) and the study's figures."""
+    rows = trial_rows(study)
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    tmp = out / f"{TRIALS_FILE}.{os.getpid()}.tmp"
+    with tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, columns, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, out / TRIALS_FILE)
+    best = best_trial(study)
+    if best is not None:
+        write_json_atomic(out / BEST_FILE, {
+            "format": 1, "study": spec.name, "trial": best.number, "score": best.value,
+            "seeds": list(spec.seeds), "total_steps": spec.total_steps,
+            "trials": len(counted(study)), "values": best_values(spec, best)})
+    from lpdm.tuning.figures import draw_figures
+
+    draw_figures(study, out)

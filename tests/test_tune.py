@@ -1,0 +1,113 @@
+"""``lpdm tune``: a tiny study, its resumption after kill -9, two workers on one database,
+``--config best.json``, and bad input."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from lpdm.cli import main
+from lpdm.tuning import study as tuning
+
+pytest.importorskip("optuna")
+
+TINY = ["--env", "CartPole-v1", "--algo", "reinforce", "--learner", "lpdm", "--hidden-sizes",
+        "8", "--total-steps", "600", "--tune-seeds", "10,11", "--no-progress"]
+
+
+def trials(out):
+    with (out / "trials.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+def tune_process(out, trials_wanted):
+    return subprocess.Popen([sys.executable, "-m", "lpdm.cli", "tune", *TINY, "--trials",
+                             str(trials_wanted), "--out", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def test_a_tiny_study_and_its_best_configuration(tmp_path, capsys):
+    out = tmp_path / "study"
+    assert main(["tune", *TINY, "--trials", "2", "--out", str(out)]) == 0
+    rows = trials(out)
+    assert [r["state"] for r in rows] == ["complete", "complete"]
+    assert {"param_lr", "param_scale", "param_distance_batch"} <= set(rows[0])
+    best = json.loads((out / "best.json").read_text())
+    assert best["score"] == max(float(r["score"]) for r in rows) and best["trials"] == 2
+    assert (out / "history.png").exists()
+    # the best configuration, trained on a trial's seed and budget, is that trial's run
+    run = tmp_path / "confirm"
+    assert main(["train", "--config", str(out / "best.json"), "--seed", "10",
+                 "--total-steps", "600", "--no-progress", "--out", str(run)]) == 0
+    trial_run = out / "trials" / f"{best['trial']:04d}" / "s10"
+    assert json.loads((run / "config.json").read_text()) == \
+        json.loads((trial_run / "config.json").read_text())
+    assert (run / "metrics.csv").read_bytes() == (trial_run / "metrics.csv").read_bytes()
+    # a finished study is not run again
+    assert main(["tune", *TINY, "--trials", "2", "--out", str(out)]) == 0
+    assert len(trials(out)) == 2
+
+
+def test_killed_study_resumes_without_repeating_a_finished_trial(tmp_path, monkeypatch):
+    out = tmp_path / "study"
+    process = tune_process(out, 3)
+    deadline = time.monotonic() + 300
+    while not (out / "trials/0001/s10/checkpoint.pt").exists():  # trial 1 under way
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.2)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    first = (out / "trials/0000/s10/metrics.csv").read_bytes()
+    # its heartbeat stopped: a worker with a short grace period retries the killed trial
+    monkeypatch.setattr(tuning, "HEARTBEAT_SECONDS", 1)
+    monkeypatch.setattr(tuning, "GRACE_SECONDS", 1)
+    time.sleep(2)
+    assert main(["tune", *TINY, "--trials", "3", "--out", str(out)]) == 0
+    rows = trials(out)
+    states = {r["trial"]: r["state"] for r in rows}
+    assert states["0"] == "complete" and states["1"] == "fail"  # killed, then retried
+    retry = next(r for r in rows if r["retry_of"] == "1")
+    assert retry["state"] in ("complete", "pruned") or retry["error"]
+    # the budget: complete, pruned, or failed by lpdm (the killed trial 1 is not counted)
+    assert sum(r["state"] in ("complete", "pruned") or bool(r["error"]) for r in rows) == 3
+    assert (out / "trials/0000/s10/metrics.csv").read_bytes() == first  # not run again
+    assert not (out / f"trials/{int(retry['trial']):04d}").exists()  # resumed in trial 1's
+
+
+def test_two_workers_share_one_study(tmp_path):
+    out = tmp_path / "study"
+    workers = [tune_process(out, 4) for _ in range(2)]
+    assert [w.wait(timeout=600) for w in workers] == [0, 0]
+    rows = [r for r in trials(out) if r["state"] == "complete"]
+    # one study of 4 trials, not two of 4 (two workers may both start the last one)
+    assert 4 <= len(rows) <= 5
+    assert len({r["trial"] for r in rows}) == len(rows)
+
+
+def test_bad_input_and_failing_trials(tmp_path, capsys):
+    def tune(*extra, out="bad"):
+        code = main(["tune", *TINY, "--trials", "2", "--out", str(tmp_path / out), *extra])
+        return code, capsys.readouterr()
+
+    space = tmp_path / "space.json"
+    space.write_text(json.dumps({"no_such_option": {"type": "float", "low": 0, "high": 1}}))
+    code, output = tune("--space", str(space))
+    assert code == 2 and "unknown option 'no_such_option'" in output.err
+    space.write_text("{}")
+    code, output = tune("--space", str(space))
+    assert code == 2 and "search space of lpdm under reinforce is empty" in output.err
+    space.write_text(json.dumps({"clip_coef": {"type": "float", "low": 0.1, "high": 0.3}}))
+    code, output = tune("--space", str(space))
+    assert code == 2 and "--clip-coef does not act on --algo reinforce" in output.err
+    # every trial fails (REINFORCE runs one environment): recorded, and the study goes on
+    space.write_text(json.dumps({"num_envs": {"type": "categorical", "choices": [2]}}))
+    code, output = tune("--space", str(space), out="failing")
+    assert code == 1 and "no trial completed" in output.out
+    rows = trials(tmp_path / "failing")
+    assert [r["state"] for r in rows] == ["fail", "fail"]
+    assert "REINFORCE runs one environment" in rows[0]["error"]
