@@ -6,9 +6,9 @@ import argparse
 import os
 from pathlib import Path
 
-from lpdm.config import OPTIONS, PAPER_ALGOS, PAPER_LEARNERS, ConfigError
-from lpdm.envs import BENCHMARK_SUITES, SUITE_BUDGETS
+from lpdm.config import OPTIONS, PAPER_LEARNERS, ConfigError
 from lpdm.flags import add_config_arguments
+from lpdm.suites import SUITES
 from lpdm.sweeps.backends import Backend, LocalBackend, RayBackend
 from lpdm.sweeps.grid import (
     ALL_ALGOS,
@@ -38,7 +38,7 @@ def add_sweep_command(commands: argparse._SubParsersAction) -> None:
                                  description=DESCRIPTION,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True, metavar="DIR", help="sweep directory")
-    parser.add_argument("--suite", choices=sorted(BENCHMARK_SUITES),
+    parser.add_argument("--suite", choices=sorted(SUITES),
                         help="the suite's environments at its budgets, with every algorithm "
                              "and learner unless --env/--algo/--learner narrow them")
     parser.add_argument("--seeds", type=int, metavar="K", help="seeds 0..K-1 (default 1; "
@@ -66,19 +66,20 @@ def spec_from_args(args: argparse.Namespace) -> SweepSpec:
     """The grid that the command line describes."""
     given = {name: parse_values(OPTIONS[name], text) for name, text in vars(args).items()
              if name in OPTIONS}
-    suite = BENCHMARK_SUITES[args.suite] if args.suite else None
+    suite = SUITES[args.suite] if args.suite else None
     if suite and "env" in given:  # a part of the suite, at the suite's budgets
-        outside = [env for env in given["env"][ALL_ALGOS] if env not in suite]
+        outside = [env for env in given["env"][ALL_ALGOS] if env not in suite.envs]
         if outside:
             raise ConfigError(f"--env: {', '.join(outside)} not in --suite {args.suite} "
-                              f"({', '.join(suite)})")
+                              f"({', '.join(suite.envs)})")
 
     def axis(name: str, suite_values: tuple | None) -> tuple:
         if name in given:
             return tuple(given.pop(name)[ALL_ALGOS])
         return suite_values if suite and suite_values else (OPTIONS[name].default,)
 
-    envs, algos = axis("env", suite), axis("algo", PAPER_ALGOS)
+    envs = axis("env", suite.envs if suite else None)
+    algos = axis("algo", suite.algos if suite else None)
     learners = axis("learner", PAPER_LEARNERS)
     if args.seeds is not None and "seed" in given:
         raise ConfigError("--seeds and --seed exclude each other")
@@ -90,8 +91,8 @@ def spec_from_args(args: argparse.Namespace) -> SweepSpec:
             if key != ALL_ALGOS and key not in algos:
                 raise ConfigError(f"{OPTIONS[name].flag}: {key}= names an algorithm this "
                                   f"sweep does not run ({', '.join(algos)})")
-    budgets = SUITE_BUDGETS.get(args.suite, {}) if suite else {}
-    return SweepSpec(envs, algos, learners, seeds, given, dict(budgets))
+    budgets = dict(suite.budgets) if suite else {}
+    return SweepSpec(envs, algos, learners, seeds, given, budgets)
 
 
 def make_backend(args: argparse.Namespace) -> Backend:
