@@ -1,5 +1,6 @@
 """``lpdm report``: files, tables, verdicts, left-out runs, on synthetic and real sweeps."""
 
+import ast
 import csv
 import json
 import re
@@ -19,15 +20,18 @@ FIGURES = ("overview.png", "learning_curves.png", "score_distributions.png",
 
 
 def fake_sweep(root: Path, argv: list[str], runs: dict) -> None:
-    """A sweep directory whose runs are written by hand: ``runs[(env, learner, seed)]`` is
-    ``(status, final_score, max_score)``; cells missing from ``runs`` are not started."""
+    """A sweep directory whose runs are written by hand: ``runs[(env, learner, seed)]`` (or
+    ``runs[(env, algo, learner, seed)]``) is ``(status, final_score, max_score)``; cells
+    missing from ``runs`` are not started."""
     spec = spec_from_args(build_parser().parse_args(["sweep", "--out", str(root), *argv]))
     cells = expand(spec)
     record_spec(root, spec, len(cells))
     for cell in cells:
-        if (cell.env, cell.learner, cell.seed) not in runs:
+        found = runs.get((cell.env, cell.algo, cell.learner, cell.seed),
+                         runs.get((cell.env, cell.learner, cell.seed)))
+        if found is None:
             continue
-        status, final, best = runs[cell.env, cell.learner, cell.seed]
+        status, final, best = found
         path = root / cell.path
         path.mkdir(parents=True)
         summary = {"status": status, "env": cell.env, "algo": cell.algo,
@@ -95,7 +99,11 @@ def test_report_files_tables_and_verdicts(synthetic):
     assert "**2 run(s) did not finish and are left out of every statistic** (1 failed, " \
            "1 not started)" in text
     assert "| CartPole-v1/reinforce/lpdm-guided/s2 | failed | RuntimeError: boom |" in text
-    assert "| lpdm vs bp | final score | 1 | 0 | 0 | 0 | 0 | 0 |" in text
+    # one environment: Holm over 1 test leaves p as it is
+    assert "| lpdm vs bp | reinforce | final score | 1 | 0 | 0 | 0 | 0 | 0 | 1 | 1 |" in text
+    assert "p = 0.018, Holm-adjusted over 1 test 0.018" in text
+    assert scores["lpdm"]["p_holm_vs_bp_final_score"] == scores["lpdm"]["p_vs_bp_final_score"]
+    assert scores["lpdm"]["holm_tests_vs_bp_final_score"] == "1"
     assert "lpdm-guided on CartPole-v1 with reinforce: scores lower than bp in final score, " \
            "not significantly" in text
     assert report.headline().startswith("**Final score**")
@@ -129,7 +137,7 @@ def test_stuck_threshold_can_be_given(synthetic):
     build_report(synthetic, stuck_thresholds={"CartPole-v1": 100.0})
     scores = read_scores(synthetic / "report")
     assert float(scores["lpdm"]["stuck_fraction"]) == pytest.approx(1 / 5)  # only 90 < 100
-    assert "CartPole-v1 100.0 (given)" in (synthetic / "report" / "report.md").read_text()
+    assert "CartPole-v1:reinforce 100.0 (given)" in (synthetic / "report" / "report.md").read_text()
 
 
 def test_negative_returns_get_a_meaningful_default_threshold(tmp_path):
@@ -142,6 +150,96 @@ def test_negative_returns_get_a_meaningful_default_threshold(tmp_path):
     # half-way from min(0, lowest score) = -1300 to the best median -200
     assert float(scores["lpdm"]["stuck_threshold"]) == -750
     assert float(scores["lpdm"]["stuck_fraction"]) == pytest.approx(2 / 3)
+
+
+# Two environments under both algorithms. Under PPO every score sits at a fixed anchor of
+# lpdm.suites (bp at CleanRL's PPO result: 1; frozen at the random policy's return: 0;
+# lpdm half-way); REINFORCE has no reference scores, so it falls back to min-max.
+TWO_ENVS = {("CartPole-v1", "ppo"): {"bp": 490.04, "lpdm": 257.5, "frozen": 24.96},
+            ("Acrobot-v1", "ppo"): {"bp": -86.36, "lpdm": -293.18, "frozen": -500.0},
+            ("CartPole-v1", "reinforce"): {"bp": 110.0, "lpdm": 60.0, "frozen": 25.0},
+            ("Acrobot-v1", "reinforce"): {"bp": -110.0, "lpdm": -300.0, "frozen": -490.0}}
+
+
+@pytest.fixture(scope="module")
+def two_envs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("two-envs")
+    runs = {(env, algo, learner, seed): ("finished", value + seed - 1, value + seed - 1)
+            for (env, algo), finals in TWO_ENVS.items() for learner, value in finals.items()
+            for seed in range(3)}
+    fake_sweep(root, ["--env", "CartPole-v1,Acrobot-v1", "--algo", "reinforce,ppo",
+                      "--learner", "bp,lpdm,frozen", "--seeds", "3"], runs)
+    return root, build_report(root)
+
+
+def test_stuck_thresholds_are_per_environment_and_algorithm(two_envs, tmp_path):
+    root, report = two_envs
+    thresholds = report.analysis.thresholds
+    # half-way from min(0, lowest final) = 0 to the best median, per algorithm
+    assert thresholds["CartPole-v1", "ppo"] == pytest.approx(490.04 / 2)
+    assert thresholds["CartPole-v1", "reinforce"] == pytest.approx(110 / 2)
+    # Acrobot: from the lowest final score (-501 under PPO, -491 under REINFORCE)
+    assert thresholds["Acrobot-v1", "ppo"] == pytest.approx(-501 + (-86.36 + 501) / 2)
+    assert thresholds["Acrobot-v1", "reinforce"] == pytest.approx(-491 + (-110 + 491) / 2)
+    text = (root / "report" / "report.md").read_text()
+    assert "CartPole-v1:reinforce 55.0 (default)" in text
+    assert "half-way from min(0, the lowest final score) to the best learner's median" in text
+
+    given = build_report(root, tmp_path / "given", {"CartPole-v1": 100.0,
+                                                      "CartPole-v1:ppo": 300.0})
+    assert given.analysis.thresholds["CartPole-v1", "ppo"] == 300  # ENV:ALGO first
+    assert given.analysis.thresholds["CartPole-v1", "reinforce"] == 100  # then ENV
+    assert given.analysis.threshold_given == {
+        ("CartPole-v1", "reinforce"): True, ("CartPole-v1", "ppo"): True,
+        ("Acrobot-v1", "reinforce"): False, ("Acrobot-v1", "ppo"): False}
+
+
+def test_stuck_threshold_flag_takes_an_algorithm(two_envs, tmp_path, capsys):
+    root, _ = two_envs
+    assert main(["report", str(root), "--out", str(tmp_path / "r"), "--stuck-threshold",
+                 "CartPole-v1:ppo=300", "--stuck-threshold", "Acrobot-v1=-200"]) == 0
+    text = (tmp_path / "r" / "report.md").read_text()
+    assert "CartPole-v1:ppo 300.0 (given)" in text
+    assert "Acrobot-v1:ppo -200.0 (given)" in text and "Acrobot-v1:reinforce -200.0 (given)" \
+        in text
+
+
+def test_fixed_references_normalise_when_every_environment_has_them(two_envs):
+    root, report = two_envs
+    aggregates = {(a.algo, a.learner): a for a in report.analysis.aggregates}
+    # PPO: lpdm.suites' random return is 0, CleanRL's PPO result 1 (seeds at -1, 0, +1)
+    assert aggregates["ppo", "bp"].normalised_iqm.value == pytest.approx(1.0, abs=0.005)
+    assert aggregates["ppo", "lpdm"].normalised_iqm.value == pytest.approx(0.5, abs=0.005)
+    assert aggregates["ppo", "frozen"].normalised_iqm.value == pytest.approx(0.0, abs=0.005)
+    assert report.analysis.normalisation["ppo"].kind == "fixed references"
+    # REINFORCE has no reference score: min-max over every final score of the environment
+    scale = report.analysis.normalisation["reinforce"]
+    assert scale.kind == "min-max" and scale.missing == ("CartPole-v1", "Acrobot-v1")
+    assert scale.bounds["CartPole-v1"] == pytest.approx((24.96 - 1, 490.04 + 1))  # PPO too
+    text = (root / "report" / "report.md").read_text()
+    assert "ppo: fixed references, (score − random) / (reference − random)" in text
+    assert "CleanRL ppo.py, https://docs.cleanrl.dev/rl-algorithms/ppo/" in text
+    assert "reinforce: min-max over this report's final scores per environment" in text
+    assert "since CartPole-v1, Acrobot-v1 have no reference score for reinforce" in text
+    # the performance profile's caption says it too
+    assert any(line.startswith("*Performance profiles") and "Normalisation: reinforce: "
+               "min-max" in line and "ppo: fixed references" in line
+               for line in text.splitlines())
+
+
+def test_aggregates_compare_with_bp_and_with_frozen_in_the_headline(two_envs):
+    _, report = two_envs
+    aggregates = {(a.algo, a.learner): a for a in report.analysis.aggregates}
+    assert aggregates["ppo", "lpdm"].versus_bp.value == 0.0
+    assert aggregates["ppo", "lpdm"].versus_frozen.value == 1.0
+    assert aggregates["ppo", "bp"].versus_bp is None
+    assert aggregates["ppo", "bp"].versus_frozen.value == 1.0
+    assert aggregates["ppo", "frozen"].versus_frozen is None
+    headline = report.headline()
+    assert "| algorithm | learner | environments | IQM of normalised final score [CI] | " \
+           "mean P(> bp) [CI] | mean P(> frozen) [CI] |" in headline
+    assert "| ppo | lpdm | 2 | 0.50" in headline
+    assert "Normalisation: " in headline
 
 
 def test_a_single_seed_gives_estimates_without_intervals(tmp_path):
@@ -351,8 +449,12 @@ def test_a_folder_of_sweeps_keeps_their_options_and_judges_them_against_the_defa
     text = (tmp_path / "report" / "report.md").read_text()
     assert "| CartPole-v1 · reinforce · sparse=true |" in text
     assert "lpdm vs lpdm at defaults · final" in text
-    assert "lpdm on CartPole-v1 with reinforce (sparse=true): **beats lpdm at defaults in " \
-           "final score**" in text
+    # 4 runs against 4 (p = 2 / C(8, 4) = 0.029) in both variants: Holm over the 2 variants
+    # of the family doubles it, so neither is significant after the correction
+    assert "lpdm on CartPole-v1 with reinforce (sparse=true): scores higher than lpdm at " \
+           "defaults in final score, not significantly" in text
+    assert "p = 0.029, Holm-adjusted over 2 tests 0.057" in text
+    assert "**No per-setting difference is significant after the correction**" in text
     assert "*X at defaults*: learner X" in text
     with (tmp_path / "report" / "scores.csv").open() as f:
         rows = [row for row in csv.DictReader(f) if row["learner"] == "lpdm"]
@@ -468,3 +570,14 @@ def test_settings_follow_the_paper_s_environment_order_then_the_runs():
     assert [g.setting.env for g in make_groups(runs)] == [
         "CartPole-v1", "Hopper-v4", "MinAtar/Breakout-v1"]
     assert [r.seed for r in make_groups(runs)[1].runs] == [0, 1]
+
+
+def test_suites_import_neither_torch_nor_gymnasium():
+    """The module's own imports (the lpdm package's __init__ still imports torch)."""
+    import lpdm.suites
+
+    tree = ast.parse(Path(lpdm.suites.__file__).read_text())
+    names = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
+             for alias in node.names}
+    names |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert not {n.split(".")[0] for n in names if n} & {"torch", "gymnasium", "lpdm"}

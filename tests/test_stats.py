@@ -5,6 +5,7 @@ import pytest
 
 from lpdm.report.stats import (
     average_probability_of_improvement,
+    holm,
     iqm,
     iqm_band,
     iqm_ratio,
@@ -12,6 +13,7 @@ from lpdm.report.stats import (
     min_max_normalise,
     performance_profile,
     probability_of_improvement,
+    smallest_mann_whitney_p,
     stratified_iqm,
     summarize,
 )
@@ -138,3 +140,21 @@ def test_iqm_ratio_of_positive_scores_and_undefined_otherwise():
     # negative returns (Acrobot): IQM -300 over -270 is 1.11, yet guided is worse
     assert np.isnan(iqm_ratio(np.array([-310.0, -300, -290]), np.array([-280.0, -270, -260])).value)
     assert np.isnan(iqm_ratio(np.array([10.0, 20, 0]), np.array([5.0, 6, 7])).value)
+
+
+def test_holm_by_hand():
+    # sorted: 0.005 x 4 = 0.02, 0.01 x 3 = 0.03, 0.03 x 2 = 0.06, 0.04 x 1 = 0.04 -> 0.06
+    # (adjusted p-values never decrease in the order of the raw ones)
+    np.testing.assert_allclose(holm([0.01, 0.04, 0.03, 0.005]), [0.03, 0.06, 0.06, 0.02])
+    # capped at 1; a NaN (no test) stays NaN and does not count: m = 2
+    np.testing.assert_allclose(holm([0.6, float("nan"), 0.02]), [0.6, np.nan, 0.04])
+    np.testing.assert_allclose(holm([0.7, 0.8]), [1.0, 1.0])
+    assert holm([]).shape == (0,)
+
+
+def test_smallest_mann_whitney_p():
+    # complete separation, exact two-sided: 2 / C(n + m, n)
+    assert smallest_mann_whitney_p(5, 5) == pytest.approx(2 / 252)  # 0.0079
+    assert smallest_mann_whitney_p(3, 3) == pytest.approx(0.1)
+    # so Holm over 8 environments can never find one 5-against-5 difference
+    assert smallest_mann_whitney_p(5, 5) * 8 > 0.05

@@ -23,40 +23,6 @@ from gymnasium.wrappers import vector as vector_wrappers
 from lpdm.config import Config
 from lpdm.errors import EnvError
 
-BENCHMARK_SUITES: dict[str, tuple[str, ...]] = {
-    "paper": (
-        "CartPole-v1",
-        "Acrobot-v1",
-        "LunarLander-v3",
-        "Pendulum-v1",
-        "InvertedPendulum-v4",
-        "InvertedDoublePendulum-v4",
-        "Hopper-v4",
-        "HalfCheetah-v4",
-    ),
-}
-
-# Training budgets of the paper suite (environment steps), when --total-steps is not
-# given: long enough that bp clearly learns under both algorithms (anchors: CleanRL's PPO
-# reaches 490 on CartPole-v1 and -86 on Acrobot-v1 at 500k steps; 963 on
-# InvertedPendulum-v4, 2383 on Hopper-v4 and 1443 on HalfCheetah-v4 at 1M), short enough
-# that the whole study (8 environments x 2 algorithms x 4 learners x 5 seeds) fits two
-# cores in a few sessions. docs/reproduction.md gives what bp reached at them.
-SUITE_BUDGETS: dict[str, dict[str, int]] = {
-    "paper": {
-        "CartPole-v1": 150_000,  # bp at 500 by 100k (REINFORCE) and 150k (PPO) here
-        "Acrobot-v1": 200_000,  # PPO near -100 well before 200k
-        "LunarLander-v3": 500_000,  # PPO clearly above the random policy's -200 by 500k
-        # PPO bp max -60, -87 (final -175) at 300k, held-out seeds 10, 11; REINFORCE bp does
-        # not learn it there (max -923, -1002; random about -1200): say so when reading it
-        "Pendulum-v1": 300_000,
-        "InvertedPendulum-v4": 200_000,  # PPO near 1000 by 200k
-        "InvertedDoublePendulum-v4": 300_000,
-        "Hopper-v4": 300_000,  # bp 1600-3000 max score at 300k (3 seeds)
-        "HalfCheetah-v4": 300_000,
-    },
-}
-
 OBS_CLIP = 10.0
 REWARD_CLIP = 10.0
 

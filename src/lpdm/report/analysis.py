@@ -2,18 +2,19 @@
 
 A *setting* is an environment × algorithm (× swept option values); a *group* is the runs
 of one learner in one setting. Only finished runs enter the statistics; a finished run
-without a score (NaN) is left out of that score's statistics only.
+without a score (NaN) is left out of that score's statistics only. A verdict's p-value is
+corrected (Holm) over its *family*: the settings of one comparison on one score under one
+algorithm.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from lpdm.envs import BENCHMARK_SUITES
 from lpdm.learners.spec import find_spec, learner_names
 from lpdm.report.records import RunRecord
 from lpdm.report.stats import (
@@ -22,6 +23,7 @@ from lpdm.report.stats import (
     ScoreSummary,
     average_probability_of_improvement,
     fraction_estimate,
+    holm,
     iqm_ratio,
     mann_whitney_p,
     mean_ratio,
@@ -32,13 +34,15 @@ from lpdm.report.stats import (
     summarize,
 )
 from lpdm.scores import trailing_means
+from lpdm.suites import RANDOM_POLICY, env_order, reference_bounds, reference_for
 from lpdm.sweeps.grid import short_variant
 
 SCORES = ("final_score", "max_score")  # what verdicts judge: the training policy's returns
 # Reported beside them: the deterministic evaluation, which can flatter a weak policy.
 REPORTED_SCORES = (*SCORES, "eval_score")
+TOO_FEW = "too few runs"
 OUTCOMES = ("loses", "lower, not significant", "no clear difference", "higher, not significant",
-            "beats", "too few runs")
+            "beats", TOO_FEW)
 BASELINE = "bp"
 CONTROL = "frozen"
 AT_DEFAULTS = "{} at defaults"  # the reference of a variant: its learner without the option
@@ -133,11 +137,18 @@ class Verdict:
     learner: str
     reference: str
     score: str
-    outcome: str  # one of OUTCOMES
+    outcome: str  # one of OUTCOMES, judged on the adjusted p-value
     poi: Estimate  # P(learner > reference)
-    p_value: float  # two-sided Mann-Whitney U test
+    p_value: float  # two-sided Mann-Whitney U test, uncorrected
     iqm: Estimate
     reference_iqm: Estimate
+    p_adjusted: float = math.nan  # Holm-adjusted over the verdict's family
+    tests: int = 1  # the number of tests in that family
+
+    @property
+    def family(self) -> tuple[str, str, str, str]:
+        """The tests corrected together: one comparison on one score under one algorithm."""
+        return self.learner, self.reference, self.score, self.setting.algo
 
 
 @dataclass(frozen=True)
@@ -169,16 +180,44 @@ class Aggregate:
     learner: str
     environments: int
     normalised_iqm: Estimate
-    versus_bp: Estimate | None
+    versus_bp: Estimate | None  # mean over environments of P(learner > bp)
+    versus_frozen: Estimate | None = None  # mean over environments of P(learner > frozen)
+
+
+MIN_MAX, FIXED = "min-max", "fixed references"
+
+
+@dataclass(frozen=True)
+class Normalisation:
+    """How one algorithm's final scores are mapped onto one scale across environments:
+    ``bounds[env] = (score mapped to 0, score mapped to 1)``."""
+
+    algo: str
+    kind: str  # FIXED (random policy to reference score) or MIN_MAX (over the runs here)
+    bounds: dict[str, tuple[float, float]]
+    missing: tuple[str, ...] = ()  # environments without a reference, when MIN_MAX
+
+    def describe(self) -> str:
+        """One sentence: what 0 and 1 mean, and why this normalisation."""
+        if self.kind == FIXED:
+            sources = sorted({reference_for(env, self.algo).source for env in self.bounds})
+            return (f"{self.algo}: fixed references, (score − random) / (reference − random) "
+                    f"per environment, 0 being the {RANDOM_POLICY} and 1 the reference "
+                    f"score ({'; '.join(sources)}; values in lpdm.suites), so adding a learner "
+                    "or a run moves no normalised score")
+        return (f"{self.algo}: min-max over this report's final scores per environment (every "
+                f"learner and algorithm), since {', '.join(self.missing)} "
+                f"{'has' if len(self.missing) == 1 else 'have'} no reference score for "
+                f"{self.algo}; adding a learner or a run can move every normalised score")
 
 
 @dataclass
 class Analysis:
     runs: list[RunRecord]
     groups: list[Group]
-    thresholds: dict[str, float]  # stuck threshold of each environment's final score
-    threshold_given: dict[str, bool]
-    normalisation: dict[str, tuple[float, float]]  # env -> (min, max) of final scores
+    thresholds: dict[tuple[str, str], float]  # stuck threshold per (env, algo), final score
+    threshold_given: dict[tuple[str, str], bool]
+    normalisation: dict[str, Normalisation]  # by algorithm
     verdicts: list[Verdict]  # every comparison, setting and score
     ratios: list[Ratio]  # guided over unguided IQM, per setting and score
     aggregates: list[Aggregate]
@@ -224,12 +263,6 @@ def _learner_order(learner: str) -> int:
     return names.index(learner) if learner in names else len(names)
 
 
-def _env_order(env: str) -> int:
-    """The paper suite's environments in the paper's order, then any other."""
-    paper = BENCHMARK_SUITES["paper"]
-    return paper.index(env) if env in paper else len(paper)
-
-
 def make_groups(runs: Iterable[RunRecord]) -> list[Group]:
     """Runs grouped by setting and learner: environments in the paper's order (others as
     the runs come), then settings as the runs come, learners in the registry's order."""
@@ -237,52 +270,85 @@ def make_groups(runs: Iterable[RunRecord]) -> list[Group]:
     for run in runs:
         keyed.setdefault((Setting(run.env, run.algo, run.variant), run.learner), []).append(run)
     settings = sorted(dict.fromkeys(setting for setting, _ in keyed),
-                      key=lambda setting: _env_order(setting.env))
+                      key=lambda setting: env_order(setting.env))
     return [Group(setting, learner, keyed[setting, learner])
             for setting in settings
             for learner in sorted({lr for s, lr in keyed if s == setting}, key=_learner_order)]
 
 
-def stuck_thresholds(groups: list[Group], given: dict[str, float]) -> dict[str, float]:
-    """Per environment: the given threshold, or half-way from ``min(0, worst final score)``
-    to the best learner's median final score (half that median when scores are >= 0)."""
+def threshold_key(env: str, algo: str | None = None) -> str:
+    """How ``--stuck-threshold`` names a threshold: ``ENV`` (every algorithm) or ``ENV:ALGO``."""
+    return f"{env}:{algo}" if algo else env
+
+
+def stuck_thresholds(groups: list[Group], given: dict[str, float]
+                     ) -> dict[tuple[str, str], float]:
+    """Per environment and algorithm: the given threshold (``ENV:ALGO``, else ``ENV``), or
+    half-way from ``floor = min(0, lowest final score)`` to the best learner's median final
+    score, over that environment and algorithm's runs (half that median when every score
+    is >= 0)."""
     thresholds = {}
-    for env in dict.fromkeys(g.setting.env for g in groups):
-        if env in given:
-            thresholds[env] = given[env]
+    for env, algo in dict.fromkeys((g.setting.env, g.setting.algo) for g in groups):
+        value = given.get(threshold_key(env, algo), given.get(threshold_key(env)))
+        if value is not None:
+            thresholds[env, algo] = value
             continue
-        in_env = [g for g in groups if g.setting.env == env]
-        medians = [g.scores["final_score"].median.value for g in in_env]
+        mine = [g for g in groups if (g.setting.env, g.setting.algo) == (env, algo)]
+        medians = [g.scores["final_score"].median.value for g in mine]
         medians = [m for m in medians if math.isfinite(m)]
-        values = np.concatenate([g.values("final_score") for g in in_env])
+        values = np.concatenate([g.values("final_score") for g in mine])
         if not medians or not values.size:
-            thresholds[env] = math.nan
+            thresholds[env, algo] = math.nan
             continue
         floor = min(0.0, float(values.min()))
-        thresholds[env] = floor + (max(medians) - floor) / 2
+        thresholds[env, algo] = floor + (max(medians) - floor) / 2
     return thresholds
 
 
+def _outcome(poi: Estimate, p_value: float, iqm: Estimate, reference_iqm: Estimate) -> str:
+    """Loses (beats) when the (adjusted) p-value is under SIGNIFICANCE and a run of the
+    learner is more likely to score lower (higher) than a run of the reference; short of
+    that, lower (higher) when that probability and the IQMs agree on it."""
+    if p_value < SIGNIFICANCE and poi.value != 0.5:
+        return "loses" if poi.value < 0.5 else "beats"
+    if poi.value < 0.5 and iqm.value < reference_iqm.value:
+        return "lower, not significant"
+    if poi.value > 0.5 and iqm.value > reference_iqm.value:
+        return "higher, not significant"
+    return "no clear difference"
+
+
 def _verdict(group: Group, reference: Group, score: str, name: str | None = None) -> Verdict:
-    """Loses (beats) when the Mann-Whitney test finds a difference at SIGNIFICANCE and a run
-    of ``group`` is more likely to score lower (higher) than a run of ``reference``; short
-    of that, lower (higher) when that probability and the IQMs agree on it. ``name``: what
-    the verdict calls the reference (default: its learner)."""
+    """The learner of ``group`` against that of ``reference``, judged on the uncorrected
+    p-value (:func:`holm_corrected` judges again on the adjusted one). ``name``: what the
+    verdict calls the reference (default: its learner)."""
     x, y = group.values(score), reference.values(score)
     poi, p_value = probability_of_improvement(x, y), mann_whitney_p(x, y)
     iqm, reference_iqm = group.scores[score].iqm, reference.scores[score].iqm
-    if min(x.size, y.size) < 2:
-        outcome = "too few runs"
-    elif p_value < SIGNIFICANCE and poi.value != 0.5:
-        outcome = "loses" if poi.value < 0.5 else "beats"
-    elif poi.value < 0.5 and iqm.value < reference_iqm.value:
-        outcome = "lower, not significant"
-    elif poi.value > 0.5 and iqm.value > reference_iqm.value:
-        outcome = "higher, not significant"
-    else:
-        outcome = "no clear difference"
+    enough = min(x.size, y.size) >= 2
+    outcome = _outcome(poi, p_value, iqm, reference_iqm) if enough else TOO_FEW
     return Verdict(group.setting, group.learner, name or reference.learner, score, outcome,
-                   poi, p_value, iqm, reference_iqm)
+                   poi, p_value, iqm, reference_iqm, p_value)
+
+
+def holm_corrected(verdicts: list[Verdict]) -> list[Verdict]:
+    """The verdicts with Holm-adjusted p-values over each family (:attr:`Verdict.family`:
+    the settings of one comparison on one score under one algorithm), judged on those."""
+    families: dict[tuple[str, str, str, str], list[int]] = {}
+    for i, verdict in enumerate(verdicts):
+        families.setdefault(verdict.family, []).append(i)
+    corrected = list(verdicts)
+    for members in families.values():
+        # a comparison with too few runs is no test: out of the family's count
+        p_values = [math.nan if verdicts[i].outcome == TOO_FEW else verdicts[i].p_value
+                    for i in members]
+        tests = int(np.isfinite(p_values).sum())
+        for i, adjusted in zip(members, holm(p_values), strict=True):
+            v = verdicts[i]
+            outcome = (v.outcome if not math.isfinite(adjusted)
+                       else _outcome(v.poi, float(adjusted), v.iqm, v.reference_iqm))
+            corrected[i] = replace(v, p_adjusted=float(adjusted), tests=tests, outcome=outcome)
+    return corrected
 
 
 def analyse(runs: list[RunRecord], given_thresholds: dict[str, float] | None = None
@@ -297,7 +363,7 @@ def analyse(runs: list[RunRecord], given_thresholds: dict[str, float] | None = N
     verdicts, ratios = [], []
     for group in groups:
         finals = group.values("final_score")
-        threshold = thresholds[group.setting.env]
+        threshold = thresholds[group.setting.env, group.setting.algo]
         if finals.size and math.isfinite(threshold):
             group.stuck = fraction_estimate(finals < threshold)
         if math.isfinite(threshold) and group.finished:
@@ -333,10 +399,11 @@ def analyse(runs: list[RunRecord], given_thresholds: dict[str, float] | None = N
                 if learner != BASELINE and len({r.sweep for r in bp_runs + group.finished}) <= 1:
                     times = _finite([r.seconds_per_iteration for r in group.finished])
                     time_ratios.append(TimeRatio(setting, learner, mean_ratio(times, bp_times)))
-    normalisation = _normalisation(groups)
-    return Analysis(runs, groups, thresholds,
-                    {env: env in given_thresholds for env in thresholds}, normalisation,
-                    verdicts, ratios, _aggregates(groups, normalisation), time_ratios)
+    normalisation = normalisations(groups)
+    given = {(env, algo): threshold_key(env, algo) in given_thresholds
+             or threshold_key(env) in given_thresholds for env, algo in thresholds}
+    return Analysis(runs, groups, thresholds, given, normalisation, holm_corrected(verdicts),
+                    ratios, _aggregates(groups, normalisation), time_ratios)
 
 
 def _finite(values: list[float]) -> np.ndarray:
@@ -352,24 +419,49 @@ def steps_to_reach(run: RunRecord, threshold: float) -> float:
     return float(steps[reached[0]]) if reached.size else math.inf
 
 
-def _normalisation(groups: list[Group]) -> dict[str, tuple[float, float]]:
-    bounds = {}
-    for env in dict.fromkeys(g.setting.env for g in groups):
-        values = np.concatenate([g.values("final_score") for g in groups if g.setting.env == env])
-        if values.size:
-            bounds[env] = (float(values.min()), float(values.max()))
-    return bounds
+def normalisations(groups: list[Group]) -> dict[str, Normalisation]:
+    """Per algorithm: fixed references (random policy to reference score, ``lpdm.suites``)
+    when every environment of that algorithm's runs has them, else min-max per environment
+    over every final score here (all learners and algorithms)."""
+    finals: dict[str, list[np.ndarray]] = {}
+    for g in groups:
+        finals.setdefault(g.setting.env, []).append(g.values("final_score"))
+    observed = {env: (float(v.min()), float(v.max())) for env, parts in finals.items()
+                if (v := np.concatenate(parts)).size}
+    result = {}
+    for algo in dict.fromkeys(g.setting.algo for g in groups):
+        envs = list(dict.fromkeys(g.setting.env for g in groups if g.setting.algo == algo))
+        fixed = {env: reference_bounds(env, algo) for env in envs}
+        known = {env: bounds for env, bounds in fixed.items() if bounds is not None}
+        missing = tuple(env for env in envs if env not in known)
+        if missing:
+            result[algo] = Normalisation(algo, MIN_MAX, {env: observed[env] for env in envs
+                                                         if env in observed}, missing)
+        else:
+            result[algo] = Normalisation(algo, FIXED, known)
+    return result
 
 
-def normalised_finals(group: Group, normalisation: dict[str, tuple[float, float]]
-                      ) -> np.ndarray:
-    """The group's final scores, min-max normalised within its environment."""
-    if group.setting.env not in normalisation:
+def normalised_finals(group: Group, normalisation: dict[str, Normalisation]) -> np.ndarray:
+    """The group's final scores on its algorithm's normalised scale (:func:`normalisations`)."""
+    scale = normalisation.get(group.setting.algo)
+    if scale is None or group.setting.env not in scale.bounds:
         return np.array([])
-    return min_max_normalise(group.values("final_score"), *normalisation[group.setting.env])
+    return min_max_normalise(group.values("final_score"), *scale.bounds[group.setting.env])
 
 
-def _aggregates(groups: list[Group], normalisation: dict[str, tuple[float, float]]
+def _mean_poi(groups: list[Group], mine: list[Group], reference: str) -> Estimate | None:
+    """Mean over ``mine``'s settings of P(its learner > ``reference``), None without pairs."""
+    pairs = []
+    for g in mine:
+        other = next((r for r in groups if r.setting == g.setting and r.learner == reference),
+                     None)
+        if other is not None and g.learner != reference:
+            pairs.append((g.values("final_score"), other.values("final_score")))
+    return average_probability_of_improvement(pairs) if pairs else None
+
+
+def _aggregates(groups: list[Group], normalisation: dict[str, Normalisation]
                 ) -> list[Aggregate]:
     """Per algorithm, variant and learner over all environments, when there are several."""
     if len({g.setting.env for g in groups}) < 2:
@@ -380,13 +472,7 @@ def _aggregates(groups: list[Group], normalisation: dict[str, tuple[float, float
         mine = [g for g in groups if (g.setting.algo, g.setting.variant, g.learner)
                 == (algo, variant, learner)]
         tasks = [normalised_finals(g, normalisation) for g in mine]
-        pairs = []
-        for g in mine:
-            bp = next((b for b in groups if b.setting == g.setting and b.learner == BASELINE),
-                      None)
-            if bp is not None and learner != BASELINE:
-                pairs.append((g.values("final_score"), bp.values("final_score")))
         aggregates.append(Aggregate(algo, variant, learner, len(mine), stratified_iqm(tasks),
-                                    average_probability_of_improvement(pairs) if pairs
-                                    else None))
+                                    _mean_poi(groups, mine, BASELINE),
+                                    _mean_poi(groups, mine, CONTROL)))
     return aggregates

@@ -11,7 +11,7 @@ from lpdm.report import figures
 from lpdm.report.analysis import Analysis, analyse
 from lpdm.report.archive import ARCHIVE_FILE, write_archive
 from lpdm.report.collect import REPORT_DIR, collect_runs
-from lpdm.report.content import OVERVIEW_FIGURE, compose, headline_tables
+from lpdm.report.content import OVERVIEW_FIGURE, compose, headline_tables, normalisation_text
 from lpdm.report.document import Figure, to_html, to_markdown
 from lpdm.report.export import write_layer_profiles, write_runs, write_scores
 
@@ -26,9 +26,8 @@ FIGURES = (
      "Score distributions per setting (as the paper's figure 2): one point per run, violins "
      "where runs differ; the dashed line is the stuck threshold."),
     ("performance_profiles.png", figures.performance_profiles,
-     "Performance profiles: fraction of runs whose final score, min-max normalised within "
-     "its environment over all runs, exceeds τ (averaged over environments), with 95% "
-     "stratified bootstrap bands."),
+     "Performance profiles: fraction of runs whose normalised final score exceeds τ "
+     "(averaged over environments), with 95% stratified bootstrap bands. {normalisation}"),
     ("diagnostics.png", figures.diagnostics,
      "Per-layer diagnostics of the policy network over training, IQM across seeds (layer 1 "
      "dashed, the last layer solid): the fraction of saturated tanh units, the correlation "
@@ -78,7 +77,8 @@ def build_report(source: Path | list[Path], out: Path | None = None,
     for filename, draw, caption in FIGURES:
         (out / filename).unlink(missing_ok=True)
         if draw(analysis, out / filename):
-            drawn.append(Figure(filename, caption))
+            drawn.append(Figure(filename, caption.format(
+                normalisation=normalisation_text(analysis))))
     base = _common_folder(sources)  # the report's paths are relative to it
     blocks = compose(analysis, drawn, base)
     title = " + ".join(s.name for s in sources)

@@ -23,13 +23,17 @@ def add_report_command(commands: argparse._SubParsersAction) -> None:
                         help="sweep directory, folder of runs, or archive.npz")
     parser.add_argument("--out", metavar="DIR",
                         help="report directory (default: DIR/report; needed for several DIR)")
-    parser.add_argument("--stuck-threshold", action="append", default=[], metavar="ENV=VALUE",
-                        help="final score under which a run of ENV counts as stuck (default: "
-                             "half the best learner's median); repeatable")
+    parser.add_argument("--stuck-threshold", action="append", default=[],
+                        metavar="ENV[:ALGO]=VALUE",
+                        help="final score under which a run of ENV (under every algorithm, "
+                             "or under ALGO only) counts as stuck (default, per environment "
+                             "and algorithm: half-way from min(0, the lowest final score) to "
+                             "the best learner's median final score); repeatable")
     parser.set_defaults(handler=cmd_report)
 
 
 def parse_thresholds(items: list[str]) -> dict[str, float]:
+    """``ENV=VALUE`` and ``ENV:ALGO=VALUE`` items, keyed ``ENV`` and ``ENV:ALGO``."""
     thresholds = {}
     for item in items:
         env, sep, value = item.rpartition("=")
@@ -38,7 +42,8 @@ def parse_thresholds(items: list[str]) -> dict[str, float]:
                 raise ValueError
             thresholds[env] = float(value)
         except ValueError:
-            raise ConfigError(f"--stuck-threshold: expected ENV=NUMBER, got {item!r}") from None
+            raise ConfigError("--stuck-threshold: expected ENV=NUMBER or ENV:ALGO=NUMBER, "
+                              f"got {item!r}") from None
     return thresholds
 
 

@@ -11,16 +11,24 @@ from lpdm.config import ALGORITHM_SECTIONS, FIXED_SECTIONS, OPTIONS
 from lpdm.learners.spec import find_spec, learner_specs
 from lpdm.report.analysis import (
     BASELINE,
+    CONTROL,
     OUTCOMES,
     SCORES,
     Analysis,
     Group,
     Verdict,
     at_defaults,
+    threshold_key,
 )
 from lpdm.report.document import Block, Bullets, Details, Figure, Heading, Paragraph, Table
 from lpdm.report.records import option_text, relative_path
-from lpdm.report.stats import CONFIDENCE, RESAMPLES, SIGNIFICANCE, Estimate
+from lpdm.report.stats import (
+    CONFIDENCE,
+    RESAMPLES,
+    SIGNIFICANCE,
+    Estimate,
+    smallest_mann_whitney_p,
+)
 from lpdm.scores import FINAL_FRACTION, MOVING_AVERAGE_WINDOW
 from lpdm.sweeps.grid import short_variant
 
@@ -40,6 +48,11 @@ def estimate(value: Estimate, digits: int = 1) -> str:
     return text
 
 
+def tests(n: int) -> str:
+    """``1 test``, ``8 tests``."""
+    return f"{n} test" + ("" if n == 1 else "s")
+
+
 def _where(verdict: Verdict) -> str:
     s = verdict.setting
     return f"{s.env} with {s.algo}" + (f" ({short_variant(s.variant)})" if s.variant else "")
@@ -49,7 +62,8 @@ def _clause(v: Verdict) -> str:
     """How ``v.learner`` does against the reference on one score, with the numbers."""
     score, ref = SCORE_NAMES[v.score], v.reference
     numbers = (f"(IQM {estimate(v.iqm)} vs {estimate(v.reference_iqm)}; "
-               f"P({v.learner} > {ref}) = {estimate(v.poi, 2)}; p = {number(v.p_value, 3)})")
+               f"P({v.learner} > {ref}) = {estimate(v.poi, 2)}; p = {number(v.p_value, 3)}, "
+               f"Holm-adjusted over {tests(v.tests)} {number(v.p_adjusted, 3)})")
     text = {"loses": f"**loses to {ref} in {score}**",
             "beats": f"**beats {ref} in {score}**",
             "lower, not significant": f"scores lower than {ref} in {score}, not significantly",
@@ -72,15 +86,46 @@ def verdict_sentences(verdicts: list[Verdict]) -> list[str]:
 
 
 def tally(verdicts: list[Verdict]) -> Table:
-    """How many settings each learner loses, ties, wins against the reference, per score."""
+    """Per family (a comparison on one score under one algorithm): how many settings the
+    learner loses, ties, wins against the reference after Holm's correction over the
+    family's tests, and how many raw p-values were under SIGNIFICANCE."""
     rows = []
-    for learner, reference, score in dict.fromkeys((v.learner, v.reference, v.score)
-                                                   for v in verdicts):
-        mine = [v for v in verdicts if (v.learner, v.reference, v.score)
-                == (learner, reference, score)]
-        rows.append((f"{learner} vs {reference}", SCORE_NAMES[score],
-                     *(str(sum(v.outcome == o for v in mine)) for o in OUTCOMES)))
-    return Table(("comparison", "score", *OUTCOMES), tuple(rows))
+    for family in dict.fromkeys(v.family for v in verdicts):
+        learner, reference, score, algo = family
+        mine = [v for v in verdicts if v.family == family]
+        rows.append((f"{learner} vs {reference}", algo, SCORE_NAMES[score],
+                     *(str(sum(v.outcome == o for v in mine)) for o in OUTCOMES),
+                     str(sum(v.p_value < SIGNIFICANCE for v in mine)), str(mine[0].tests)))
+    return Table(("comparison", "algorithm", "score", *OUTCOMES, f"raw p < {SIGNIFICANCE}",
+                  "Holm over (tests)"), tuple(rows))
+
+
+def correction_note(analysis: Analysis) -> str:
+    """How the verdicts were corrected, and, when no difference survives the correction,
+    that plainly, with the reason (too few runs for Holm over that many tests)."""
+    text = (f"p-values are corrected with Holm-Bonferroni over each family of tests: the "
+            f"settings (environments, and variants) of one comparison on one score under one "
+            f"algorithm ({tests(max(v.tests for v in analysis.verdicts))} at most here). "
+            f"loses/beats need an adjusted p < {SIGNIFICANCE}; the verdicts in words and "
+            "scores.csv give both the raw and the adjusted p.")
+    judged = [v for v in analysis.verdicts if math.isfinite(v.p_adjusted)]
+    if any(v.outcome in ("loses", "beats") for v in judged):
+        return text
+    raw = sum(v.p_value < SIGNIFICANCE for v in judged)
+    text += " **No per-setting difference is significant after the correction**" + (
+        f" ({raw} raw p-value{'s' if raw > 1 else ''} under {SIGNIFICANCE})." if raw else ".")
+    if judged:
+        v = max(judged, key=lambda v: v.tests)
+        n = len(analysis.group(v.setting, v.learner).values(v.score))
+        smallest = smallest_mann_whitney_p(n, n)
+        if smallest * v.tests >= SIGNIFICANCE:
+            text += (f" With {n} runs against {n} the smallest p a Mann-Whitney test can give "
+                     f"is {smallest:.4f}, and Holm over {tests(v.tests)} needs one under "
+                     f"{SIGNIFICANCE / v.tests:.4f}: no single setting can show a difference.")
+    if analysis.aggregates:
+        text += (" Read the aggregate across environments instead (Across environments: mean "
+                 f"P(> {BASELINE}) and P(> {CONTROL}) with stratified intervals).")
+    return text
 
 
 # A verdict as a matrix cell: a symbol, and the CSS class that colours it.
@@ -117,7 +162,9 @@ def verdict_matrix(analysis: Analysis) -> Table:
 MATRIX_LEGEND = ("Each cell: the outcome and P(learner > reference), the probability that a "
                  "run of the learner scores higher than a run of the reference. ▼▼ **loses** "
                  "and ▲▲ **beats**: a two-sided Mann-Whitney U test finds a difference "
-                 f"(p < {SIGNIFICANCE}); ▼ lower and ▲ higher: not significant (P and the "
+                 f"(Holm-adjusted p < {SIGNIFICANCE}, over the settings of the column under "
+                 "the row's algorithm: the tally's last column gives how many tests); ▼ "
+                 "lower and ▲ higher: not significant (P and the "
                  "IQMs agree on the direction); = no clear difference; · too few runs; n/a: no "
                  "run has this score (e.g. no episode ended in the last 10% of training).")
 DEFAULTS_LEGEND = (" *X at defaults*: learner X in the same environment and algorithm without "
@@ -151,7 +198,7 @@ def _headline(analysis: Analysis, score: str) -> Table:
     return Table(("setting", *learners), tuple(rows))
 
 
-def headline_tables(analysis: Analysis) -> list[Block]:
+def score_tables(analysis: Analysis) -> list[Block]:
     """The paper's Table 2: per setting and learner, the IQM [95% CI] of both scores."""
     return [Paragraph(f"**Final score**, IQM [{CONFIDENCE:.0%} CI] over seeds:"),
             _headline(analysis, "final_score"),
@@ -160,6 +207,12 @@ def headline_tables(analysis: Analysis) -> list[Block]:
             Paragraph(f"**Eval score** (deterministic policy; not judged, since an argmax can "
                       f"flatter a weak policy), IQM [{CONFIDENCE:.0%} CI] over seeds:"),
             _headline(analysis, "eval_score")]
+
+
+def headline_tables(analysis: Analysis) -> list[Block]:
+    """What ``lpdm report`` prints: the score tables, and the aggregate across environments
+    (when there are several)."""
+    return score_tables(analysis) + aggregate_blocks(analysis)
 
 
 def _poi(group: Group, reference: str, score: str) -> str:
@@ -228,13 +281,19 @@ def _percent(value: Estimate) -> str:
 
 def _thresholds(analysis: Analysis) -> str:
     parts = []
-    for env, value in analysis.thresholds.items():
-        how = "given" if analysis.threshold_given[env] else "default"
-        parts.append(f"{env} {number(value)} ({how})")
-    return ("A run is **stuck** when its final score is under its environment's threshold: "
-            + "; ".join(parts) + ". The default is half the best learner's median final score "
-            "(measured from min(0, the lowest final score), so that it also works for "
-            "negative returns); set one with --stuck-threshold ENV=VALUE.")
+    for (env, algo), value in analysis.thresholds.items():
+        how = "given" if analysis.threshold_given[env, algo] else "default"
+        parts.append(f"{threshold_key(env, algo)} {number(value)} ({how})")
+    return ("A run is **stuck** when its final score is under the threshold of its environment "
+            "and algorithm: " + "; ".join(parts) + ". The default is half-way from "
+            "min(0, the lowest final score) to the best learner's median final score, over "
+            "the runs of that environment and algorithm (half that median when no score is "
+            "negative); set one with --stuck-threshold ENV=VALUE (every algorithm) or "
+            "ENV:ALGO=VALUE.")
+
+
+def _optional(value: Estimate | None) -> str:
+    return estimate(value, 2) if value is not None else ""
 
 
 def _aggregate_table(analysis: Analysis) -> Table:
@@ -242,9 +301,28 @@ def _aggregate_table(analysis: Analysis) -> Table:
     for a in analysis.aggregates:
         rows.append((a.algo + (f" · {short_variant(a.variant)}" if a.variant else ""), a.learner,
                      str(a.environments), estimate(a.normalised_iqm, 2),
-                     estimate(a.versus_bp, 2) if a.versus_bp is not None else ""))
+                     _optional(a.versus_bp), _optional(a.versus_frozen)))
     return Table(("algorithm", "learner", "environments", "IQM of normalised final score [CI]",
-                  "mean P(> bp) [CI]"), tuple(rows))
+                  f"mean P(> {BASELINE}) [CI]", f"mean P(> {CONTROL}) [CI]"), tuple(rows))
+
+
+def normalisation_text(analysis: Analysis) -> str:
+    """Which normalisation each algorithm's final scores got, in one sentence each."""
+    return "Normalisation: " + "; ".join(n.describe() for n in
+                                          analysis.normalisation.values()) + "."
+
+
+def aggregate_blocks(analysis: Analysis) -> list[Block]:
+    """The aggregate table across environments, with what its normalisation was (none
+    with a single environment)."""
+    if not analysis.aggregates:
+        return []
+    return [Paragraph("**Across environments**: the IQM of the normalised final scores, "
+                      f"pooled, and the mean over environments of P(learner > {BASELINE}) and "
+                      f"of P(learner > {CONTROL}) (final score); the intervals resample each "
+                      "environment's runs separately (stratified bootstrap). "
+                      + normalisation_text(analysis)),
+            _aggregate_table(analysis)]
 
 
 def _timing_table(analysis: Analysis) -> Table:
@@ -371,15 +449,16 @@ def compose(analysis: Analysis, figures: list[Figure], source: Path) -> list[Blo
                   f"({RESAMPLES} resamples); P(A > B) is the probability that a run of A "
                   f"scores higher than a run of B (ties count half). A learner **loses** "
                   f"(**beats**) another when a two-sided Mann-Whitney U test finds a "
-                  f"difference (p < {SIGNIFICANCE}) and P is below (above) 0.5. With few "
-                  f"seeds no difference can be significant (3 runs against 3: p >= 0.1), and "
-                  f"the bootstrap intervals are then too narrow to trust."),
+                  f"difference (p < {SIGNIFICANCE} after Holm-Bonferroni correction over the "
+                  f"settings of that comparison, score and algorithm) and P is below (above) "
+                  f"0.5. With few seeds no difference can be significant (3 runs against 3: "
+                  f"p >= 0.1), and the bootstrap intervals are then too narrow to trust."),
         *overview,
         Heading("Verdict"),
     ]
     if analysis.verdicts:
         blocks += [verdict_matrix(analysis), Paragraph(matrix_legend(analysis)),
-                   tally(analysis.verdicts),
+                   Paragraph(correction_note(analysis)), tally(analysis.verdicts),
                    Details("Every verdict in words, with its numbers",
                            (Bullets(tuple(verdict_sentences(analysis.verdicts))),))]
     else:
@@ -396,12 +475,9 @@ def compose(analysis: Analysis, figures: list[Figure], source: Path) -> list[Blo
     blocks += [Heading("Settings"), Paragraph(settings_text() if settings else SAME_SETTINGS)]
     if settings:
         blocks.append(settings)
-    blocks += [Heading("Scores (as the paper's Table 2)"), *headline_tables(analysis)]
+    blocks += [Heading("Scores (as the paper's Table 2)"), *score_tables(analysis)]
     if analysis.aggregates:
-        blocks += [Heading("Across environments"),
-                   Paragraph("Final scores min-max normalised per environment, pooled; the "
-                             "intervals resample each environment's runs separately "
-                             "(stratified bootstrap)."), _aggregate_table(analysis)]
+        blocks += [Heading("Across environments"), *aggregate_blocks(analysis)]
     blocks += [Heading("Scores in detail"), Table(DETAIL_COLUMNS, _detail_rows(analysis)),
                Paragraph(_thresholds(analysis)),
                Heading("Stability, convergence and cost"),

@@ -34,6 +34,9 @@ def _estimate(prefix: str, value: Estimate | None) -> dict[str, object]:
 
 
 def score_rows(analysis: Analysis) -> list[dict[str, object]]:
+    """One row per setting and learner: score statistics, stuck runs, timings, and against
+    each reference P(learner > reference) with the raw and Holm-adjusted p-values."""
+    verdicts = {(v.setting, v.learner, v.reference, v.score): v for v in analysis.verdicts}
     rows = []
     for group in analysis.groups:
         s = group.setting
@@ -46,7 +49,7 @@ def score_rows(analysis: Analysis) -> list[dict[str, object]]:
             row[f"{score}_std"] = summary.std
             for name in ("mean", "median", "iqm"):
                 row |= _estimate(f"{score}_{name}", getattr(summary, name))
-        row["stuck_threshold"] = analysis.thresholds.get(s.env, math.nan)
+        row["stuck_threshold"] = analysis.thresholds.get((s.env, s.algo), math.nan)
         row |= _estimate("stuck_fraction", group.stuck)
         row |= _estimate("steps_to_threshold_median", group.convergence)
         reached = np.isfinite(group.steps_to_threshold)
@@ -56,6 +59,11 @@ def score_rows(analysis: Analysis) -> list[dict[str, object]]:
             for score in SCORES:
                 name = re.sub(r"[^\w-]+", "_", reference)  # "lpdm at defaults": lpdm_at_defaults
                 row |= _estimate(f"poi_vs_{name}_{score}", by_score.get(score))
+                verdict = verdicts.get((s, group.learner, reference, score))
+                if verdict is not None:  # the raw p, and Holm's over the verdict's family
+                    row[f"p_vs_{name}_{score}"] = verdict.p_value
+                    row[f"p_holm_vs_{name}_{score}"] = verdict.p_adjusted
+                    row[f"holm_tests_vs_{name}_{score}"] = verdict.tests
         for attribute in ("seconds_per_iteration", "update_seconds_per_iteration",
                           "seconds_per_1k_steps"):
             row[attribute] = group.mean_of(attribute)

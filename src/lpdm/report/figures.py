@@ -18,7 +18,7 @@ from matplotlib.ticker import EngFormatter, MaxNLocator
 from PIL import Image
 
 from lpdm.learners.spec import find_spec, learner_names
-from lpdm.report.analysis import Analysis, Group, Setting, normalised_finals
+from lpdm.report.analysis import FIXED, Analysis, Group, Setting, normalised_finals
 from lpdm.report.profiles import LAYER_FIELDS, diagnostic_columns, end_of_training_profiles, nan_iqm
 from lpdm.report.stats import iqm_band, performance_profile
 from lpdm.scores import MOVING_AVERAGE_WINDOW, trailing_means
@@ -303,7 +303,7 @@ def score_distributions(analysis: Analysis, path: Path) -> bool:
                 if values.size:
                     _strip(ax, position, values, color(learner))
                     drawn = True
-            threshold = analysis.thresholds.get(setting.env, np.nan)
+            threshold = analysis.thresholds.get((setting.env, setting.algo), np.nan)
             if score == "final_score" and np.isfinite(threshold):
                 ax.axhline(threshold, color="#d62728", ls="--", lw=1, label="stuck threshold")
                 ax.legend(fontsize=7, loc="lower right", frameon=False)
@@ -314,23 +314,29 @@ def score_distributions(analysis: Analysis, path: Path) -> bool:
 
 
 def performance_profiles(analysis: Analysis, path: Path) -> bool:
-    """Fraction of runs whose normalised final score exceeds τ, averaged over environments."""
+    """Fraction of runs whose normalised final score exceeds τ, averaged over environments
+    (τ from 0 to 1, widened to every score when fixed references leave that range)."""
     panels = list(dict.fromkeys((s.algo, s.variant) for s in analysis.settings))
     figure, axes = _grid(1, len(panels))
-    taus = np.linspace(0.0, 1.0, PROFILE_POINTS)
     drawn = False
     for (algo, variant), ax in zip(panels, axes[0], strict=True):
         ax.set_title(_title(f"{len(analysis.envs)} environment(s)", algo, variant), fontsize=9)
-        ax.set_xlabel("normalised final score τ (min-max per environment)")
+        fixed = analysis.normalisation[algo].kind == FIXED
+        ax.set_xlabel("normalised final score τ ("
+                      + ("0: random policy, 1: reference" if fixed else "min-max per environment")
+                      + ")")
         ax.set_ylabel("fraction of runs with score > τ")
         ax.set_ylim(-0.02, 1.02)
+        by_learner = {}
         for learner in analysis.learners:
             groups = [g for g in analysis.groups if (g.setting.algo, g.setting.variant,
                                                      g.learner) == (algo, variant, learner)]
             tasks = [normalised_finals(g, analysis.normalisation) for g in groups]
-            tasks = [t for t in tasks if t.size]
-            if not tasks:
-                continue
+            if tasks := [t for t in tasks if t.size]:
+                by_learner[learner] = tasks
+        scores = np.concatenate([np.concatenate(t) for t in by_learner.values()] or [[0.0]])
+        taus = np.linspace(min(0.0, scores.min()), max(1.0, scores.max()), PROFILE_POINTS)
+        for learner, tasks in by_learner.items():
             value, low, high = performance_profile(tasks, taus)
             ax.step(taus, value, where="post", color=color(learner), lw=1.6)
             ax.fill_between(taus, low, high, step="post", color=color(learner), alpha=0.2, lw=0)

@@ -5,7 +5,8 @@ the interquartile mean (IQM, the mean of the middle 50% of runs), percentile boo
 intervals, stratified over tasks when runs of several environments are pooled (each
 environment's runs are resampled on their own), and the probability of improvement
 ``P(X > Y) + P(X = Y) / 2``, estimated by the Mann-Whitney U statistic over ``n·m``,
-whose test also gives the p-value of a difference between two learners.
+whose test also gives the p-value of a difference between two learners; p-values of a
+family of such tests are corrected with Holm's step-down method (:func:`holm`).
 Resampling is :func:`scipy.stats.bootstrap`'s; NaN scores must be dropped by the caller.
 """
 
@@ -194,6 +195,30 @@ def mann_whitney_p(x: np.ndarray, y: np.ndarray) -> float:
     if x.size == 0 or y.size == 0:
         return float("nan")
     return float(stats.mannwhitneyu(x, y, alternative="two-sided").pvalue)
+
+
+def smallest_mann_whitney_p(n: int, m: int) -> float:
+    """The smallest two-sided p-value :func:`mann_whitney_p` can give ``n`` runs against
+    ``m`` (complete separation; 5 against 5: 2 / C(10, 5) = 0.0079)."""
+    return mann_whitney_p(np.arange(n), np.arange(n, n + m))
+
+
+def holm(p_values: Sequence[float]) -> np.ndarray:
+    """Holm-Bonferroni adjusted p-values ``[k]`` of a family of tests, in the given order.
+
+    The i-th smallest of the ``m`` finite p-values is multiplied by ``m - i + 1``, made
+    non-decreasing in that order and capped at 1; a test is significant at level alpha
+    after correction when its adjusted p is below alpha. NaN p-values (no test) stay NaN
+    and do not count towards ``m``. (SciPy's ``false_discovery_control`` controls the false
+    discovery rate (Benjamini-Hochberg), not the family-wise error rate that Holm does.)
+    """
+    p = np.asarray(p_values, dtype=np.float64)
+    adjusted = np.full(p.shape, np.nan)
+    tested = np.flatnonzero(np.isfinite(p))
+    order = tested[np.argsort(p[tested], kind="stable")]
+    scaled = (order.size - np.arange(order.size)) * p[order]
+    adjusted[order] = np.minimum(np.maximum.accumulate(scaled), 1.0)
+    return adjusted
 
 
 def average_probability_of_improvement(pairs: Sequence[tuple[np.ndarray, np.ndarray]]

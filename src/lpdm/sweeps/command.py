@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lpdm.config import OPTIONS, ConfigError, acts, read_config_file, where_it_acts
-from lpdm.envs import BENCHMARK_SUITES, SUITE_BUDGETS
 from lpdm.flags import add_config_arguments
 from lpdm.learners.spec import learner_specs
+from lpdm.suites import SUITES
 from lpdm.sweeps.grid import (
     ALL_ALGOS,
     SweepSpec,
@@ -26,7 +26,6 @@ from lpdm.sweeps.grid import (
 if TYPE_CHECKING:
     from lpdm.sweeps.backends import Backend
 
-PAPER_ALGOS = ("reinforce", "ppo")  # a suite sweep's algorithms unless --algo narrows them
 
 DESCRIPTION = """\
 Run a grid of experiments: environments x algorithms x learners x seeds x every option
@@ -43,7 +42,7 @@ def add_sweep_command(commands: argparse._SubParsersAction) -> None:
                                  description=DESCRIPTION,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True, metavar="DIR", help="sweep directory")
-    parser.add_argument("--suite", choices=sorted(BENCHMARK_SUITES),
+    parser.add_argument("--suite", choices=sorted(SUITES),
                         help="the suite's environments at its budgets, with every algorithm "
                              "and learner unless --env/--algo/--learner narrow them")
     parser.add_argument("--seeds", type=int, metavar="K", help="seeds 0..K-1 (default 1; "
@@ -74,19 +73,20 @@ def spec_from_args(args: argparse.Namespace) -> SweepSpec:
     if args.config:  # one value each, where the command line gives none
         for name, value in read_config_file(args.config).items():
             given.setdefault(name, {ALL_ALGOS: [value]})
-    suite = BENCHMARK_SUITES[args.suite] if args.suite else None
+    suite = SUITES[args.suite] if args.suite else None
     if suite and "env" in given:  # a part of the suite, at the suite's budgets
-        outside = [env for env in given["env"][ALL_ALGOS] if env not in suite]
+        outside = [env for env in given["env"][ALL_ALGOS] if env not in suite.envs]
         if outside:
             raise ConfigError(f"--env: {', '.join(outside)} not in --suite {args.suite} "
-                              f"({', '.join(suite)})")
+                              f"({', '.join(suite.envs)})")
 
     def axis(name: str, suite_values: tuple | None) -> tuple:
         if name in given:
             return tuple(given.pop(name)[ALL_ALGOS])
         return suite_values if suite and suite_values else (OPTIONS[name].default,)
 
-    envs, algos = axis("env", suite), axis("algo", PAPER_ALGOS)
+    envs = axis("env", suite.envs if suite else None)
+    algos = axis("algo", suite.algos if suite else None)
     learners = axis("learner", tuple(name for name, learner in learner_specs().items()
                                      if learner.paper))
     if args.seeds is not None and "seed" in given:
@@ -102,8 +102,8 @@ def spec_from_args(args: argparse.Namespace) -> SweepSpec:
         if not any(acts(name, algo, learner) for algo in algos for learner in learners):
             raise ConfigError(f"{OPTIONS[name].flag} acts on none of this sweep's runs "
                               f"({where_it_acts(name)})")
-    budgets = SUITE_BUDGETS.get(args.suite, {}) if suite else {}
-    return SweepSpec(envs, algos, learners, seeds, given, dict(budgets))
+    budgets = dict(suite.budgets) if suite else {}
+    return SweepSpec(envs, algos, learners, seeds, given, budgets)
 
 
 def make_backend(args: argparse.Namespace) -> Backend:

@@ -35,3 +35,16 @@ def is_locked(directory: Path) -> bool:
         return False
     with cell_lock(directory) as acquired:
         return not acquired
+
+
+@contextmanager
+def exclusive(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the file ``path`` while the block runs, waiting for it (for
+    work that several processes must do one at a time, such as creating a database)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

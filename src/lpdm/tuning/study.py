@@ -33,6 +33,7 @@ from lpdm.errors import RunError
 from lpdm.rundir import RunDirectory, write_json_atomic
 from lpdm.runs import Progress, train_population
 from lpdm.scores import MOVING_AVERAGE_WINDOW
+from lpdm.sweeps.locks import exclusive
 from lpdm.tuning.space import suggest
 
 STUDY_FILE = "study.db"
@@ -97,7 +98,7 @@ def _optuna() -> Any:
         import optuna
     except ImportError:
         raise ConfigError("lpdm tune needs Optuna: pip install 'lpdm[tune]'") from None
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # lpdm says what failed, in one line
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     return optuna
 
@@ -107,17 +108,19 @@ def open_study(spec: TuneSpec, out: Path, storage: str | None = None) -> Any:
     optuna = _optuna()
     url = storage or f"sqlite:///{(out / STUDY_FILE).absolute()}"
     engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
-    rdb = optuna.storages.RDBStorage(
-        url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_SECONDS,
-        grace_period=GRACE_SECONDS,
-        heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
-            max_retry=3))
     pruner = {"median": lambda: optuna.pruners.MedianPruner(
                   n_startup_trials=4, n_warmup_steps=spec.total_steps // 4),
               "halving": optuna.pruners.SuccessiveHalvingPruner,
               "none": optuna.pruners.NopPruner}[spec.pruner]()
-    study = optuna.create_study(study_name=spec.name, storage=rdb, direction="maximize",
-                                load_if_exists=True, pruner=pruner)
+    # workers started together would race to create the database's tables: one at a time
+    with exclusive(out / ".study.lock"):
+        rdb = optuna.storages.RDBStorage(
+            url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_SECONDS,
+            grace_period=GRACE_SECONDS,
+            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                max_retry=3))
+        study = optuna.create_study(study_name=spec.name, storage=rdb, direction="maximize",
+                                    load_if_exists=True, pruner=pruner)
     # workers sharing a study draw different random starting points
     seed = derive_seed(spec.sampler_seed, len(study.trials), os.getpid())
     study.sampler = optuna.samplers.TPESampler(
@@ -200,7 +203,9 @@ def run_study(spec: TuneSpec, out: Path, storage: str | None = None,
     record_definition(out, spec)
     study = open_study(spec, out, storage)
 
-    def enough(study: Any, _trial: Any = None) -> None:
+    def enough(study: Any, trial: Any) -> None:
+        if "error" in trial.user_attrs:
+            print(f"trial {trial.number} failed: {trial.user_attrs['error']}", flush=True)
         write_results(study, spec, out)
         if len(counted(study)) >= spec.trials:
             study.stop()
