@@ -212,19 +212,29 @@ def test_fixed_references_normalise_when_every_environment_has_them(two_envs):
     assert aggregates["ppo", "lpdm"].normalised_iqm.value == pytest.approx(0.5, abs=0.005)
     assert aggregates["ppo", "frozen"].normalised_iqm.value == pytest.approx(0.0, abs=0.005)
     assert report.analysis.normalisation["ppo"].kind == "fixed references"
-    # REINFORCE has no reference score: min-max over every final score of the environment
-    scale = report.analysis.normalisation["reinforce"]
-    assert scale.kind == "min-max" and scale.missing == ("CartPole-v1", "Acrobot-v1")
-    assert scale.bounds["CartPole-v1"] == pytest.approx((24.96 - 1, 490.04 + 1))  # PPO too
+    # REINFORCE has no published score of its own: the task's (PPO's) is its reference
+    assert report.analysis.normalisation["reinforce"].kind == "fixed references"
     text = (root / "report" / "report.md").read_text()
-    assert "ppo: fixed references, (score − random) / (reference − random)" in text
+    assert "reinforce, ppo: fixed references, (score − random) / (reference − random)" in text
     assert "CleanRL ppo.py, https://docs.cleanrl.dev/rl-algorithms/ppo/" in text
-    assert "reinforce: min-max over this report's final scores per environment" in text
-    assert "since CartPole-v1, Acrobot-v1 have no reference score for reinforce" in text
     # the performance profile's caption says it too
-    assert any(line.startswith("*Performance profiles") and "Normalisation: reinforce: "
-               "min-max" in line and "ppo: fixed references" in line
-               for line in text.splitlines())
+    assert any(line.startswith("*Performance profiles") and "Normalisation: reinforce, ppo: "
+               "fixed references" in line for line in text.splitlines())
+
+
+def test_min_max_normalisation_where_an_environment_has_no_reference(two_envs, monkeypatch,
+                                                                     tmp_path):
+    from lpdm import suites
+
+    root, _ = two_envs
+    monkeypatch.delitem(suites.REFERENCES, "Acrobot-v1")
+    report = build_report(root, tmp_path / "report")
+    scale = report.analysis.normalisation["reinforce"]
+    assert scale.kind == "min-max" and scale.missing == ("Acrobot-v1",)
+    assert scale.bounds["CartPole-v1"] == pytest.approx((24.96 - 1, 490.04 + 1))  # PPO too
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "min-max over this report's final scores per environment" in text
+    assert "since Acrobot-v1 has no reference score for reinforce" in text
 
 
 def test_aggregates_compare_with_bp_and_with_frozen_in_the_headline(two_envs):

@@ -198,15 +198,15 @@ class Normalisation:
     missing: tuple[str, ...] = ()  # environments without a reference, when MIN_MAX
 
     def describe(self) -> str:
-        """One sentence: what 0 and 1 mean, and why this normalisation."""
+        """What 0 and 1 mean, and why this normalisation (without the algorithm's name)."""
         if self.kind == FIXED:
             sources = sorted({reference_for(env, self.algo).source for env in self.bounds})
-            return (f"{self.algo}: fixed references, (score − random) / (reference − random) "
-                    f"per environment, 0 being the {RANDOM_POLICY} and 1 the reference "
-                    f"score ({'; '.join(sources)}; values in lpdm.suites), so adding a learner "
-                    "or a run moves no normalised score")
-        return (f"{self.algo}: min-max over this report's final scores per environment (every "
-                f"learner and algorithm), since {', '.join(self.missing)} "
+            return ("fixed references, (score − random) / (reference − random) per "
+                    f"environment, 0 being the {RANDOM_POLICY} and 1 the reference score "
+                    f"({'; '.join(sources)}; values in lpdm.suites), so adding a learner or a "
+                    "run moves no normalised score")
+        return (f"min-max over this report's final scores per environment (every learner and "
+                f"algorithm), since {', '.join(self.missing)} "
                 f"{'has' if len(self.missing) == 1 else 'have'} no reference score for "
                 f"{self.algo}; adding a learner or a run can move every normalised score")
 

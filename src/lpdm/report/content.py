@@ -307,9 +307,13 @@ def _aggregate_table(analysis: Analysis) -> Table:
 
 
 def normalisation_text(analysis: Analysis) -> str:
-    """Which normalisation each algorithm's final scores got, in one sentence each."""
-    return "Normalisation: " + "; ".join(n.describe() for n in
-                                          analysis.normalisation.values()) + "."
+    """Which normalisation each algorithm's final scores got (algorithms normalised alike
+    named together)."""
+    alike: dict[str, list[str]] = {}
+    for algo, normalisation in analysis.normalisation.items():
+        alike.setdefault(normalisation.describe(), []).append(algo)
+    return "Normalisation: " + "; ".join(f"{', '.join(algos)}: {text}"
+                                         for text, algos in alike.items()) + "."
 
 
 def aggregate_blocks(analysis: Analysis) -> list[Block]:
