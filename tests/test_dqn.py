@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from lpdm.algorithms.collector import Transition
 from lpdm.algorithms.dqn import linear_schedule, td_target
 from lpdm.cli import main
 from lpdm.config import Config, resolve, with_values
-from lpdm.envs import Step
 from lpdm.replay import ReplayBuffers
 from lpdm.runs import make_population, train
 
@@ -37,11 +37,9 @@ def test_truncation_is_stored_as_not_terminated_with_the_true_final_observation(
     algo = population()
     final = np.array([0.1, 0.2, 0.3, 0.4], dtype=np.float32)
     for terminated, truncated in ((False, True), (True, False)):
-        step = Step(obs=np.zeros((1, 4)), target_obs=np.zeros((1, 4)), actions=np.array([1]),
-                    reward=np.array([1.0]), terminated=np.array([terminated]),
-                    truncated=np.array([truncated]), valid=np.array([True]),
-                    next_obs=final[None], episodes=[])
-        algo.store(0, np.zeros(4), np.zeros(4), step)
+        algo.store(0, Transition(obs=np.zeros(4), target_obs=np.zeros(4), action=np.int64(1),
+                                 reward=1.0, terminated=terminated, truncated=truncated,
+                                 next_obs=final))
         row = (algo.buffer.position[0] - 1) % algo.buffer.capacity
         assert algo.buffer.data["terminated"][0, row] == float(terminated)
         assert np.array_equal(algo.buffer.data["next_obs"][0, row], final)

@@ -47,6 +47,7 @@ from lpdm.config import Config, ConfigError, LocalConfig, resolve, with_values
 
 if TYPE_CHECKING:  # the environment modules (gymnasium) load only for the tables using them
     from lpdm.algorithms import Algorithm
+    from lpdm.algorithms.reinforce import EpisodeBatch
 
 BENCH_ENV = "Hopper-v4"
 HIDDEN = (128, 256)
@@ -291,14 +292,13 @@ UPDATE_VARIANTS: dict[str, tuple[str, dict[str, object]]] = {
 }
 
 
-def reinforce_batch(steps: int, seed: int = 0) -> tuple[Tensor, ...]:
+def reinforce_batch(steps: int, seed: int = 0) -> EpisodeBatch:
     """``steps`` transitions of random Hopper-v4 play, as one REINFORCE batch of a
-    population of one: the arguments of ``Reinforce.learn``.
-
-    ``(observations, target rows, actions, returns-to-go, valid)``; episodes end where
-    Hopper falls, and the batch's last step ends the last one.
+    population of one (the argument of ``Reinforce.learn``); episodes end where Hopper
+    falls, and the batch's last step ends the last one.
     """
     from lpdm.algorithms.base import discounted_returns
+    from lpdm.algorithms.reinforce import EpisodeBatch
     from lpdm.envs import make_env
 
     env = make_env(BENCH_ENV)
@@ -319,9 +319,9 @@ def reinforce_batch(steps: int, seed: int = 0) -> tuple[Tensor, ...]:
     returns = discounted_returns(np.asarray(rewards), np.asarray(ends), 0.99)
     # the rows of the local targets are the observations themselves (no normalisation)
     actions_t = torch.as_tensor(np.asarray(actions, dtype=np.float32))[None]
-    return (observations, observations, actions_t,
-            torch.as_tensor(returns, dtype=torch.float32)[None],
-            torch.ones(1, len(returns), dtype=torch.bool))
+    return EpisodeBatch(observations, observations, actions_t,
+                        torch.as_tensor(returns, dtype=torch.float32)[None],
+                        torch.ones(1, len(returns), dtype=torch.bool))
 
 
 def update_table(quick: bool) -> Table:
@@ -349,14 +349,14 @@ def update_table(quick: bool) -> Table:
             agent.close()
     # REINFORCE: one update on the same fixed batch for every learner.
     steps = 64 if quick else 1000
-    batch_arrays = reinforce_batch(steps)
+    batch = reinforce_batch(steps)
     agents = {name: make_agent(bench_config("reinforce", learner, quick, **extra))
               for name, (learner, extra) in UPDATE_VARIANTS.items()}
 
     def reinforce_update(agent: Agent) -> Callable[[], None]:
         def update() -> None:
             with agent.algo.timed_update():
-                agent.algo.learn(*batch_arrays)  # the update phase of one iteration
+                agent.algo.learn(batch)  # the update phase of one iteration
         return update
 
     with torch_threads(1):

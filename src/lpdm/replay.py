@@ -11,12 +11,23 @@ resumes with exactly the buffer it had at its last checkpoint.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 import torch
 from torch import Tensor
 
-FIELDS = ("obs", "target_obs", "next_obs", "actions", "rewards", "terminated", "returns")
+
+class ReplaySample(NamedTuple):
+    """``B`` stored transitions per member, members first."""
+
+    obs: np.ndarray  # [K, B, *obs_shape]
+    target_obs: np.ndarray  # [K, B, *target_shape]
+    next_obs: np.ndarray  # [K, B, *obs_shape]; the true final observation after an episode
+    actions: np.ndarray  # [K, B] int64
+    rewards: np.ndarray  # [K, B] float32
+    terminated: np.ndarray  # [K, B] float32: 1 where the episode terminated (no bootstrap)
+    returns: np.ndarray  # [K, B] float32: discounted Monte-Carlo returns from the step on
 
 
 class ReplayBuffers:
@@ -66,7 +77,7 @@ class ReplayBuffers:
         self.data["returns"][member, rows] = tail / discounts
 
     def sample(self, generators: Sequence[torch.Generator], batch: int,
-               members: Sequence[int], gamma: float) -> dict[str, np.ndarray]:
+               members: Sequence[int], gamma: float) -> ReplaySample:
         """``batch`` rows per member, uniformly from its stored rows (with replacement, as
         CleanRL's buffer), for the ``members`` listed; the others' rows are zeros."""
         index = np.zeros((len(generators), batch), dtype=np.int64)
@@ -75,7 +86,7 @@ class ReplayBuffers:
             index[k] = draw.numpy()
             self._fill_returns(k, gamma)  # the episode in progress: rewards seen so far
         taken = np.arange(len(generators))[:, None]
-        return {name: values[taken, index] for name, values in self.data.items()}
+        return ReplaySample(**{name: values[taken, index] for name, values in self.data.items()})
 
     def state_dict(self) -> dict[str, Tensor]:
         """Every array with the member dimension first, as tensors."""

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from lpdm.algorithms.base import Algorithm, Iteration
+from lpdm.algorithms.base import Algorithm
+from lpdm.algorithms.collector import Iteration
 from lpdm.algorithms.dqn import DQN
 from lpdm.algorithms.ppo import PPO
 from lpdm.algorithms.reinforce import Reinforce

@@ -21,7 +21,6 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import gymnasium as gym
@@ -29,6 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from lpdm.algorithms.collector import Collector, Iteration
 from lpdm.config import Config
 from lpdm.envs import PopulationRunner
 from lpdm.learners import Learner, LearnerContext, get_spec
@@ -92,20 +92,11 @@ class LearnedNetwork(nn.Module):
                 for i, layer in enumerate(layers) for name in DIAGNOSTIC_FIELDS}
 
 
-@dataclass
-class Iteration:
-    """What one collect-and-update iteration did for one member."""
-
-    steps: int = 0  # valid environment steps collected
-    episodes: list[tuple[int, float, int]] = field(default_factory=list)
-    # (global step at which the episode ended, return, length)
-    stats: dict[str, float] = field(default_factory=dict)  # losses etc. of the update
-
-
 class Algorithm(ABC):
     """A learner-agnostic RL algorithm over a population's environments.
 
-    Subclasses set ``self.policy``, the network whose head chooses actions.
+    Subclasses set ``self.policy``, the network whose head chooses actions, and collect
+    their experience through ``self.collector`` (:class:`Collector`).
     """
 
     policy: LearnedNetwork
@@ -125,6 +116,7 @@ class Algorithm(ABC):
                                                                 config.network.hidden_lr)]
         self.optimizer = MemberAdam(groups, eps=self.adam_eps)
         self.failures: dict[int, str] = {}
+        self.collector = Collector(runner, self.failures)
         self._rl_diverged: set[int] = set()  # members whose RL loss was not finite
         self.update_seconds = 0.0  # of the last update
         self._update_phases = 0

@@ -30,9 +30,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lpdm.algorithms.base import Algorithm, Iteration, LearnedNetwork, masked_mean
+from lpdm.algorithms.base import Algorithm, LearnedNetwork, masked_mean
+from lpdm.algorithms.collector import Decision, Iteration, Quota, Row, Transition
 from lpdm.config import Config
-from lpdm.envs import PopulationRunner, Step
+from lpdm.envs import PopulationRunner
 from lpdm.networks import Generators, MemberLinear, Trunk, member_noise, seeded_generators
 from lpdm.replay import ReplayBuffers
 
@@ -137,31 +138,19 @@ class DQN(Algorithm):
 
     def iterate(self, global_steps: Sequence[int], budgets: Sequence[int]) -> list[Iteration]:
         d = self.config.dqn
-        members = self.members
-        quota = np.minimum(d.train_frequency, np.asarray(budgets))
-        iterations = [Iteration() for _ in range(members)]
-        while True:
-            active = np.array([iterations[k].steps < quota[k] and k not in self.failures
-                               for k in range(members)])
-            if not active.any():
-                break
-            steps_now = [global_steps[k] + iterations[k].steps for k in range(members)]
-            obs, target_obs = self.runner.obs, self.runner.target_obs
-            actions = self.explore(obs, steps_now, active)
-            steps, failures = self.runner.step(actions, active)
-            for k, why in failures.items():
-                self.failures[k] = f"{why} at step {steps_now[k] + 1}"
-            for k, step in enumerate(steps):
-                if step is None or not step.valid[0]:
-                    continue  # waiting, failed, or the autoreset step after an episode
-                iterations[k].steps += 1
-                self.store(k, obs[k, 0], target_obs[k, 0], step)
-                for episode in step.episodes:
-                    iterations[k].episodes.append((global_steps[k] + iterations[k].steps,
-                                                   episode.episodic_return, episode.length))
+        quota = np.minimum(d.train_frequency, np.asarray(budgets))  # steps before the update
+
+        def act(obs: np.ndarray, active: np.ndarray, steps: list[int]) -> Decision:
+            return Decision(self.explore(obs, steps, active))
+
+        def record(row: Row) -> None:
+            for k, transition in row.transitions():
+                self.store(k, transition)
+
+        iterations = self.collector.collect(global_steps, act, Quota(quota), record)
         after = np.asarray(global_steps) + np.array([i.steps for i in iterations])
         learning = (after > d.learning_starts) & (np.array([i.steps for i in iterations]) > 0)
-        learning &= np.array([k not in self.failures for k in range(members)])
+        learning &= np.array([k not in self.failures for k in range(self.members)])
         if learning.any():
             with self.timed_update():
                 stats = self._update(torch.as_tensor(learning))
@@ -176,33 +165,35 @@ class DQN(Algorithm):
             self._copy_target(torch.as_tensor(crossed))
         return iterations
 
-    def store(self, member: int, obs: np.ndarray, target_obs: np.ndarray, step: Step) -> None:
+    def store(self, member: int, transition: Transition) -> None:
         """Put member ``member``'s transition in its buffer: ``s'`` is the true final
         observation after a termination or a truncation (next-step autoreset), and only a
         termination stops the bootstrap."""
-        ended = bool(step.terminated[0] or step.truncated[0])
-        self.buffer.add(member, obs, target_obs, step.next_obs[0], int(step.actions[0]),
-                        float(step.reward[0]), bool(step.terminated[0]), ended,
-                        self.config.gamma)
+        self.buffer.add(member, transition.obs, transition.target_obs, transition.next_obs,
+                        int(transition.action), transition.reward, transition.terminated,
+                        transition.ended, self.config.gamma)
 
     def _update(self, learning: Tensor) -> dict[str, np.ndarray]:
         """One TD step of every member in ``learning`` (``[K]`` bool) on its own replay batch."""
         c, d = self.config, self.config.dqn
         batch = self.buffer.sample(self.generators, d.batch_size,
                                    np.flatnonzero(learning.numpy()).tolist(), c.gamma)
-        t = {key: self.tensor(value) for key, value in batch.items()}
+        obs, target_obs, next_obs = (self.tensor(x) for x in (batch.obs, batch.target_obs,
+                                                                  batch.next_obs))
+        actions, rewards = self.tensor(batch.actions), self.tensor(batch.rewards)
+        terminated, returns = self.tensor(batch.terminated), self.tensor(batch.returns)
         valid = learning.to(self.device).unsqueeze(1).expand(-1, d.batch_size)
         with torch.no_grad():
-            next_values = self.target_values(t["next_obs"])
+            next_values = self.target_values(next_obs)
             if d.double_dqn:
-                choice = self.policy.head(self.policy.trunk(t["next_obs"])).argmax(-1)
+                choice = self.policy.head(self.policy.trunk(next_obs)).argmax(-1)
                 next_best = next_values.gather(-1, choice.unsqueeze(-1)).squeeze(-1)
             else:
                 next_best = next_values.max(-1).values
-            target = td_target(t["rewards"], next_best, t["terminated"], c.gamma)
-        performance = target if c.guidance_signal == "td" else t["returns"]
-        features = self.policy.learner.features(t["obs"], performance, t["target_obs"], valid)
-        q = self.policy.head(features).gather(-1, t["actions"].long().unsqueeze(-1)).squeeze(-1)
+            target = td_target(rewards, next_best, terminated, c.gamma)
+        performance = target if c.guidance_signal == "td" else returns
+        features = self.policy.learner.features(obs, performance, target_obs, valid)
+        q = self.policy.head(features).gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
         error = (F.smooth_l1_loss(q, target, reduction="none") if d.huber
                  else F.mse_loss(q, target, reduction="none"))
         loss = masked_mean(error, valid)

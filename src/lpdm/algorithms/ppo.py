@@ -18,6 +18,7 @@ own minibatch permutations and normalises its own advantages.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -25,12 +26,12 @@ from torch import Tensor
 
 from lpdm.algorithms.base import (
     Algorithm,
-    Iteration,
     LearnedNetwork,
     anneal_fraction,
     masked_mean,
     masked_std,
 )
+from lpdm.algorithms.collector import Decision, Horizon, Iteration, Row
 from lpdm.config import Config
 from lpdm.envs import PopulationRunner
 from lpdm.networks import Generators, ValueHead, make_policy_head, member_permutations
@@ -67,6 +68,56 @@ def generalized_advantages(
     return advantages, advantages + values
 
 
+class Rollout(NamedTuple):
+    """A population's rollout, members first: ``N = T * E`` samples per member (``T`` rows
+    of ``E`` environments; a minibatch has ``M`` instead of ``N``)."""
+
+    obs: Tensor  # [K, N, *obs_shape]
+    target_obs: Tensor  # [K, N, *target_shape]
+    actions: Tensor  # [K, N] (discrete) or [K, N, A]
+    log_probs: Tensor  # [K, N] of the actions when sampled
+    values: Tensor  # [K, N] the critic's V(obs) when sampled
+    advantages: Tensor  # [K, N] GAE(λ)
+    returns: Tensor  # [K, N] advantages + values
+    valid: Tensor  # [K, N] bool: False on padding and autoreset dummies
+
+    def rows(self, index: Tensor) -> Rollout:
+        """Rows ``index`` ``[K, M]`` of each member's samples -> ``[K, M, ...]``."""
+        return Rollout(*(_rows(x, index) for x in self))
+
+
+class _RolloutRecorder:
+    """Keeps the rows of a rollout of ``rows`` rows, ``[T, K, E, ...]``; member ``k``'s
+    rollout is cut (marked truncated) at row ``horizons[k] - 1``."""
+
+    def __init__(self, rows: int, members: int, num_envs: int, horizons: np.ndarray) -> None:
+        shape = (rows, members, num_envs)
+        self.horizons = horizons
+        self.rewards = np.zeros(shape)
+        self.terminated, self.truncated, self.valid = (np.zeros(shape, dtype=bool)
+                                                       for _ in range(3))
+        self.obs: list[np.ndarray] = []
+        self.target_obs: list[np.ndarray] = []
+        self.actions: list[np.ndarray] = []
+        self.log_probs: list[np.ndarray] = []
+        self.values: list[np.ndarray] = []
+
+    def record(self, row: Row) -> None:
+        t = row.index
+        log_prob, value = row.decision.extras
+        self.obs.append(row.obs)
+        self.target_obs.append(row.target_obs)
+        self.actions.append(row.decision.actions)
+        self.log_probs.append(log_prob)
+        self.values.append(value)
+        for k, step in enumerate(row.steps):
+            if step is None:
+                continue
+            self.rewards[t, k], self.terminated[t, k], self.valid[t, k] = step.reward, \
+                step.terminated, step.valid
+            self.truncated[t, k] = step.truncated | (t == self.horizons[k] - 1)
+
+
 class PPO(Algorithm):
     def __init__(self, config: Config, runner: PopulationRunner, generators: Generators) -> None:
         obs_dim, action_space = self.spaces(runner)
@@ -77,80 +128,62 @@ class PPO(Algorithm):
         super().__init__(config, runner, [self.policy, self.critic], generators)
 
     @torch.no_grad()
-    def _policy_step(self, obs: np.ndarray, active: np.ndarray | None = None
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Sampled actions (by the ``active`` members), their log-probabilities and the
-        values of ``obs`` ``[K, E, ...]``."""
+    def _policy_step(self, obs: np.ndarray, active: np.ndarray | None = None) -> Decision:
+        """Sampled actions (by the ``active`` members) for ``obs`` ``[K, E, ...]``, with
+        their log-probabilities and the values of ``obs`` ``[K, E]`` as extras."""
         obs_t = self.tensor(obs)
         head = self.policy.head
         dist = head.distribution(self.policy.trunk(obs_t))
         actions = head.sample(dist, self.generators, active)
         log_prob = head.log_prob(dist, actions)
         value = self.critic.head(self.critic.trunk(obs_t))
-        return actions.cpu().numpy(), log_prob.cpu().numpy(), value.cpu().numpy()
+        return Decision(actions.cpu().numpy(), (log_prob.cpu().numpy(), value.cpu().numpy()))
 
     def iterate(self, global_steps: Sequence[int], budgets: Sequence[int]) -> list[Iteration]:
         c, ppo = self.config, self.config.ppo
         if ppo.anneal_lr:
             self.set_lr_fraction([anneal_fraction(g, c.total_steps) for g in global_steps])
-        members, num_envs = self.members, self.runner.num_envs
-        horizons = np.minimum(ppo.num_steps, -(-np.asarray(budgets) // num_envs))
+        horizons = np.minimum(ppo.num_steps, -(-np.asarray(budgets) // self.runner.num_envs))
         # always num_steps rows (a member whose budget ends sooner pads its rollout), so
         # that a member's arithmetic never depends on its co-members' budgets
-        length = ppo.num_steps
-        shape = (length, members, num_envs)
-        rewards = np.zeros(shape)
-        terminated, truncated, valid = (np.zeros(shape, dtype=bool) for _ in range(3))
-        obs, target_obs, actions, log_probs, values = [], [], [], [], []
-        iterations = [Iteration() for _ in range(members)]
-        for t in range(length):
-            active = (horizons > t) & np.array([k not in self.failures for k in range(members)])
-            action, log_prob, value = self._policy_step(self.runner.obs, active)
-            obs.append(self.runner.obs)
-            target_obs.append(self.runner.target_obs)
-            actions.append(action)
-            log_probs.append(log_prob)
-            values.append(value)
-            steps, failures = self.runner.step(action, active)
-            for k, step in enumerate(steps):
-                if step is None:
-                    continue
-                rewards[t, k], terminated[t, k], valid[t, k] = step.reward, step.terminated, \
-                    step.valid
-                truncated[t, k] = step.truncated | (t == horizons[k] - 1)
-                iterations[k].steps += int(step.valid.sum())
-                for episode in step.episodes:
-                    iterations[k].episodes.append((global_steps[k] + iterations[k].steps,
-                                                   episode.episodic_return, episode.length))
-            for k, why in failures.items():
-                self.failures[k] = f"{why} at step {global_steps[k] + iterations[k].steps + 1}"
-        _, _, next_value = self._policy_step(self.runner.obs, np.zeros(members, dtype=bool))
-        advantages, returns = generalized_advantages(
-            rewards, np.asarray(values, dtype=np.float64), next_value, terminated, truncated,
-            c.gamma, ppo.gae_lambda)
-
-        def members_first(rollout: np.ndarray) -> Tensor:  # [T, K, E, ...] -> [K, T * E, ...]
-            moved = np.moveaxis(np.asarray(rollout), 1, 0)
-            return self.tensor(moved.reshape(members, length * num_envs, *moved.shape[3:]))
-
-        batch = {"obs": obs, "target_obs": target_obs, "actions": actions,
-                 "log_probs": log_probs, "values": values, "advantages": advantages,
-                 "returns": returns}
-        batch = {key: members_first(value) for key, value in batch.items()}
-        batch["valid"] = members_first(valid).bool()
+        recorder = _RolloutRecorder(ppo.num_steps, self.members, self.runner.num_envs, horizons)
+        iterations = self.collector.collect(
+            global_steps, lambda obs, active, steps: self._policy_step(obs, active),
+            Horizon(ppo.num_steps, horizons), recorder.record)
+        _, (_, next_value) = self._policy_step(self.runner.obs,
+                                               np.zeros(self.members, dtype=bool))
+        batch = self._rollout(recorder, next_value)
         with self.timed_update():
             stats = self._update(batch)
         for k, iteration in enumerate(iterations):
             iteration.stats = {key: float(value[k]) for key, value in stats.items()}
         return iterations
 
-    def _update(self, batch: dict[str, Tensor]) -> dict[str, np.ndarray]:
+    def _rollout(self, recorder: _RolloutRecorder, next_value: np.ndarray) -> Rollout:
+        """The recorded rows, members first, with their GAE advantages and returns;
+        ``next_value`` ``[K, E]``: the values of the observations after the last row."""
+        c = self.config
+        advantages, returns = generalized_advantages(
+            recorder.rewards, np.asarray(recorder.values, dtype=np.float64), next_value,
+            recorder.terminated, recorder.truncated, c.gamma, c.ppo.gae_lambda)
+        members, size = self.members, recorder.rewards.shape[0] * self.runner.num_envs
+
+        def members_first(rows: np.ndarray | list[np.ndarray]) -> Tensor:
+            moved = np.moveaxis(np.asarray(rows), 1, 0)  # [T, K, E, ...] -> [K, T * E, ...]
+            return self.tensor(moved.reshape(members, size, *moved.shape[3:]))
+
+        return Rollout(members_first(recorder.obs), members_first(recorder.target_obs),
+                       members_first(recorder.actions), members_first(recorder.log_probs),
+                       members_first(recorder.values), members_first(advantages),
+                       members_first(returns), members_first(recorder.valid).bool())
+
+    def _update(self, batch: Rollout) -> dict[str, np.ndarray]:
         """``update_epochs`` passes of minibatch PPO over the rollout samples ``[K, B, ...]``.
 
         Returns each statistic per member ``[K]``.
         """
         ppo = self.config.ppo
-        size = batch["obs"].shape[1]
+        size = batch.obs.shape[1]
         minibatch = max(-(-size // ppo.num_minibatches), 1)
         stats: dict[str, list[Tensor]] = {"policy_loss": [], "value_loss": [], "entropy": [],
                                           "approx_kl": [], "clip_fraction": []}
@@ -158,16 +191,15 @@ class PPO(Algorithm):
         for _ in range(ppo.update_epochs):
             order = member_permutations(self.generators, size, self.device)
             for start in range(0, size, minibatch):
-                index = order[:, start:start + minibatch]
-                mb = {k: _rows(v, index) for k, v in batch.items()}
-                mb["valid"] = mb["valid"] & ~stopped.to(self.device).unsqueeze(1)
+                mb = batch.rows(order[:, start:start + minibatch])
+                mb = mb._replace(valid=mb.valid & ~stopped.to(self.device).unsqueeze(1))
                 kl = self._minibatch_step(mb, stats)
             if ppo.target_kl is not None:  # a member past the KL stops its epochs alone
                 stopped |= (kl > ppo.target_kl).cpu()
                 if bool(stopped.all()):
                     break
-        valid = batch["valid"]
-        values, returns = batch["values"], batch["returns"]
+        valid = batch.valid
+        values, returns = batch.values, batch.returns
         variance = masked_std(returns, valid).square()
         residual = masked_std(returns - values, valid).square()
         explained = torch.where(variance > 0, 1.0 - residual / variance.clamp_min(1e-30),
@@ -176,22 +208,22 @@ class PPO(Algorithm):
         summary["explained_variance"] = explained.cpu().numpy()
         return summary
 
-    def _minibatch_step(self, mb: dict[str, Tensor], stats: dict[str, list[Tensor]]) -> Tensor:
+    def _minibatch_step(self, mb: Rollout, stats: dict[str, list[Tensor]]) -> Tensor:
         """One RL step of every member on its minibatch ``[K, M, ...]``; returns the
         approximate KL per member ``[K]``."""
         c, ppo = self.config, self.config.ppo
-        valid = mb["valid"]
-        advantages = mb["advantages"]
-        guidance = advantages if c.guidance_signal == "advantages" else mb["returns"]
-        actor_features = self.policy.learner.features(mb["obs"], guidance, mb["target_obs"],
+        valid = mb.valid
+        advantages = mb.advantages
+        guidance = advantages if c.guidance_signal == "advantages" else mb.returns
+        actor_features = self.policy.learner.features(mb.obs, guidance, mb.target_obs,
                                                       valid)
-        critic_features = self.critic.learner.features(mb["obs"], guidance, mb["target_obs"],
+        critic_features = self.critic.learner.features(mb.obs, guidance, mb.target_obs,
                                                        valid)
 
         dist = self.policy.head.distribution(actor_features)
-        log_prob = self.policy.head.log_prob(dist, mb["actions"])
+        log_prob = self.policy.head.log_prob(dist, mb.actions)
         entropy = masked_mean(self.policy.head.entropy(dist), valid)
-        log_ratio = log_prob - mb["log_probs"]
+        log_ratio = log_prob - mb.log_probs
         ratio = log_ratio.exp()
         with torch.no_grad():
             approx_kl = masked_mean((ratio - 1) - log_ratio, valid)
@@ -209,11 +241,11 @@ class PPO(Algorithm):
 
         value = self.critic.head(critic_features)
         if ppo.clip_vloss:
-            clipped = mb["values"] + (value - mb["values"]).clamp(-ppo.clip_coef, ppo.clip_coef)
-            value_loss = 0.5 * masked_mean(torch.max((value - mb["returns"]) ** 2,
-                                                     (clipped - mb["returns"]) ** 2), valid)
+            clipped = mb.values + (value - mb.values).clamp(-ppo.clip_coef, ppo.clip_coef)
+            value_loss = 0.5 * masked_mean(torch.max((value - mb.returns) ** 2,
+                                                     (clipped - mb.returns) ** 2), valid)
         else:
-            value_loss = 0.5 * masked_mean((value - mb["returns"]) ** 2, valid)
+            value_loss = 0.5 * masked_mean((value - mb.returns) ** 2, valid)
 
         loss = policy_loss - ppo.ent_coef * entropy + ppo.vf_coef * value_loss
         # a member with no real row in this minibatch (or stopped by the KL) takes no step

@@ -19,22 +19,34 @@ to solo runs up to float rounding.)
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import gymnasium as gym
 import numpy as np
 import torch
+from torch import Tensor
 
 from lpdm.algorithms.base import (
     Algorithm,
-    Iteration,
     LearnedNetwork,
     discounted_returns,
     masked_mean,
     masked_std,
 )
+from lpdm.algorithms.collector import Decision, Iteration, Quota, Row, Transition
 from lpdm.config import Config
 from lpdm.envs import PopulationRunner
 from lpdm.networks import Generators, make_policy_head
+
+
+class EpisodeBatch(NamedTuple):
+    """A population's episodes, members first and padded to ``T`` steps."""
+
+    obs: Tensor  # [K, T, *obs_shape]
+    target_obs: Tensor  # [K, T, *target_shape]
+    actions: Tensor  # [K, T] (discrete) or [K, T, A]
+    returns: Tensor  # [K, T] discounted returns-to-go G_t
+    valid: Tensor  # [K, T] bool: False on padding
 
 
 class Reinforce(Algorithm):
@@ -48,75 +60,67 @@ class Reinforce(Algorithm):
         self.batch_length = limit * config.reinforce.episodes_per_update if limit else None
 
     def iterate(self, global_steps: Sequence[int], budgets: Sequence[int]) -> list[Iteration]:
-        members = self.members
-        episodes = self.config.reinforce.episodes_per_update
-        trajectories: list[list[tuple]] = [[] for _ in range(members)]
-        iterations = [Iteration() for _ in range(members)]
-        finished = np.zeros(members, dtype=int)
-        while True:
-            active = np.array([finished[k] < episodes and iterations[k].steps < budgets[k]
-                               and k not in self.failures for k in range(members)])
-            if not active.any():
-                break
-            obs, target_obs = self.runner.obs, self.runner.target_obs
-            actions = self.act(obs, deterministic=False, active=active)
-            steps, failures = self.runner.step(actions, active)
-            for k, why in failures.items():
-                self.failures[k] = f"{why} at step {global_steps[k] + iterations[k].steps + 1}"
-            for k, step in enumerate(steps):
-                if step is None or not step.valid[0]:
-                    continue  # waiting, failed, or the autoreset step after an episode
-                iterations[k].steps += 1
-                done = bool(step.terminated[0] or step.truncated[0])
-                trajectories[k].append((step.obs[0], target_obs[k][0], step.actions[0],
-                                        step.reward[0], done))
-                finished[k] += done
-                for episode in step.episodes:
-                    iterations[k].episodes.append((global_steps[k] + iterations[k].steps,
-                                                   episode.episodic_return, episode.length))
+        trajectories: list[list[Transition]] = [[] for _ in range(self.members)]
+
+        def act(obs: np.ndarray, active: np.ndarray, steps: list[int]) -> Decision:
+            return Decision(self.act(obs, deterministic=False, active=active))
+
+        def record(row: Row) -> None:
+            for k, transition in row.transitions():
+                trajectories[k].append(transition)
+
+        stop = Quota(budgets, self.config.reinforce.episodes_per_update)
+        iterations = self.collector.collect(global_steps, act, stop, record)
         with self.timed_update():
             self._update(trajectories)
         return iterations
 
-    def _update(self, trajectories: list[list[tuple]]) -> None:
-        """One RL step per member on its transitions ``(obs, target obs, action, reward,
-        episode end)``, padded to the longest member's."""
+    def _update(self, trajectories: list[list[Transition]]) -> None:
+        """One RL step per member on its transitions, padded to ``batch_length``."""
+        batch = self.episode_batch(trajectories)
+        if batch is not None:
+            self.learn(batch)
+
+    def episode_batch(self, trajectories: list[list[Transition]]) -> EpisodeBatch | None:
+        """Each member's transitions with their returns-to-go, padded to the most steps an
+        update can hold (else the longest member's, rounded up to a power of two); None
+        when no member has any."""
         members = len(trajectories)
         longest = max(len(t) for t in trajectories)
         if longest == 0:
-            return
+            return None
         length = max(self.batch_length or 1 << (longest - 1).bit_length(), longest)
         example = next(t for t in trajectories if t)[0]
-        obs = np.zeros((members, length, *np.shape(example[0])), dtype=np.float32)
-        target_obs = np.zeros((members, length, *np.shape(example[1])), dtype=np.float32)
-        actions = np.zeros((members, length, *np.shape(example[2])), dtype=np.float32)
+        obs = np.zeros((members, length, *np.shape(example.obs)), dtype=np.float32)
+        target_obs = np.zeros((members, length, *np.shape(example.target_obs)), dtype=np.float32)
+        actions = np.zeros((members, length, *np.shape(example.action)), dtype=np.float32)
         returns = np.zeros((members, length))
         valid = np.zeros((members, length), dtype=bool)
         for k, transitions in enumerate(trajectories):
             if not transitions:
                 continue
             n = len(transitions)
-            obs[k, :n], target_obs[k, :n], actions[k, :n] = (
-                np.asarray([t[i] for t in transitions]) for i in range(3))
-            ends = np.asarray([t[4] for t in transitions])
+            obs[k, :n] = np.asarray([t.obs for t in transitions])
+            target_obs[k, :n] = np.asarray([t.target_obs for t in transitions])
+            actions[k, :n] = np.asarray([t.action for t in transitions])
+            ends = np.asarray([t.ended for t in transitions])
             ends[-1] = True  # a budget-cut final episode is updated on as it stands
-            returns[k, :n] = discounted_returns(np.asarray([t[3] for t in transitions]), ends,
-                                                self.config.gamma)
+            returns[k, :n] = discounted_returns(np.asarray([t.reward for t in transitions]),
+                                                ends, self.config.gamma)
             valid[k, :n] = True
-        self.learn(self.tensor(obs), self.tensor(target_obs), self.tensor(actions),
-                   self.tensor(returns), torch.as_tensor(valid, device=self.device))
+        return EpisodeBatch(self.tensor(obs), self.tensor(target_obs), self.tensor(actions),
+                            self.tensor(returns), torch.as_tensor(valid, device=self.device))
 
-    def learn(self, obs: torch.Tensor, target_obs: torch.Tensor, actions: torch.Tensor,
-              returns: torch.Tensor, valid: torch.Tensor) -> None:
-        """The update on a padded batch: ``obs`` ``[K, T, obs_dim]``, ``returns`` and
-        ``valid`` ``[K, T]``."""
+    def learn(self, batch: EpisodeBatch) -> None:
+        """One RL step of every member with a valid row on its padded ``batch``."""
+        returns, valid = batch.returns, batch.valid
         advantages = returns - masked_mean(returns, valid).unsqueeze(1)
         if self.config.reinforce.normalize_advantage:
             scaled = advantages / (masked_std(returns, valid).unsqueeze(1) + 1e-8)
             advantages = torch.where(valid.sum(1, keepdim=True) > 1, scaled, advantages)
-        features = self.policy.learner.features(obs, returns, target_obs, valid)
+        features = self.policy.learner.features(batch.obs, returns, batch.target_obs, valid)
         dist = self.policy.head.distribution(features)
-        log_prob = self.policy.head.log_prob(dist, actions)
+        log_prob = self.policy.head.log_prob(dist, batch.actions)
         entropy = masked_mean(self.policy.head.entropy(dist), valid)
         loss = -masked_mean(advantages * log_prob, valid) - self.config.reinforce.ent_coef * entropy
         self.rl_step(loss, valid.any(1).cpu())
