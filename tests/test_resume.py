@@ -32,27 +32,32 @@ def same_files(a, b):
     torch.testing.assert_close(wa, wb, rtol=0, atol=0)  # weights and optimizer states
 
 
+def train_interrupted(out, monkeypatch, update: int = 6) -> None:
+    """``lpdm train`` of PPO_ARGS into ``out``, interrupted (Ctrl-C) at its ``update``-th
+    update."""
+    calls = {"n": 0}
+    original = Algorithm.timed_update
+
+    def interrupt(self):
+        calls["n"] += 1
+        if calls["n"] == update:
+            raise KeyboardInterrupt
+        return original(self)
+
+    monkeypatch.setattr(Algorithm, "timed_update", interrupt)
+    assert main(["train", *PPO_ARGS, "--out", str(out)]) == 130
+    monkeypatch.setattr(Algorithm, "timed_update", original)
+
+
 def test_interrupted_ppo_run_resumes_exactly(tmp_path, monkeypatch):
     reference = tmp_path / "reference"
     assert main(["train", *PPO_ARGS, "--out", str(reference)]) == 0
 
     interrupted = tmp_path / "interrupted"
-    calls = {"n": 0}
-    original = Algorithm.timed_update
-
-    def interrupt_on_sixth_update(self):
-        calls["n"] += 1
-        if calls["n"] == 6:
-            raise KeyboardInterrupt
-        return original(self)
-
-    monkeypatch.setattr(Algorithm, "timed_update", interrupt_on_sixth_update)
-    rc = main(["train", *PPO_ARGS, "--out", str(interrupted)])
-    assert rc == 130
+    train_interrupted(interrupted, monkeypatch)
     summary = json.loads((interrupted / "summary.json").read_text())
     assert summary["status"] == "failed" and "--resume" in summary["error"]
     assert 0 < summary["steps"] < 4096
-    monkeypatch.setattr(Algorithm, "timed_update", original)
 
     assert main(["train", "--resume", str(interrupted), "--no-progress"]) == 0
     same_files(reference, interrupted)
@@ -189,18 +194,7 @@ def test_a_damaged_checkpoint_resumes_from_the_one_before(tmp_path, monkeypatch,
     assert (reference / "checkpoint.prev.pt").exists()
 
     damaged = tmp_path / "damaged"
-    calls = {"n": 0}
-    original = Algorithm.timed_update
-
-    def interrupt_on_sixth_update(self):
-        calls["n"] += 1
-        if calls["n"] == 6:
-            raise KeyboardInterrupt
-        return original(self)
-
-    monkeypatch.setattr(Algorithm, "timed_update", interrupt_on_sixth_update)
-    assert main(["train", *PPO_ARGS, "--out", str(damaged)]) == 130
-    monkeypatch.setattr(Algorithm, "timed_update", original)
+    train_interrupted(damaged, monkeypatch)
     latest = damaged / "checkpoint.pt"
     latest.write_bytes(latest.read_bytes()[:1000])  # truncated
     capsys.readouterr()
