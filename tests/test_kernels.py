@@ -102,6 +102,43 @@ def test_backward_by_hand_is_bit_for_bit_autograd(n, d):
     assert torch.equal(kernels.pairwise_l1_backward(z, upstream), leaf.grad)
 
 
+def upstream_cases(n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """Gradients ``[N, N]`` of the distances as the local losses make them: any matrix
+    (autograd), symmetric (dense or guided target), masked symmetric (sparse matching) and
+    zero outside the real rows (padding)."""
+    dense = torch.randn(n, n, generator=generator)
+    symmetric = dense + dense.T
+    pairs = torch.rand(n, n, generator=generator) < 0.3
+    valid = torch.arange(n) < max(1, 2 * n // 3)
+    return {"any": dense, "symmetric": symmetric,
+            "sparse": symmetric * (pairs | pairs.T),
+            "padded": symmetric * (valid[:, None] & valid[None, :])}
+
+
+@needs_kernel
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize(("n", "d"), SHAPES)
+def test_half_pairs_backward_matches_the_full_backward_and_cdist(n, d, threads):
+    """Members ``[K, N, d]``; padded rows are zeros, as batches are padded."""
+    generator = torch.Generator().manual_seed(n * 1000 + d + 7)
+    z = torch.tanh(torch.randn(3, n, d, generator=generator))
+    if n > 2:
+        z[:, 1] = z[:, 0]
+        z[:, 2, : d // 2] = 1.0
+        z[:, 0, : d // 2] = 1.0
+    kernel = kernels.load_kernel()
+    for name, upstream in upstream_cases(n, generator).items():
+        if name == "padded":
+            z[:, max(1, 2 * n // 3):] = 0.0
+        batch = upstream.expand(3, n, n).contiguous()
+        grad = kernel.backward(z, batch, threads)
+        full = kernel.backward(z, batch, threads, full=True)
+        assert_matches(grad, full.double())
+        for k in range(3):
+            assert_matches(grad[k], reference(z[k], upstream)[1])
+        assert torch.equal(grad, kernel.backward(z, batch, threads)), "not deterministic"
+
+
 @pytest.mark.parametrize("chunk", [1, 50, 1 << 24])
 def test_chunked_gradient_matches_cdist(chunk, monkeypatch):
     monkeypatch.setattr(kernels, "CHUNK_ELEMENTS", chunk)
@@ -197,7 +234,8 @@ gcc_only = pytest.mark.skipif(kernels.vectorization_report("x86-64") is None,
 
 
 def test_the_source_marks_its_hot_loops():
-    assert set(kernels.hot_loops()) == {"forward tile", "forward narrow", "backward"}
+    assert set(kernels.hot_loops()) == {"forward tile", "forward narrow", "backward",
+                                        "backward full"}
 
 
 @gcc_only
@@ -215,8 +253,8 @@ def test_every_hot_loop_vectorises_at_every_x86_level(level):
 def test_the_verdict_names_a_loop_left_scalar(tmp_path, monkeypatch):
     """The check itself can fail: a conditional in the backward loop is caught at v3."""
     source = kernels.SOURCE.read_text().replace(
-        "return s * (float)((t > 0.0f) - (t < 0.0f));",
-        "return (t > 0.0f ? s : 0.0f) - (t < 0.0f ? s : 0.0f);")
+        "return s * (float)((x > y) - (x < y));",
+        "return (x > y ? s : 0.0f) - (x < y ? s : 0.0f);")
     patched = tmp_path / "pairwise_l1.c"
     patched.write_text(source)
     monkeypatch.setattr(kernels, "SOURCE", patched)
@@ -268,6 +306,32 @@ def test_closed_form_sparse_update_matches_backpropagation():
     autograd.learn(x)
     for a, b in zip(closed.parameters(), autograd.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+@needs_kernel
+@pytest.mark.parametrize("case", ["dense", "guided", "sparse", "padded"])
+def test_closed_form_update_with_half_pairs_matches_the_full_backward(case, monkeypatch):
+    """Weights after a few local steps: the half-pairs backward against the previous one."""
+    def run(full: bool) -> list[torch.Tensor]:
+        backward = kernels.CompiledKernel.backward
+
+        def forced(self, z, grad_distances, threads, _full=False):
+            return backward(self, z, grad_distances, threads, full)
+
+        monkeypatch.setattr(kernels.CompiledKernel, "backward", forced)
+        trunk = LocalTrunk(11, (64, 128, 32), lr=1e-2, guided=case == "guided", seeds=(3, 4),
+                           config=LocalConfig(sparse=case == "sparse"))
+        torch.manual_seed(5)
+        for n in (64, 100, 128):
+            valid = None
+            if case == "padded":
+                valid = torch.ones(2, n, dtype=torch.bool)
+                valid[0, n // 2:] = False
+            trunk.learn(torch.randn(2, n, 11), torch.randn(2, n), valid=valid)
+        return [p.detach().clone() for p in trunk.parameters()]
+
+    for ours, reference_weights in zip(run(False), run(True), strict=True):
+        torch.testing.assert_close(ours, reference_weights, rtol=1e-4, atol=1e-5)
 
 
 def test_other_metrics_backpropagate():

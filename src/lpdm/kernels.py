@@ -2,8 +2,8 @@
 
 :func:`pairwise_l1` is what :mod:`lpdm.distances` calls for the ``l1`` metric. On CPU
 float32 input it runs a small C kernel (``pairwise_l1.c``, next to this file) that
-computes each pair once, never materialises the ``[N, N, d]`` differences and has a
-matching hand-written backward pass; it is an order of magnitude faster than
+computes each unordered pair once, forward and backward, and never materialises the
+``[N, N, d]`` differences; it is an order of magnitude faster than
 ``torch.cdist(p=1)`` (``lpdm bench --only kernel``; docs/performance.md). Everywhere
 else (CUDA, float64, no C compiler, tiny inputs) it is ``torch.cdist``; the two agree
 up to float rounding (relative differences about 1e-6).
@@ -70,14 +70,20 @@ class CompiledKernel:
                                      None if scratch is None else scratch.data_ptr())
         return out
 
-    def backward(self, z: Tensor, grad_distances: Tensor, threads: int) -> Tensor:
-        """Gradient ``[K, N, d]`` with respect to ``z`` of ``sum(grad_distances * D(z))``."""
+    def backward(self, z: Tensor, grad_distances: Tensor, threads: int,
+                 full: bool = False) -> Tensor:
+        """Gradient ``[K, N, d]`` with respect to ``z`` of ``sum(grad_distances * D(z))``.
+
+        ``grad_distances`` is ``[K, N, N]``. ``full``: by the previous backward, which visits
+        every ordered pair (the reference of tests and ``lpdm bench``).
+        """
         m, n, d = z.shape
         grad = torch.empty_like(z)
-        scratch = torch.empty(int(self.library.lpdm_l1_backward_scratch(d, threads)),
+        scratch = torch.empty(int(self.library.lpdm_l1_backward_scratch(n, d, threads)),
                               dtype=z.dtype)
-        self.library.lpdm_l1_backward(z.data_ptr(), grad_distances.data_ptr(),
-                                      grad.data_ptr(), m, n, d, threads, scratch.data_ptr())
+        entry = self.library.lpdm_l1_backward_full if full else self.library.lpdm_l1_backward
+        entry(z.data_ptr(), grad_distances.data_ptr(), grad.data_ptr(), m, n, d, threads,
+              scratch.data_ptr())
         return grad
 
 
@@ -173,12 +179,13 @@ def _load(path: Path) -> CompiledKernel:
     library.lpdm_l1_forward.argtypes = [pointer, pointer, size, size, size, ctypes.c_int,
                                         pointer]
     library.lpdm_l1_forward.restype = None
-    library.lpdm_l1_backward.argtypes = [pointer, pointer, pointer, size, size, size,
-                                         ctypes.c_int, pointer]
-    library.lpdm_l1_backward.restype = None
+    for backward in (library.lpdm_l1_backward, library.lpdm_l1_backward_full):
+        backward.argtypes = [pointer, pointer, pointer, size, size, size, ctypes.c_int,
+                             pointer]
+        backward.restype = None
     library.lpdm_l1_forward_scratch.argtypes = [size, size]
     library.lpdm_l1_forward_scratch.restype = size
-    library.lpdm_l1_backward_scratch.argtypes = [size, ctypes.c_int]
+    library.lpdm_l1_backward_scratch.argtypes = [size, size, ctypes.c_int]
     library.lpdm_l1_backward_scratch.restype = size
     library.lpdm_l1_openmp.restype = ctypes.c_int
     return CompiledKernel(path, library, bool(library.lpdm_l1_openmp()))
@@ -415,18 +422,19 @@ def _as_batch(z: Tensor) -> Tensor:
 
 class _PairwiseL1(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, z: Tensor, kernel: CompiledKernel) -> Tensor:
-        ctx.kernel = kernel
+    def forward(ctx, z: Tensor, kernel: CompiledKernel, full: bool) -> Tensor:
+        ctx.kernel, ctx.full = kernel, full
         ctx.save_for_backward(z)
         out = kernel.forward(_as_batch(z), _threads(z.shape))
         return out if z.dim() == 3 else out.squeeze(0)
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, grad_distances: Tensor) -> tuple[Tensor, None]:
+    def backward(ctx, grad_distances: Tensor) -> tuple[Tensor, None, None]:
         (z,) = ctx.saved_tensors
-        grad = ctx.kernel.backward(_as_batch(z), _as_batch(grad_distances), _threads(z.shape))
-        return (grad if z.dim() == 3 else grad.squeeze(0)), None
+        grad = ctx.kernel.backward(_as_batch(z), _as_batch(grad_distances), _threads(z.shape),
+                                   ctx.full)
+        return (grad if z.dim() == 3 else grad.squeeze(0)), None, None
 
 
 def kernel_applies(z: Tensor) -> bool:
@@ -436,8 +444,12 @@ def kernel_applies(z: Tensor) -> bool:
             and load_kernel() is not None)
 
 
-def pairwise_l1_kernel(z: Tensor) -> Tensor:
-    """Raw l1 distances ``[..., N, N]`` of a CPU float32 ``z`` ``[..., N, d]`` by the C kernel."""
+def pairwise_l1_kernel(z: Tensor, full_backward: bool = False) -> Tensor:
+    """Raw l1 distances ``[..., N, N]`` of a CPU float32 ``z`` ``[..., N, d]`` by the C kernel.
+
+    ``full_backward``: differentiate with the previous backward, which visits every ordered
+    pair (the reference of tests and ``lpdm bench``).
+    """
     kernel = load_kernel()
     if kernel is None:
         raise RuntimeError(f"the l1 kernel is unavailable: {kernel_status()}")
@@ -445,7 +457,7 @@ def pairwise_l1_kernel(z: Tensor) -> Tensor:
         raise ValueError("the l1 kernel takes a [N, d] or [K, N, d] float32 CPU tensor")
     z = z.contiguous()
     if torch.is_grad_enabled() and z.requires_grad:
-        return _PairwiseL1.apply(z, kernel)
+        return _PairwiseL1.apply(z, kernel, full_backward)
     out = kernel.forward(_as_batch(z), _threads(z.shape))
     return out if z.dim() == 3 else out.squeeze(0)
 

@@ -7,14 +7,19 @@
  *   lpdm_l1_forward:  out[i, j] = sum_k |z[i, k] - z[j, k]|            out is [m, n, n]
  *   lpdm_l1_backward: grad[i, k] = sum_j (g[i, j] + g[j, i]) sign(z[i, k] - z[j, k])
  *                     with sign(0) = 0, as torch.cdist's gradient   g [m, n, n], grad [m, n, d]
+ *   lpdm_l1_backward_full: the same gradient by the previous backward, which visits every
+ *                     ordered pair; kept as the reference of tests and `lpdm bench`.
  *
  * Both passes work on tiles of T rows so that every row loaded from memory serves T rows
  * of the other side (the inner loops over features vectorise); narrow rows (d < NARROW)
- * vectorise over rows instead. The forward pass computes each unordered pair once and
- * writes both halves of the symmetric matrix. Both passes are parallel over rows with
- * OpenMP when threads > 1 (and compiled with it), handing rows out dynamically so that a
- * thread descheduled on a busy machine holds up only its own rows; with threads == 1 no
- * OpenMP region is entered. The caller allocates all scratch memory (*_scratch functions).
+ * vectorise over rows instead. Both passes visit each unordered pair {i, j} once: the
+ * forward writes both halves of the symmetric matrix, the backward adds w_ij sign(z_i - z_j)
+ * to row i and subtracts it from row j. The forward is parallel over rows with OpenMP when
+ * threads > 1 (and compiled with it), handing rows out dynamically so that a thread
+ * descheduled on a busy machine holds up only its own rows; the backward hands them out
+ * statically and sums one gradient per thread in thread order, so that its rounding does
+ * not depend on the schedule. With threads == 1 no OpenMP region is entered. The caller
+ * allocates all scratch memory (*_scratch functions).
  *
  * The loops marked "hot loop: NAME" must vectorise on every x86-64 level from v2 (SSE4.2)
  * up: lpdm.kernels.vectorization_report reads the compiler's verdict on them, `lpdm bench`
@@ -123,9 +128,17 @@ static inline float signed_weight(float t, float s) {
     return s * (float)((t > 0.0f) - (t < 0.0f));
 }
 
-/* grad rows i0..i0+T-1 (clamped rows are computed but not stored). */
-static void backward_rows(const float *z, const float *g, float *grad, int64_t n, int64_t d,
-                          int64_t i0, float *acc /* [T * d + PAGE_FLOATS] scratch */) {
+/* s * sign(x - y) as signed_weight, one subtraction fewer (x > y if and only if x - y > 0
+ * under IEEE gradual underflow). */
+static inline float pair_weight(float x, float y, float s) {
+    return s * (float)((x > y) - (x < y));
+}
+
+/* Reference backward (every ordered pair): grad rows i0..i0+T-1 (clamped rows are
+ * computed but not stored). */
+static void backward_full_rows(const float *z, const float *g, float *grad, int64_t n,
+                               int64_t d, int64_t i0,
+                               float *acc /* [T * d + PAGE_FLOATS] scratch */) {
     const int64_t rows = (n - i0) < T ? (n - i0) : T;
     const float *a0 = z + clamp_row(i0, n) * d, *a1 = z + clamp_row(i0 + 1, n) * d;
     const float *a2 = z + clamp_row(i0 + 2, n) * d, *a3 = z + clamp_row(i0 + 3, n) * d;
@@ -142,7 +155,7 @@ static void backward_rows(const float *z, const float *g, float *grad, int64_t n
         }
         const float w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3];
         const float *b = z + j * d;
-        /* hot loop: backward */
+        /* hot loop: backward full */
 #pragma omp simd
         for (int64_t k = 0; k < d; k++) {
             const float y = b[k];
@@ -156,14 +169,82 @@ static void backward_rows(const float *z, const float *g, float *grad, int64_t n
 }
 
 /* One [n, d] matrix. scratch: threads * (T * d + PAGE_FLOATS) floats. */
-static void backward_one(const float *z, const float *g, float *grad, int64_t n, int64_t d,
-                         int threads, float *scratch) {
+static void backward_full_one(const float *z, const float *g, float *grad, int64_t n,
+                              int64_t d, int threads, float *scratch) {
     if (threads > 1) {
 #pragma omp parallel for schedule(dynamic, 2) num_threads(threads)
         for (int64_t i0 = 0; i0 < n; i0 += T)
-            backward_rows(z, g, grad, n, d, i0, scratch + THREAD_ID * (T * d + PAGE_FLOATS));
+            backward_full_rows(z, g, grad, n, d, i0, scratch + THREAD_ID * (T * d + PAGE_FLOATS));
     } else {
-        for (int64_t i0 = 0; i0 < n; i0 += T) backward_rows(z, g, grad, n, d, i0, scratch);
+        for (int64_t i0 = 0; i0 < n; i0 += T) backward_full_rows(z, g, grad, n, d, i0, scratch);
+    }
+}
+
+/* The pairs (i, j), i in i0..i0+T-1, j > i: adds w_ij sign(z_i - z_j) to rows i of G and
+ * subtracts it from rows j, where w_ij = g_ij + g_ji. Rows i accumulate in acc (placed as in
+ * backward_full_rows) and are added to G at the end. */
+static void backward_pairs_rows(const float *z, const float *g, float *G, int64_t n, int64_t d,
+                                int64_t i0, float *acc /* [T * d + PAGE_FLOATS] scratch */) {
+    const int64_t rows = (n - i0) < T ? (n - i0) : T;
+    const float *a0 = z + clamp_row(i0, n) * d, *a1 = z + clamp_row(i0 + 1, n) * d;
+    const float *a2 = z + clamp_row(i0 + 2, n) * d, *a3 = z + clamp_row(i0 + 3, n) * d;
+    acc += (((uintptr_t)a0 - (uintptr_t)acc) & (PAGE_FLOATS * sizeof(float) - 1)) / sizeof(float);
+    float *g0 = acc, *g1 = acc + d, *g2 = acc + 2 * d, *g3 = acc + 3 * d;
+    memset(acc, 0, (size_t)(T * d) * sizeof(float));
+    for (int64_t j = i0 + 1; j < n; j++) {
+        float w[T];
+        for (int64_t r = 0; r < T; r++) {
+            const int64_t i = i0 + r; /* i >= n (a clamped row) implies i > j: weight 0 */
+            w[r] = (i < j) ? g[i * n + j] + g[j * n + i] : 0.0f;
+        }
+        const float w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3];
+        const float *b = z + j * d;
+        float *gj = G + j * d;
+        /* hot loop: backward */
+#pragma omp simd
+        for (int64_t k = 0; k < d; k++) {
+            const float y = b[k];
+            const float s0 = pair_weight(a0[k], y, w0), s1 = pair_weight(a1[k], y, w1);
+            const float s2 = pair_weight(a2[k], y, w2), s3 = pair_weight(a3[k], y, w3);
+            g0[k] += s0;
+            g1[k] += s1;
+            g2[k] += s2;
+            g3[k] += s3;
+            gj[k] -= (s0 + s1) + (s2 + s3);
+        }
+    }
+    for (int64_t r = 0; r < rows; r++) {
+        float *out = G + (i0 + r) * d;
+        const float *row = acc + r * d;
+        for (int64_t k = 0; k < d; k++) out[k] += row[k];
+    }
+}
+
+/* One [n, d] matrix. scratch: threads * (T * d + PAGE_FLOATS) + (threads - 1) * n * d
+ * floats: an accumulator per thread, and a gradient per thread but the first (grad). */
+static void backward_one(const float *z, const float *g, float *grad, int64_t n, int64_t d,
+                         int threads, float *scratch) {
+    memset(grad, 0, (size_t)(n * d) * sizeof(float));
+    if (threads <= 1) {
+        for (int64_t i0 = 0; i0 < n; i0 += T) backward_pairs_rows(z, g, grad, n, d, i0, scratch);
+        return;
+    }
+    float *partial = scratch + threads * (T * d + PAGE_FLOATS); /* [threads - 1, n, d] */
+    memset(partial, 0, (size_t)((threads - 1) * n * d) * sizeof(float));
+    /* static: each thread's gradient, hence the rounding, must not depend on timing */
+#pragma omp parallel num_threads(threads)
+    {
+        const int t = THREAD_ID;
+        float *G = t == 0 ? grad : partial + (t - 1) * n * d;
+        float *acc = scratch + t * (T * d + PAGE_FLOATS);
+#pragma omp for schedule(static, 1)
+        for (int64_t i0 = 0; i0 < n; i0 += T) backward_pairs_rows(z, g, G, n, d, i0, acc);
+#pragma omp for schedule(static)
+        for (int64_t i = 0; i < n; i++)
+            for (int u = 1; u < threads; u++) {
+                const float *row = partial + ((u - 1) * n + i) * d;
+                for (int64_t k = 0; k < d; k++) grad[i * d + k] += row[k];
+            }
     }
 }
 
@@ -179,10 +260,17 @@ void lpdm_l1_backward(const float *z, const float *g, float *grad, int64_t m, in
         backward_one(z + k * n * d, g + k * n * n, grad + k * n * d, n, d, threads, scratch);
 }
 
+void lpdm_l1_backward_full(const float *z, const float *g, float *grad, int64_t m, int64_t n,
+                           int64_t d, int threads, float *scratch) {
+    for (int64_t k = 0; k < m; k++)
+        backward_full_one(z + k * n * d, g + k * n * n, grad + k * n * d, n, d, threads,
+                          scratch);
+}
+
 /* Scratch floats the passes need, for the Python side to allocate (reused across matrices). */
 int64_t lpdm_l1_forward_scratch(int64_t n, int64_t d) { return d < NARROW ? n * d : 0; }
-int64_t lpdm_l1_backward_scratch(int64_t d, int threads) {
-    return (int64_t)threads * (T * d + PAGE_FLOATS);
+int64_t lpdm_l1_backward_scratch(int64_t n, int64_t d, int threads) { /* either backward */
+    return (int64_t)threads * (T * d + PAGE_FLOATS) + (int64_t)(threads - 1) * n * d;
 }
 
 /* 1 when built with OpenMP (threads > 1 then runs in parallel). */
