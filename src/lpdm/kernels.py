@@ -6,7 +6,9 @@ computes each unordered pair once, forward and backward, and never materialises 
 ``[N, N, d]`` differences; it is an order of magnitude faster than
 ``torch.cdist(p=1)`` (``lpdm bench --only kernel``; docs/performance.md). Everywhere
 else (CUDA, float64, no C compiler, tiny inputs) it is ``torch.cdist``; the two agree
-up to float rounding (relative differences about 1e-6).
+up to float rounding (relative differences about 1e-6). :func:`l1_layer_loss` computes a
+whole layer's distance-matching loss and its gradient in one kernel call (the local
+trunk's closed-form update).
 
 The kernel is compiled once, on first use, with the system's C compiler into a cache
 directory (``$LPDM_KERNEL_CACHE``, default ``~/.cache/lpdm/kernels``), in a file named by
@@ -40,6 +42,7 @@ CACHE_ENV = "LPDM_KERNEL_CACHE"
 DISABLE_ENV = "LPDM_NO_KERNEL"
 MARCH_ENV = "LPDM_KERNEL_MARCH"
 BASE_FLAGS = ("-O3", "-std=c11", "-shared", "-fPIC")
+LINK_FLAGS = ("-lm",)  # after the source: sqrt of the layer loss
 COMPILE_TIMEOUT_S = 120
 # Below KERNEL_MIN_WORK pairwise element operations (N² d) the fixed cost of a custom
 # autograd function outweighs the kernel's speed and torch.cdist is used (this also means
@@ -85,6 +88,25 @@ class CompiledKernel:
         entry(z.data_ptr(), grad_distances.data_ptr(), grad.data_ptr(), m, n, d, threads,
               scratch.data_ptr())
         return grad
+
+    def layer_loss(self, y: Tensor, target: Tensor, mask: Tensor | None, divisor: float,
+                   threads: int) -> tuple[Tensor, Tensor]:
+        """Losses ``[K]`` ``L_k = ||mask ⊙ (T - D(y) / divisor)||_F`` and ``dL_k/dy_k``
+        ``[K, N, d]`` (zero where ``L_k = 0``) of a contiguous float32 CPU ``y`` ``[K, N, d]``.
+
+        ``target`` ``[K, N, N]`` contiguous float32; ``mask`` ``[K, N, N]`` contiguous bool
+        or None (all pairs).
+        """
+        m, n, d = y.shape
+        losses = torch.empty(m, dtype=y.dtype)
+        grad = torch.empty_like(y)
+        scratch = torch.empty(int(self.library.lpdm_l1_layer_loss_scratch(n, d, threads)),
+                              dtype=y.dtype)
+        self.library.lpdm_l1_layer_loss(y.data_ptr(), target.data_ptr(),
+                                        None if mask is None else mask.data_ptr(), divisor,
+                                        losses.data_ptr(), grad.data_ptr(), m, n, d, threads,
+                                        scratch.data_ptr())
+        return losses, grad
 
 
 # --------------------------------------------------------------------------- building
@@ -144,7 +166,7 @@ def _build_key(compiler: str) -> str:
     digest = hashlib.sha256()
     for part in (SOURCE.read_bytes(), compiler.encode(), version.encode(),
                  _cpu_signature().encode(), platform.machine().encode(),
-                 repr((BASE_FLAGS, flag_choices())).encode()):
+                 repr((BASE_FLAGS, flag_choices(), LINK_FLAGS)).encode()):
         digest.update(part)
         digest.update(b"\0")
     return digest.hexdigest()[:20]
@@ -158,7 +180,7 @@ def _compile(compiler: str, target: Path) -> None:
         fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=".build-", suffix=".so")
         os.close(fd)
         tmp = Path(tmp_name)
-        command = [compiler, *BASE_FLAGS, *extra, str(SOURCE), "-o", str(tmp)]
+        command = [compiler, *BASE_FLAGS, *extra, str(SOURCE), *LINK_FLAGS, "-o", str(tmp)]
         try:
             result = subprocess.run(command, capture_output=True, text=True,
                                     timeout=COMPILE_TIMEOUT_S)
@@ -187,6 +209,11 @@ def _load(path: Path) -> CompiledKernel:
     library.lpdm_l1_forward_scratch.restype = size
     library.lpdm_l1_backward_scratch.argtypes = [size, size, ctypes.c_int]
     library.lpdm_l1_backward_scratch.restype = size
+    library.lpdm_l1_layer_loss.argtypes = [pointer, pointer, pointer, ctypes.c_float, pointer,
+                                           pointer, size, size, size, ctypes.c_int, pointer]
+    library.lpdm_l1_layer_loss.restype = None
+    library.lpdm_l1_layer_loss_scratch.argtypes = [size, size, ctypes.c_int]
+    library.lpdm_l1_layer_loss_scratch.restype = size
     library.lpdm_l1_openmp.restype = ctypes.c_int
     return CompiledKernel(path, library, bool(library.lpdm_l1_openmp()))
 
@@ -303,7 +330,7 @@ def vectorization_report(march: str = "native", compiler: str | None = None
         return None
     with tempfile.TemporaryDirectory() as tmp:
         command = [compiler, *BASE_FLAGS, f"-march={march}", "-fopenmp", "-fopt-info-vec-all",
-                   str(SOURCE), "-o", str(Path(tmp) / "kernel.so")]
+                   str(SOURCE), *LINK_FLAGS, "-o", str(Path(tmp) / "kernel.so")]
         result = subprocess.run(command, capture_output=True, text=True,
                                 timeout=COMPILE_TIMEOUT_S)
     if result.returncode != 0:
@@ -510,6 +537,30 @@ class _PairwiseL1Chunked(torch.autograd.Function):
 def pairwise_l1_chunked(z: Tensor) -> Tensor:
     """Raw l1 distances ``[..., N, N]``: ``torch.cdist`` forward, chunked torch backward."""
     return _PairwiseL1Chunked.apply(z)
+
+
+def l1_layer_loss(y: Tensor, target: Tensor, mask: Tensor | None, divisor: float
+                  ) -> tuple[Tensor, Tensor]:
+    """A layer's l1 distance-matching losses and their gradients, by one C call.
+
+    ``y`` ``[K, N, d]`` CPU float32 (:func:`kernel_applies`), ``target`` ``[K, N, N]``,
+    ``mask`` ``[K, N, N]`` bool or None. Returns the losses ``[K]``,
+    ``L_k = ||mask_k ⊙ (target_k - D(y_k) / divisor)||_F``, and ``dL_k/dy_k`` ``[K, N, d]``
+    (zero where ``L_k = 0``, as autograd through the norm), equal to those of
+    ``torch.linalg.vector_norm`` over :func:`pairwise_l1` up to float rounding. Each pair
+    i < j is visited once in each of the two passes (distances and the loss, then the
+    gradient); the ``[N, N]`` intermediate matrices of the torch expression are never made.
+    """
+    kernel = load_kernel()
+    if kernel is None:
+        raise RuntimeError(f"the l1 kernel is unavailable: {kernel_status()}")
+    if not (y.device.type == "cpu" and y.dtype == torch.float32 and y.dim() == 3):
+        raise ValueError("the l1 layer loss takes a [K, N, d] float32 CPU tensor")
+    y = y.detach().contiguous()
+    target = target.detach().to(torch.float32).expand(y.shape[0], -1, -1).contiguous()
+    if mask is not None:
+        mask = mask.to(torch.bool).expand_as(target).contiguous()
+    return kernel.layer_loss(y, target, mask, float(divisor), _threads(y.shape))
 
 
 def pairwise_l1_backward(z: Tensor, grad_distances: Tensor) -> Tensor:
