@@ -289,7 +289,7 @@ def layer_loss_table(quick: bool) -> Table:
     """(a3) A layer's whole loss in one C call against today's kernel and torch's
     elementwise loss."""
     sizes = [(64, 256)] if quick else [(1024, 256)]
-    repeats = 3 if quick else 9
+    repeats = 3 if quick else 31  # rounds are short; medians of 9 swung by ±0.15 when loaded
     table = Table(
         "(a3) whole layer loss ||T - D(z)/d||_F and dL/dz, one C call against the kernel + "
         "torch, cpu, ms per call",
