@@ -8,8 +8,8 @@ import pytest
 from lpdm import bench
 from lpdm.cli import main
 
-TITLES = ("(a) pairwise l1", "(b) update phase", "(c) end-to-end PPO", "(d) peak memory",
-          "(e) populations")
+TITLES = ("(a) pairwise l1", "(a2) l1 kernel", "(a3) whole layer loss", "(b) update phase",
+          "(c) end-to-end PPO", "(d) peak memory", "(e) populations")
 
 
 def test_quick_bench_prints_every_table(tmp_path, capsys, monkeypatch):

@@ -7,7 +7,7 @@ import warnings
 import pytest
 import torch
 
-from lpdm import kernels
+from lpdm import distances, kernels, local
 from lpdm.bench import torch_threads
 from lpdm.config import LocalConfig
 from lpdm.local import LocalTrunk
@@ -100,6 +100,118 @@ def test_backward_by_hand_is_bit_for_bit_autograd(n, d):
     leaf = z.clone().requires_grad_()
     kernels.pairwise_l1(leaf).backward(upstream)
     assert torch.equal(kernels.pairwise_l1_backward(z, upstream), leaf.grad)
+
+
+def upstream_cases(n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """Gradients ``[N, N]`` of the distances as the local losses make them: any matrix
+    (autograd), symmetric (dense or guided target), masked symmetric (sparse matching) and
+    zero outside the real rows (padding)."""
+    dense = torch.randn(n, n, generator=generator)
+    symmetric = dense + dense.T
+    pairs = torch.rand(n, n, generator=generator) < 0.3
+    valid = torch.arange(n) < max(1, 2 * n // 3)
+    return {"any": dense, "symmetric": symmetric,
+            "sparse": symmetric * (pairs | pairs.T),
+            "padded": symmetric * (valid[:, None] & valid[None, :])}
+
+
+@needs_kernel
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize(("n", "d"), SHAPES)
+def test_half_pairs_backward_matches_the_full_backward_and_cdist(n, d, threads):
+    """Members ``[K, N, d]``; padded rows are zeros, as batches are padded."""
+    generator = torch.Generator().manual_seed(n * 1000 + d + 7)
+    z = torch.tanh(torch.randn(3, n, d, generator=generator))
+    if n > 2:
+        z[:, 1] = z[:, 0]
+        z[:, 2, : d // 2] = 1.0
+        z[:, 0, : d // 2] = 1.0
+    padded = z.clone()
+    padded[:, max(1, 2 * n // 3):] = 0.0
+    kernel = kernels.load_kernel()
+    for name, upstream in upstream_cases(n, generator).items():
+        rows = padded if name == "padded" else z
+        batch = upstream.expand(3, n, n).contiguous()
+        grad = kernel.backward(rows, batch, threads)
+        full = kernel.backward(rows, batch, threads, full=True)
+        assert_matches(grad, full.double())
+        for k in range(3):
+            assert_matches(grad[k], reference(rows[k], upstream)[1])
+        assert torch.equal(grad, kernel.backward(rows, batch, threads)), "not deterministic"
+
+
+def layer_loss_case(case: str, k: int, n: int, d: int, generator: torch.Generator
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Rows ``y`` ``[K, N, d]``, a target ``[K, N, N]`` and a mask as the local trunk makes
+    them: dense, padded (pairs with a padded row masked out, those rows zero), guided (not
+    bitwise symmetric) and sparse (per-row quantiles: not symmetric)."""
+    y = torch.tanh(torch.randn(k, n, d, generator=generator))
+    if n > 2:
+        y[:, 1] = y[:, 0]
+        y[:, 2, : d // 2] = 1.0
+        y[:, 0, : d // 2] = 1.0
+    target = distances.target_distances(torch.randn(k, n, 7, generator=generator), "l1", "dim",
+                                        d)
+    mask = None
+    if case == "padded":
+        valid = torch.ones(k, n, dtype=torch.bool)
+        valid[0, max(1, 2 * n // 3):] = False
+        y = y * valid[..., None]
+        mask = distances.pair_mask(valid, n, y.device)
+    elif case == "guided":
+        target = distances.guided_target(target, torch.randn(k, n, generator=generator))
+    elif case == "sparse":
+        mask = distances.quantile_mask(target)
+    return y, target, mask
+
+
+def torch_layer_loss(y: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None,
+                     divisor: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Losses ``[K]`` and ``dL/dy`` by autograd through :func:`kernels.pairwise_l1` (the
+    local trunk's torch path), in ``y``'s dtype (cdist in float64)."""
+    leaf = y.detach().clone().requires_grad_()
+    diff = target.to(y.dtype) - kernels.pairwise_l1(leaf) / divisor
+    if mask is not None:
+        diff = diff * mask
+    losses = torch.linalg.vector_norm(diff, dim=(-2, -1))
+    losses.sum().backward()
+    return losses.detach(), leaf.grad
+
+
+@needs_kernel
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("case", ["dense", "padded", "guided", "sparse"])
+@pytest.mark.parametrize("k", [1, 3])
+@pytest.mark.parametrize(("n", "d"), [(2, 3), (9, 32), (67, 129), (64, 256), (130, 11)])
+def test_layer_loss_matches_the_torch_path_and_float64_autograd(n, d, k, case, threads,
+                                                                 monkeypatch):
+    monkeypatch.setattr(kernels, "PARALLEL_MIN_WORK", 0)
+    generator = torch.Generator().manual_seed(n * 1000 + d + k)
+    y, target, mask = layer_loss_case(case, k, n, d, generator)
+    divisor = d / 3  # mostly not a power of 2: the kernel multiplies by an inexact 1/divisor
+    with torch_threads(threads):
+        losses, grad = kernels.l1_layer_loss(y, target, mask, divisor)
+        torch_losses, torch_grad = torch_layer_loss(y, target, mask, divisor)
+        exact_losses, exact_grad = torch_layer_loss(y.double(), target, mask, divisor)
+        again = kernels.l1_layer_loss(y, target, mask, divisor)
+    assert losses.shape == (k,) and grad.shape == y.shape
+    for expected_losses, expected_grad in ((torch_losses.double(), torch_grad.double()),
+                                           (exact_losses, exact_grad)):
+        torch.testing.assert_close(losses.double(), expected_losses, rtol=1e-5, atol=0.0)
+        for member in range(k):
+            assert_matches(grad[member], expected_grad[member])
+    assert torch.equal(again[0], losses) and torch.equal(again[1], grad), "not deterministic"
+
+
+@needs_kernel
+def test_layer_loss_of_a_member_with_nothing_to_match_is_zero_with_zero_gradient():
+    y = torch.tanh(torch.randn(2, 40, 64))
+    target = torch.rand(2, 40, 40)
+    mask = torch.ones(2, 40, 40, dtype=torch.bool)
+    mask[1] = False
+    losses, grad = kernels.l1_layer_loss(y, target, mask, 64.0)
+    assert losses[0] > 0 and losses[1] == 0
+    assert grad[0].abs().max() > 0 and torch.all(grad[1] == 0)
 
 
 @pytest.mark.parametrize("chunk", [1, 50, 1 << 24])
@@ -197,7 +309,8 @@ gcc_only = pytest.mark.skipif(kernels.vectorization_report("x86-64") is None,
 
 
 def test_the_source_marks_its_hot_loops():
-    assert set(kernels.hot_loops()) == {"forward tile", "forward narrow", "backward"}
+    assert set(kernels.hot_loops()) == {"forward tile", "forward narrow", "backward",
+                                        "backward full"}
 
 
 @gcc_only
@@ -215,8 +328,8 @@ def test_every_hot_loop_vectorises_at_every_x86_level(level):
 def test_the_verdict_names_a_loop_left_scalar(tmp_path, monkeypatch):
     """The check itself can fail: a conditional in the backward loop is caught at v3."""
     source = kernels.SOURCE.read_text().replace(
-        "return s * (float)((t > 0.0f) - (t < 0.0f));",
-        "return (t > 0.0f ? s : 0.0f) - (t < 0.0f ? s : 0.0f);")
+        "return s * (float)((x > y) - (x < y));",
+        "return (x > y ? s : 0.0f) - (x < y ? s : 0.0f);")
     patched = tmp_path / "pairwise_l1.c"
     patched.write_text(source)
     monkeypatch.setattr(kernels, "SOURCE", patched)
@@ -261,13 +374,76 @@ def test_closed_form_update_is_bit_for_bit_backpropagation(overrides, guided):
         assert torch.equal(a, b)
 
 
-def test_closed_form_sparse_update_matches_backpropagation():
+def test_closed_form_sparse_update_matches_backpropagation(monkeypatch):
+    """The torch path's formulas (the fused layer loss has its own test, below)."""
+    monkeypatch.setattr(local, "kernel_applies", lambda y: False)
     closed, autograd = twin_trunks(LocalConfig(sparse=True), False)
     x = torch.randn(64, 11)
     closed.learn(x)
     autograd.learn(x)
     for a, b in zip(closed.parameters(), autograd.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+@needs_kernel
+@pytest.mark.parametrize("case", ["dense", "guided", "sparse", "padded"])
+def test_closed_form_update_with_half_pairs_matches_the_full_backward(case, monkeypatch):
+    """Weights after a few local steps: the half-pairs backward against the previous one."""
+    monkeypatch.setattr(local, "kernel_applies", lambda y: False)  # no fused layer loss
+
+    def run(full: bool) -> list[torch.Tensor]:
+        backward = kernels.CompiledKernel.backward
+
+        def forced(self, z, grad_distances, threads, _full=False):
+            return backward(self, z, grad_distances, threads, full)
+
+        monkeypatch.setattr(kernels.CompiledKernel, "backward", forced)
+        trunk = LocalTrunk(11, (64, 128, 32), lr=1e-2, guided=case == "guided", seeds=(3, 4),
+                           config=LocalConfig(sparse=case == "sparse"))
+        torch.manual_seed(5)
+        for n in (64, 100, 128):
+            valid = None
+            if case == "padded":
+                valid = torch.ones(2, n, dtype=torch.bool)
+                valid[0, n // 2:] = False
+            trunk.learn(torch.randn(2, n, 11), torch.randn(2, n), valid=valid)
+        return [p.detach().clone() for p in trunk.parameters()]
+
+    for ours, reference_weights in zip(run(False), run(True), strict=True):
+        torch.testing.assert_close(ours, reference_weights, rtol=1e-4, atol=1e-5)
+
+
+@needs_kernel
+@pytest.mark.parametrize("case", ["dense", "guided", "sparse", "padded"])
+def test_closed_form_update_with_the_fused_layer_loss_matches_the_torch_path(case, monkeypatch):
+    """Weights after a few local steps: one C call per layer against the torch path."""
+    calls = []
+
+    def fused_layer_loss(*args):
+        calls.append(args[0].shape)
+        return kernels.l1_layer_loss(*args)
+
+    monkeypatch.setattr(local, "l1_layer_loss", fused_layer_loss)
+
+    def run(fused: bool) -> list[torch.Tensor]:
+        monkeypatch.setattr(local, "kernel_applies",
+                            kernels.kernel_applies if fused else lambda y: False)
+        trunk = LocalTrunk(11, (64, 128, 32), lr=1e-2, guided=case == "guided", seeds=(3, 4),
+                           config=LocalConfig(sparse=case == "sparse"))
+        torch.manual_seed(5)
+        for n in (64, 100, 128, 128, 128):
+            valid = None
+            if case == "padded":
+                valid = torch.ones(2, n, dtype=torch.bool)
+                valid[0, n // 2:] = False
+            trunk.learn(torch.randn(2, n, 11), torch.randn(2, n), valid=valid)
+        return [p.detach().clone() for p in trunk.parameters()]
+
+    reference_weights = run(False)
+    assert not calls
+    for ours, expected in zip(run(True), reference_weights, strict=True):
+        torch.testing.assert_close(ours, expected, rtol=1e-4, atol=1e-5)
+    assert len(calls) == 5 * 3  # every layer of every step
 
 
 def test_other_metrics_backpropagate():

@@ -4,7 +4,9 @@ Four tables (docs/design.md §3, "bench"):
 
 - ``kernel``: the pairwise l1 distance-matching loss ``||T - D(z)/d||_F``, forward and
   backward, by lpdm's kernel and by ``torch.cdist(p=1)``, with the largest differences
-  of values and gradients between the two;
+  of values and gradients between the two; on CPU also the kernel against its previous
+  backward, which visited every ordered pair, and a layer's whole loss and gradient in
+  one C call against that kernel with torch's elementwise loss (issue 24);
 - ``update``: the update phase of one iteration of PPO and REINFORCE on Hopper-v4 at
   their defaults, for ``lpdm``, ``lpdm-guided`` and sparse ``lpdm`` against ``bp``;
 - ``throughput``: end-to-end training steps per second of PPO (``bp``, ``lpdm``), of
@@ -34,6 +36,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -233,6 +236,100 @@ def kernel_table(device: torch.device, quick: bool) -> Table:
         table.notes.append("lpdm chunked: cdist forward, l1 gradient in row blocks without "
                            "cdist's [N, N, d] buffer; training on CUDA keeps cdist's own "
                            "gradient, which is faster at the block sizes training uses")
+    return table
+
+
+def half_pairs_table(quick: bool) -> Table:
+    """(a2) The kernel against the same build with its previous, full backward."""
+    sizes = [(64, 256)] if quick else [(1024, 256)]
+    repeats = 3 if quick else 9
+    table = Table(
+        "(a2) l1 kernel, backward over pairs i < j against the previous backward over all "
+        "ordered pairs, cpu, ms per call",
+        ["N", "d", "previous fwd+bwd", "now fwd+bwd", "speed-up fwd+bwd", "previous bwd",
+         "now bwd", "speed-up bwd", "max rel diff grad"])
+    kernel = kernels.load_kernel()
+    if kernel is None or not kernels.kernel_applies(torch.ones(64, 256)):
+        table.notes.append(f"the C kernel is unavailable ({kernels.kernel_status()})")
+        return table
+    generator = torch.Generator().manual_seed(0)
+    for n, d in sizes:
+        z = torch.tanh(torch.randn(n, d, generator=generator)).requires_grad_()
+        target = torch.rand(n, n, generator=generator)
+        target = (target + target.T) / 2
+        batch = z.detach()[None]
+        threads = kernels._threads(batch.shape)  # as pairwise_l1 would choose
+        upstream = torch.randn(1, n, n, generator=generator)
+        timings = time_in_turns({
+            "previous fwd+bwd": _loss_step(partial(kernels.pairwise_l1_kernel,
+                                                   full_backward=True), z, target, True),
+            "now fwd+bwd": _loss_step(kernels.pairwise_l1_kernel, z, target, True),
+            "previous bwd": partial(kernel.backward, batch, upstream, threads, full=True),
+            "now bwd": partial(kernel.backward, batch, upstream, threads),
+        }, repeats)
+        grads = [kernel.backward(batch, upstream, threads, full=full) for full in (True, False)]
+        table.rows.append([
+            str(n), str(d),
+            *(fmt_ms(timings[f"{which} fwd+bwd"]) for which in ("previous", "now")),
+            fmt_ratio(timings["previous fwd+bwd"] / timings["now fwd+bwd"]),
+            *(fmt_ms(timings[f"{which} bwd"]) for which in ("previous", "now")),
+            fmt_ratio(timings["previous bwd"] / timings["now bwd"]),
+            f"{relative_difference(grads[1], grads[0]):.1e}"])
+    build = "OpenMP" if kernel.openmp else "single-threaded"
+    table.notes.append(
+        f"one {build} build for -march={kernels.kernel_march()}, "
+        f"{torch.get_num_threads()} torch thread(s); "
+        "previous: its reference entry point lpdm_l1_backward_full; loss as in (a), "
+        f"bwd: the kernel's backward alone, random upstream; medians of {repeats} rounds")
+    table.notes.append("max rel diff grad: max |now - previous| / max |previous|; the forward "
+                       "pass is the same")
+    return table
+
+
+def layer_loss_table(quick: bool) -> Table:
+    """(a3) A layer's whole loss in one C call against today's kernel and torch's
+    elementwise loss."""
+    sizes = [(64, 256)] if quick else [(1024, 256)]
+    repeats = 3 if quick else 31  # rounds are short; medians of 9 swung by ±0.15 when loaded
+    table = Table(
+        "(a3) whole layer loss ||T - D(z)/d||_F and dL/dz, one C call against the kernel + "
+        "torch, cpu, ms per call",
+        ["N", "d", "today: kernel (full bwd) + torch", "half-pairs kernel + torch", "fused C",
+         "speed-up vs today", "speed-up vs half-pairs", "max rel diff loss",
+         "max rel diff grad"])
+    kernel = kernels.load_kernel()
+    if kernel is None or not kernels.kernel_applies(torch.ones(64, 256)):
+        table.notes.append(f"the C kernel is unavailable ({kernels.kernel_status()})")
+        return table
+    generator = torch.Generator().manual_seed(0)
+    for n, d in sizes:
+        z = torch.tanh(torch.randn(n, d, generator=generator)).requires_grad_()
+        target = torch.rand(n, n, generator=generator)
+        target = (target + target.T) / 2
+        fused = partial(kernels.l1_layer_loss, z.detach()[None], target[None], None, float(d))
+        today = _loss_step(partial(kernels.pairwise_l1_kernel, full_backward=True), z, target,
+                           True)
+        timings = time_in_turns({
+            "today": today,
+            "half-pairs": _loss_step(kernels.pairwise_l1_kernel, z, target, True),
+            "fused": fused,
+        }, repeats)
+        loss = today().detach()
+        grad = z.grad.clone()
+        fused_loss, fused_grad = fused()
+        table.rows.append([
+            str(n), str(d), *(fmt_ms(timings[name]) for name in ("today", "half-pairs", "fused")),
+            fmt_ratio(timings["today"] / timings["fused"]),
+            fmt_ratio(timings["half-pairs"] / timings["fused"]),
+            f"{relative_difference(fused_loss[0], loss):.1e}",
+            f"{relative_difference(fused_grad[0], grad):.1e}"])
+    build = "OpenMP" if kernel.openmp else "single-threaded"
+    table.notes.append(
+        f"one {build} build for -march={kernels.kernel_march()}, "
+        f"{torch.get_num_threads()} torch thread(s), medians of {repeats} rounds in turns; "
+        "today: the kernel with its previous backward (lpdm_l1_backward_full) through "
+        "autograd, as (a2); fused C: kernels.l1_layer_loss (lpdm_l1_layer_loss)")
+    table.notes.append("max rel diff: fused C against today, max |diff| / max |today|")
     return table
 
 
@@ -728,7 +825,8 @@ def machine_description() -> str:
 
 def run_bench(only: list[str], device: str, quick: bool, threads: int | None = None
               ) -> list[Table]:
-    """The tables named in ``only`` (see :data:`TABLES`), in that order.
+    """The tables named in ``only`` (see :data:`TABLES`), in that order (``kernel`` on CPU:
+    tables (a), (a2) and (a3)).
 
     ``threads``: torch threads of the kernel table (default: torch's current count).
     """
@@ -737,18 +835,21 @@ def run_bench(only: list[str], device: str, quick: bool, threads: int | None = N
 
         quiet_gymnasium()
 
-    def kernel() -> Table:
+    def kernel() -> list[Table]:
         with torch_threads(threads or torch.get_num_threads()):
-            return kernel_table(torch.device(device), quick)
+            tables = [kernel_table(torch.device(device), quick)]
+            if device == "cpu":
+                tables += [half_pairs_table(quick), layer_loss_table(quick)]
+            return tables
 
-    builders: dict[str, Callable[[], Table]] = {
+    builders: dict[str, Callable[[], list[Table]]] = {
         "kernel": kernel,
-        "update": lambda: update_table(quick),
-        "throughput": lambda: throughput_table(quick),
-        "memory": lambda: memory_table(quick),
-        "population": lambda: population_table(quick),
+        "update": lambda: [update_table(quick)],
+        "throughput": lambda: [throughput_table(quick)],
+        "memory": lambda: [memory_table(quick)],
+        "population": lambda: [population_table(quick)],
     }
-    return [builders[name]() for name in only]
+    return [table for name in only for table in builders[name]()]
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -765,9 +866,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     print(f"machine: {machine}\n", flush=True)
     tables = []
     for name in only:
-        table = run_bench([name], args.device, args.quick, args.threads)[0]
-        print(table.text() + "\n", flush=True)
-        tables.append(table)
+        for table in run_bench([name], args.device, args.quick, args.threads):
+            print(table.text() + "\n", flush=True)
+            tables.append(table)
     if args.markdown:
         command = " ".join(["lpdm bench", *([f"--only {','.join(only)}"] if only != list(TABLES)
                                              else []),

@@ -2,11 +2,13 @@
 
 :func:`pairwise_l1` is what :mod:`lpdm.distances` calls for the ``l1`` metric. On CPU
 float32 input it runs a small C kernel (``pairwise_l1.c``, next to this file) that
-computes each pair once, never materialises the ``[N, N, d]`` differences and has a
-matching hand-written backward pass; it is an order of magnitude faster than
+computes each unordered pair once, forward and backward, and never materialises the
+``[N, N, d]`` differences; it is an order of magnitude faster than
 ``torch.cdist(p=1)`` (``lpdm bench --only kernel``; docs/performance.md). Everywhere
 else (CUDA, float64, no C compiler, tiny inputs) it is ``torch.cdist``; the two agree
-up to float rounding (relative differences about 1e-6).
+up to float rounding (relative differences about 1e-6). :func:`l1_layer_loss` computes a
+whole layer's distance-matching loss and its gradient in one kernel call (the local
+trunk's closed-form update).
 
 The kernel is compiled once, on first use, with the system's C compiler into a cache
 directory (``$LPDM_KERNEL_CACHE``, default ``~/.cache/lpdm/kernels``), in a file named by
@@ -40,6 +42,7 @@ CACHE_ENV = "LPDM_KERNEL_CACHE"
 DISABLE_ENV = "LPDM_NO_KERNEL"
 MARCH_ENV = "LPDM_KERNEL_MARCH"
 BASE_FLAGS = ("-O3", "-std=c11", "-shared", "-fPIC")
+LINK_FLAGS = ("-lm",)  # after the source: sqrt of the layer loss
 COMPILE_TIMEOUT_S = 120
 # Below KERNEL_MIN_WORK pairwise element operations (N² d) the fixed cost of a custom
 # autograd function outweighs the kernel's speed and torch.cdist is used (this also means
@@ -70,15 +73,40 @@ class CompiledKernel:
                                      None if scratch is None else scratch.data_ptr())
         return out
 
-    def backward(self, z: Tensor, grad_distances: Tensor, threads: int) -> Tensor:
-        """Gradient ``[K, N, d]`` with respect to ``z`` of ``sum(grad_distances * D(z))``."""
+    def backward(self, z: Tensor, grad_distances: Tensor, threads: int,
+                 full: bool = False) -> Tensor:
+        """Gradient ``[K, N, d]`` with respect to ``z`` of ``sum(grad_distances * D(z))``.
+
+        ``grad_distances`` is ``[K, N, N]``. ``full``: by the previous backward, which visits
+        every ordered pair (the reference of tests and ``lpdm bench``).
+        """
         m, n, d = z.shape
         grad = torch.empty_like(z)
-        scratch = torch.empty(int(self.library.lpdm_l1_backward_scratch(d, threads)),
+        scratch = torch.empty(int(self.library.lpdm_l1_backward_scratch(n, d, threads)),
                               dtype=z.dtype)
-        self.library.lpdm_l1_backward(z.data_ptr(), grad_distances.data_ptr(),
-                                      grad.data_ptr(), m, n, d, threads, scratch.data_ptr())
+        entry = self.library.lpdm_l1_backward_full if full else self.library.lpdm_l1_backward
+        entry(z.data_ptr(), grad_distances.data_ptr(), grad.data_ptr(), m, n, d, threads,
+              scratch.data_ptr())
         return grad
+
+    def layer_loss(self, y: Tensor, target: Tensor, mask: Tensor | None, divisor: float,
+                   threads: int) -> tuple[Tensor, Tensor]:
+        """Losses ``[K]`` ``L_k = ||mask ⊙ (T - D(y) / divisor)||_F`` and ``dL_k/dy_k``
+        ``[K, N, d]`` (zero where ``L_k = 0``) of a contiguous float32 CPU ``y`` ``[K, N, d]``.
+
+        ``target`` ``[K, N, N]`` contiguous float32; ``mask`` ``[K, N, N]`` contiguous bool
+        or None (all pairs).
+        """
+        m, n, d = y.shape
+        losses = torch.empty(m, dtype=y.dtype)
+        grad = torch.empty_like(y)
+        scratch = torch.empty(int(self.library.lpdm_l1_layer_loss_scratch(n, d, threads)),
+                              dtype=y.dtype)
+        self.library.lpdm_l1_layer_loss(y.data_ptr(), target.data_ptr(),
+                                        None if mask is None else mask.data_ptr(), divisor,
+                                        losses.data_ptr(), grad.data_ptr(), m, n, d, threads,
+                                        scratch.data_ptr())
+        return losses, grad
 
 
 # --------------------------------------------------------------------------- building
@@ -138,7 +166,7 @@ def _build_key(compiler: str) -> str:
     digest = hashlib.sha256()
     for part in (SOURCE.read_bytes(), compiler.encode(), version.encode(),
                  _cpu_signature().encode(), platform.machine().encode(),
-                 repr((BASE_FLAGS, flag_choices())).encode()):
+                 repr((BASE_FLAGS, flag_choices(), LINK_FLAGS)).encode()):
         digest.update(part)
         digest.update(b"\0")
     return digest.hexdigest()[:20]
@@ -152,7 +180,7 @@ def _compile(compiler: str, target: Path) -> None:
         fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=".build-", suffix=".so")
         os.close(fd)
         tmp = Path(tmp_name)
-        command = [compiler, *BASE_FLAGS, *extra, str(SOURCE), "-o", str(tmp)]
+        command = [compiler, *BASE_FLAGS, *extra, str(SOURCE), *LINK_FLAGS, "-o", str(tmp)]
         try:
             result = subprocess.run(command, capture_output=True, text=True,
                                     timeout=COMPILE_TIMEOUT_S)
@@ -173,13 +201,19 @@ def _load(path: Path) -> CompiledKernel:
     library.lpdm_l1_forward.argtypes = [pointer, pointer, size, size, size, ctypes.c_int,
                                         pointer]
     library.lpdm_l1_forward.restype = None
-    library.lpdm_l1_backward.argtypes = [pointer, pointer, pointer, size, size, size,
-                                         ctypes.c_int, pointer]
-    library.lpdm_l1_backward.restype = None
+    for backward in (library.lpdm_l1_backward, library.lpdm_l1_backward_full):
+        backward.argtypes = [pointer, pointer, pointer, size, size, size, ctypes.c_int,
+                             pointer]
+        backward.restype = None
     library.lpdm_l1_forward_scratch.argtypes = [size, size]
     library.lpdm_l1_forward_scratch.restype = size
-    library.lpdm_l1_backward_scratch.argtypes = [size, ctypes.c_int]
+    library.lpdm_l1_backward_scratch.argtypes = [size, size, ctypes.c_int]
     library.lpdm_l1_backward_scratch.restype = size
+    library.lpdm_l1_layer_loss.argtypes = [pointer, pointer, pointer, ctypes.c_float, pointer,
+                                           pointer, size, size, size, ctypes.c_int, pointer]
+    library.lpdm_l1_layer_loss.restype = None
+    library.lpdm_l1_layer_loss_scratch.argtypes = [size, size, ctypes.c_int]
+    library.lpdm_l1_layer_loss_scratch.restype = size
     library.lpdm_l1_openmp.restype = ctypes.c_int
     return CompiledKernel(path, library, bool(library.lpdm_l1_openmp()))
 
@@ -296,7 +330,7 @@ def vectorization_report(march: str = "native", compiler: str | None = None
         return None
     with tempfile.TemporaryDirectory() as tmp:
         command = [compiler, *BASE_FLAGS, f"-march={march}", "-fopenmp", "-fopt-info-vec-all",
-                   str(SOURCE), "-o", str(Path(tmp) / "kernel.so")]
+                   str(SOURCE), *LINK_FLAGS, "-o", str(Path(tmp) / "kernel.so")]
         result = subprocess.run(command, capture_output=True, text=True,
                                 timeout=COMPILE_TIMEOUT_S)
     if result.returncode != 0:
@@ -415,18 +449,19 @@ def _as_batch(z: Tensor) -> Tensor:
 
 class _PairwiseL1(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, z: Tensor, kernel: CompiledKernel) -> Tensor:
-        ctx.kernel = kernel
+    def forward(ctx, z: Tensor, kernel: CompiledKernel, full: bool) -> Tensor:
+        ctx.kernel, ctx.full = kernel, full
         ctx.save_for_backward(z)
         out = kernel.forward(_as_batch(z), _threads(z.shape))
         return out if z.dim() == 3 else out.squeeze(0)
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, grad_distances: Tensor) -> tuple[Tensor, None]:
+    def backward(ctx, grad_distances: Tensor) -> tuple[Tensor, None, None]:
         (z,) = ctx.saved_tensors
-        grad = ctx.kernel.backward(_as_batch(z), _as_batch(grad_distances), _threads(z.shape))
-        return (grad if z.dim() == 3 else grad.squeeze(0)), None
+        grad = ctx.kernel.backward(_as_batch(z), _as_batch(grad_distances), _threads(z.shape),
+                                   ctx.full)
+        return (grad if z.dim() == 3 else grad.squeeze(0)), None, None
 
 
 def kernel_applies(z: Tensor) -> bool:
@@ -436,8 +471,12 @@ def kernel_applies(z: Tensor) -> bool:
             and load_kernel() is not None)
 
 
-def pairwise_l1_kernel(z: Tensor) -> Tensor:
-    """Raw l1 distances ``[..., N, N]`` of a CPU float32 ``z`` ``[..., N, d]`` by the C kernel."""
+def pairwise_l1_kernel(z: Tensor, full_backward: bool = False) -> Tensor:
+    """Raw l1 distances ``[..., N, N]`` of a CPU float32 ``z`` ``[..., N, d]`` by the C kernel.
+
+    ``full_backward``: differentiate with the previous backward, which visits every ordered
+    pair (the reference of tests and ``lpdm bench``).
+    """
     kernel = load_kernel()
     if kernel is None:
         raise RuntimeError(f"the l1 kernel is unavailable: {kernel_status()}")
@@ -445,7 +484,7 @@ def pairwise_l1_kernel(z: Tensor) -> Tensor:
         raise ValueError("the l1 kernel takes a [N, d] or [K, N, d] float32 CPU tensor")
     z = z.contiguous()
     if torch.is_grad_enabled() and z.requires_grad:
-        return _PairwiseL1.apply(z, kernel)
+        return _PairwiseL1.apply(z, kernel, full_backward)
     out = kernel.forward(_as_batch(z), _threads(z.shape))
     return out if z.dim() == 3 else out.squeeze(0)
 
@@ -498,6 +537,30 @@ class _PairwiseL1Chunked(torch.autograd.Function):
 def pairwise_l1_chunked(z: Tensor) -> Tensor:
     """Raw l1 distances ``[..., N, N]``: ``torch.cdist`` forward, chunked torch backward."""
     return _PairwiseL1Chunked.apply(z)
+
+
+def l1_layer_loss(y: Tensor, target: Tensor, mask: Tensor | None, divisor: float
+                  ) -> tuple[Tensor, Tensor]:
+    """A layer's l1 distance-matching losses and their gradients, by one C call.
+
+    ``y`` ``[K, N, d]`` CPU float32 (:func:`kernel_applies`), ``target`` ``[K, N, N]``,
+    ``mask`` ``[K, N, N]`` bool or None. Returns the losses ``[K]``,
+    ``L_k = ||mask_k ⊙ (target_k - D(y_k) / divisor)||_F``, and ``dL_k/dy_k`` ``[K, N, d]``
+    (zero where ``L_k = 0``, as autograd through the norm), equal to those of
+    ``torch.linalg.vector_norm`` over :func:`pairwise_l1` up to float rounding. Each pair
+    i < j is visited once in each of the two passes (distances and the loss, then the
+    gradient); the ``[N, N]`` intermediate matrices of the torch expression are never made.
+    """
+    kernel = load_kernel()
+    if kernel is None:
+        raise RuntimeError(f"the l1 kernel is unavailable: {kernel_status()}")
+    if not (y.device.type == "cpu" and y.dtype == torch.float32 and y.dim() == 3):
+        raise ValueError("the l1 layer loss takes a [K, N, d] float32 CPU tensor")
+    y = y.detach().contiguous()
+    target = target.detach().to(torch.float32).expand(y.shape[0], -1, -1).contiguous()
+    if mask is not None:
+        mask = mask.to(torch.bool).expand_as(target).contiguous()
+    return kernel.layer_loss(y, target, mask, float(divisor), _threads(y.shape))
 
 
 def pairwise_l1_backward(z: Tensor, grad_distances: Tensor) -> Tensor:

@@ -55,7 +55,7 @@ from lpdm.distances import (
     raw_pairwise_distances,
     target_distances,
 )
-from lpdm.kernels import pairwise_l1, pairwise_l1_backward
+from lpdm.kernels import kernel_applies, l1_layer_loss, pairwise_l1, pairwise_l1_backward
 from lpdm.networks import (
     Generators,
     Trunk,
@@ -412,7 +412,13 @@ class LocalTrunk(Trunk):
 
     def _update_closed_form(self, h: Tensor, targets: LayerTargets, diagnostics: bool,
                             valid: Tensor | None) -> tuple[Tensor, list]:
-        """Each layer's gradient by hand: ``L = ||T - D(y)||``, ``y = tanh(W h + b)``."""
+        """Each layer's gradient by hand: ``L = ||T - D(y)||``, ``y = tanh(W h + b)``.
+
+        Where the C kernel applies (CPU float32), the loss and ``dL/dy`` of a block without
+        diagnostics come from one kernel call (:func:`lpdm.kernels.l1_layer_loss`), equal to
+        backpropagation up to float rounding; otherwise (and for diagnostics, which need
+        the distances) from the distances in torch, bit for bit backpropagation.
+        """
         cfg = self.cfg
         layers = []
         with torch.no_grad():
@@ -420,20 +426,25 @@ class LocalTrunk(Trunk):
                 target = targets(h, layer.out_features)
                 y = torch.tanh(layer(h))
                 divisor = output_scale_divisor(cfg.metric, cfg.scale, y.shape[-1], target.width)
-                raw = pairwise_l1(y)
-                d_y = raw if divisor == 1.0 else raw / divisor
-                diff = target.distances - d_y
-                if target.mask is not None:
-                    diff = diff * target.mask
-                losses = torch.linalg.vector_norm(diff, dim=(-2, -1))  # [K]
-                self._check(losses, layer)
-                # dL/d(raw distances), in the order autograd computes it: the norm's
-                # gradient diff / L (zero at L = 0), negated, divided by the scaling.
-                per_member = losses[:, None, None]
-                grad_distances = -(diff / per_member).masked_fill_(per_member == 0, 0.0)
-                if divisor != 1.0:
-                    grad_distances = grad_distances / divisor
-                grad_pre = torch.ops.aten.tanh_backward(pairwise_l1_backward(y, grad_distances), y)
+                if not diagnostics and kernel_applies(y):
+                    losses, grad_y = l1_layer_loss(y, target.distances, target.mask, divisor)
+                    self._check(losses, layer)
+                else:
+                    raw = pairwise_l1(y)
+                    d_y = raw if divisor == 1.0 else raw / divisor
+                    diff = target.distances - d_y
+                    if target.mask is not None:
+                        diff = diff * target.mask
+                    losses = torch.linalg.vector_norm(diff, dim=(-2, -1))  # [K]
+                    self._check(losses, layer)
+                    # dL/d(raw distances), in the order autograd computes it: the norm's
+                    # gradient diff / L (zero at L = 0), negated, divided by the scaling.
+                    per_member = losses[:, None, None]
+                    grad_distances = -(diff / per_member).masked_fill_(per_member == 0, 0.0)
+                    if divisor != 1.0:
+                        grad_distances = grad_distances / divisor
+                    grad_y = pairwise_l1_backward(y, grad_distances)
+                grad_pre = torch.ops.aten.tanh_backward(grad_y, y)
                 # (h^T g)^T, as autograd computes the gradient of baddbmm's transposed weight
                 layer.weight.grad = h.transpose(1, 2).bmm(grad_pre).transpose(1, 2)
                 layer.bias.grad = grad_pre.sum(1)

@@ -7,20 +7,32 @@
  *   lpdm_l1_forward:  out[i, j] = sum_k |z[i, k] - z[j, k]|            out is [m, n, n]
  *   lpdm_l1_backward: grad[i, k] = sum_j (g[i, j] + g[j, i]) sign(z[i, k] - z[j, k])
  *                     with sign(0) = 0, as torch.cdist's gradient   g [m, n, n], grad [m, n, d]
+ *   lpdm_l1_backward_full: the same gradient by the previous backward, which visits every
+ *                     ordered pair; kept as the reference of tests and `lpdm bench`.
+ *   lpdm_l1_layer_loss: a layer's distance-matching loss per matrix,
+ *                     loss = ||mask . (target - D(z) / divisor)||_F, and its gradient
+ *                     [m, n, d] (zero where loss = 0), without making any [n, n] matrix but
+ *                     a scratch of pair weights: pass 1 computes the distances of the pairs
+ *                     i < j, their differences to the target and the sum of squares; pass 2
+ *                     is the backward with w_ij = -(e_ij + e_ji) / (loss * divisor).
  *
  * Both passes work on tiles of T rows so that every row loaded from memory serves T rows
  * of the other side (the inner loops over features vectorise); narrow rows (d < NARROW)
- * vectorise over rows instead. The forward pass computes each unordered pair once and
- * writes both halves of the symmetric matrix. Both passes are parallel over rows with
- * OpenMP when threads > 1 (and compiled with it), handing rows out dynamically so that a
- * thread descheduled on a busy machine holds up only its own rows; with threads == 1 no
- * OpenMP region is entered. The caller allocates all scratch memory (*_scratch functions).
+ * vectorise over rows instead. Both passes visit each unordered pair {i, j} once: the
+ * forward writes both halves of the symmetric matrix, the backward adds w_ij sign(z_i - z_j)
+ * to row i and subtracts it from row j. The forward is parallel over rows with OpenMP when
+ * threads > 1 (and compiled with it), handing rows out dynamically so that a thread
+ * descheduled on a busy machine holds up only its own rows; the backward hands them out
+ * statically and sums one gradient per thread in thread order, so that its rounding does
+ * not depend on the schedule. With threads == 1 no OpenMP region is entered. The caller
+ * allocates all scratch memory (*_scratch functions).
  *
  * The loops marked "hot loop: NAME" must vectorise on every x86-64 level from v2 (SSE4.2)
  * up: lpdm.kernels.vectorization_report reads the compiler's verdict on them, `lpdm bench`
  * prints it, and tests/test_kernels.py fails if one is left scalar. Keep their bodies free
  * of conditionals (gcc treats a select as control flow where there are no mask registers).
  */
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -37,9 +49,9 @@
 
 static inline int64_t clamp_row(int64_t r, int64_t n) { return r < n ? r : n - 1; }
 
-/* Distances between rows i0..i0+T-1 and j0..j0+T-1 (clamped to n), written both ways. */
-static void forward_tile(const float *z, float *out, int64_t n, int64_t d, int64_t i0,
-                         int64_t j0) {
+/* Distances s[r][c] between rows i0 + r and j0 + c (clamped to n), r, c < T. */
+static inline void tile_distances(const float *z, int64_t n, int64_t d, int64_t i0, int64_t j0,
+                                  float s[T][T]) {
     const float *a0 = z + clamp_row(i0, n) * d, *a1 = z + clamp_row(i0 + 1, n) * d;
     const float *a2 = z + clamp_row(i0 + 2, n) * d, *a3 = z + clamp_row(i0 + 3, n) * d;
     const float *b0 = z + clamp_row(j0, n) * d, *b1 = z + clamp_row(j0 + 1, n) * d;
@@ -61,8 +73,16 @@ static void forward_tile(const float *z, float *out, int64_t n, int64_t d, int64
         s30 += __builtin_fabsf(x3 - y0); s31 += __builtin_fabsf(x3 - y1);
         s32 += __builtin_fabsf(x3 - y2); s33 += __builtin_fabsf(x3 - y3);
     }
-    const float s[T][T] = {{s00, s01, s02, s03}, {s10, s11, s12, s13},
-                           {s20, s21, s22, s23}, {s30, s31, s32, s33}};
+    const float tile[T][T] = {{s00, s01, s02, s03}, {s10, s11, s12, s13},
+                              {s20, s21, s22, s23}, {s30, s31, s32, s33}};
+    memcpy(s, tile, sizeof tile);
+}
+
+/* Distances between rows i0..i0+T-1 and j0..j0+T-1 (clamped to n), written both ways. */
+static void forward_tile(const float *z, float *out, int64_t n, int64_t d, int64_t i0,
+                         int64_t j0) {
+    float s[T][T];
+    tile_distances(z, n, d, i0, j0, s);
     for (int64_t r = 0; r < T && i0 + r < n; r++)
         for (int64_t c = 0; c < T && j0 + c < n; c++) {
             const float v = (i0 + r == j0 + c) ? 0.0f : s[r][c];
@@ -123,9 +143,17 @@ static inline float signed_weight(float t, float s) {
     return s * (float)((t > 0.0f) - (t < 0.0f));
 }
 
-/* grad rows i0..i0+T-1 (clamped rows are computed but not stored). */
-static void backward_rows(const float *z, const float *g, float *grad, int64_t n, int64_t d,
-                          int64_t i0, float *acc /* [T * d + PAGE_FLOATS] scratch */) {
+/* s * sign(x - y) as signed_weight, one subtraction fewer (x > y if and only if x - y > 0
+ * under IEEE gradual underflow). */
+static inline float pair_weight(float x, float y, float s) {
+    return s * (float)((x > y) - (x < y));
+}
+
+/* Reference backward (every ordered pair): grad rows i0..i0+T-1 (clamped rows are
+ * computed but not stored). */
+static void backward_full_rows(const float *z, const float *g, float *grad, int64_t n,
+                               int64_t d, int64_t i0,
+                               float *acc /* [T * d + PAGE_FLOATS] scratch */) {
     const int64_t rows = (n - i0) < T ? (n - i0) : T;
     const float *a0 = z + clamp_row(i0, n) * d, *a1 = z + clamp_row(i0 + 1, n) * d;
     const float *a2 = z + clamp_row(i0 + 2, n) * d, *a3 = z + clamp_row(i0 + 3, n) * d;
@@ -142,7 +170,7 @@ static void backward_rows(const float *z, const float *g, float *grad, int64_t n
         }
         const float w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3];
         const float *b = z + j * d;
-        /* hot loop: backward */
+        /* hot loop: backward full */
 #pragma omp simd
         for (int64_t k = 0; k < d; k++) {
             const float y = b[k];
@@ -156,15 +184,163 @@ static void backward_rows(const float *z, const float *g, float *grad, int64_t n
 }
 
 /* One [n, d] matrix. scratch: threads * (T * d + PAGE_FLOATS) floats. */
-static void backward_one(const float *z, const float *g, float *grad, int64_t n, int64_t d,
-                         int threads, float *scratch) {
+static void backward_full_one(const float *z, const float *g, float *grad, int64_t n,
+                              int64_t d, int threads, float *scratch) {
     if (threads > 1) {
 #pragma omp parallel for schedule(dynamic, 2) num_threads(threads)
         for (int64_t i0 = 0; i0 < n; i0 += T)
-            backward_rows(z, g, grad, n, d, i0, scratch + THREAD_ID * (T * d + PAGE_FLOATS));
+            backward_full_rows(z, g, grad, n, d, i0, scratch + THREAD_ID * (T * d + PAGE_FLOATS));
     } else {
-        for (int64_t i0 = 0; i0 < n; i0 += T) backward_rows(z, g, grad, n, d, i0, scratch);
+        for (int64_t i0 = 0; i0 < n; i0 += T) backward_full_rows(z, g, grad, n, d, i0, scratch);
     }
+}
+
+/* The weights w_ij, i < j, of the backward over pairs: g_ij + g_ji of the gradient g [n, n]
+ * of the distances (upper == 0), or scale * g_ij of weights kept in the upper triangle of g
+ * (upper == 1: the layer loss). */
+typedef struct {
+    const float *g;
+    int upper;
+    float scale;
+} PairWeights;
+
+static inline float weight_of(PairWeights w, int64_t n, int64_t i, int64_t j) {
+    return w.upper ? w.scale * w.g[i * n + j] : w.g[i * n + j] + w.g[j * n + i];
+}
+
+/* The pairs (i, j), i in i0..i0+T-1, j > i: adds w_ij sign(z_i - z_j) to rows i of G and
+ * subtracts it from rows j. Rows i accumulate in acc (placed as in backward_full_rows) and
+ * are added to G at the end. */
+static void backward_pairs_rows(const float *z, PairWeights weights, float *G, int64_t n,
+                                int64_t d, int64_t i0,
+                                float *acc /* [T * d + PAGE_FLOATS] scratch */) {
+    const int64_t rows = (n - i0) < T ? (n - i0) : T;
+    const float *a0 = z + clamp_row(i0, n) * d, *a1 = z + clamp_row(i0 + 1, n) * d;
+    const float *a2 = z + clamp_row(i0 + 2, n) * d, *a3 = z + clamp_row(i0 + 3, n) * d;
+    acc += (((uintptr_t)a0 - (uintptr_t)acc) & (PAGE_FLOATS * sizeof(float) - 1)) / sizeof(float);
+    float *g0 = acc, *g1 = acc + d, *g2 = acc + 2 * d, *g3 = acc + 3 * d;
+    memset(acc, 0, (size_t)(T * d) * sizeof(float));
+    for (int64_t j = i0 + 1; j < n; j++) {
+        float w[T];
+        for (int64_t r = 0; r < T; r++) {
+            const int64_t i = i0 + r; /* i >= n (a clamped row) implies i > j: weight 0 */
+            w[r] = (i < j) ? weight_of(weights, n, i, j) : 0.0f;
+        }
+        const float w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3];
+        const float *b = z + j * d;
+        float *gj = G + j * d;
+        /* hot loop: backward */
+#pragma omp simd
+        for (int64_t k = 0; k < d; k++) {
+            const float y = b[k];
+            const float s0 = pair_weight(a0[k], y, w0), s1 = pair_weight(a1[k], y, w1);
+            const float s2 = pair_weight(a2[k], y, w2), s3 = pair_weight(a3[k], y, w3);
+            g0[k] += s0;
+            g1[k] += s1;
+            g2[k] += s2;
+            g3[k] += s3;
+            gj[k] -= (s0 + s1) + (s2 + s3);
+        }
+    }
+    for (int64_t r = 0; r < rows; r++) {
+        float *out = G + (i0 + r) * d;
+        const float *row = acc + r * d;
+        for (int64_t k = 0; k < d; k++) out[k] += row[k];
+    }
+}
+
+/* One [n, d] matrix. scratch: threads * (T * d + PAGE_FLOATS) + (threads - 1) * n * d
+ * floats: an accumulator per thread, and a gradient per thread but the first (grad). */
+static void backward_one(const float *z, PairWeights weights, float *grad, int64_t n,
+                         int64_t d, int threads, float *scratch) {
+    memset(grad, 0, (size_t)(n * d) * sizeof(float));
+    if (threads <= 1) {
+        for (int64_t i0 = 0; i0 < n; i0 += T)
+            backward_pairs_rows(z, weights, grad, n, d, i0, scratch);
+        return;
+    }
+    float *partial = scratch + threads * (T * d + PAGE_FLOATS); /* [threads - 1, n, d] */
+    memset(partial, 0, (size_t)((threads - 1) * n * d) * sizeof(float));
+    /* static: each thread's gradient, hence the rounding, must not depend on timing */
+#pragma omp parallel num_threads(threads)
+    {
+        const int t = THREAD_ID;
+        float *G = t == 0 ? grad : partial + (t - 1) * n * d;
+        float *acc = scratch + t * (T * d + PAGE_FLOATS);
+#pragma omp for schedule(static, 1)
+        for (int64_t i0 = 0; i0 < n; i0 += T) backward_pairs_rows(z, weights, G, n, d, i0, acc);
+#pragma omp for schedule(static)
+        for (int64_t i = 0; i < n; i++)
+            for (int u = 1; u < threads; u++) {
+                const float *row = partial + ((u - 1) * n + i) * d;
+                for (int64_t k = 0; k < d; k++) grad[i * d + k] += row[k];
+            }
+    }
+}
+
+/* Pass 1 of the layer loss on rows i0..i0+T-1 of one member: for each pair i < j the
+ * masked differences e_ij = m_ij (t_ij - D_ij / divisor) and e_ji (the same D_ij); stores
+ * e_ij + e_ji in the upper triangle of w [n, n] and returns the sum of e_ij^2 + e_ji^2 and of
+ * the diagonal's (m_ii t_ii)^2 (D_ii = 0). mask: [n, n] of 0/1, or NULL for all pairs.
+ * inverse = 1 / divisor. */
+static double loss_rows(const float *z, const float *target, const uint8_t *mask,
+                        float inverse, float *w, int64_t n, int64_t d, int64_t i0) {
+    double sum = 0.0;
+    for (int64_t i = i0; i < i0 + T && i < n; i++) {
+        const float e = mask ? mask[i * n + i] * target[i * n + i] : target[i * n + i];
+        sum += (double)e * e;
+    }
+    for (int64_t j0 = i0; j0 < n; j0 += T) {
+        float s[T][T], squares[T][T];
+        tile_distances(z, n, d, i0, j0, s);
+        for (int64_t r = 0; r < T; r++)
+            for (int64_t c = 0; c < T; c++) {
+                const int64_t i = i0 + r, j = j0 + c;
+                squares[r][c] = 0.0f;
+                if (j <= i || j >= n) continue; /* not a pair i < j (i < j < n implies i < n) */
+                const float dist = s[r][c] * inverse;
+                float e_ij = target[i * n + j] - dist, e_ji = target[j * n + i] - dist;
+                if (mask) {
+                    e_ij *= mask[i * n + j];
+                    e_ji *= mask[j * n + i];
+                }
+                w[i * n + j] = e_ij + e_ji;
+                squares[r][c] = e_ij * e_ij + e_ji * e_ji;
+            }
+        /* the tile's squares summed in float, the tiles in double */
+        for (int64_t r = 0; r < T; r++)
+            sum += (double)((squares[r][0] + squares[r][1]) + (squares[r][2] + squares[r][3]));
+    }
+    return sum;
+}
+
+/* The layer loss of one member; *loss and grad [n, d]. scratch: see lpdm_l1_layer_loss_scratch. */
+static void layer_loss_one(const float *z, const float *target, const uint8_t *mask,
+                           float divisor, float *loss, float *grad, int64_t n, int64_t d,
+                           int threads, float *scratch) {
+    const int64_t tiles = (n + T - 1) / T;
+    double *sums = (double *)scratch; /* [tiles]: per tile of rows, summed in order below */
+    float *w = scratch + 2 * tiles;   /* [n, n]: e_ij + e_ji in the upper triangle */
+    float *rest = w + n * n;          /* the backward's scratch */
+    const float inverse = 1.0f / divisor;
+    if (threads > 1) {
+#pragma omp parallel for schedule(dynamic, 2) num_threads(threads)
+        for (int64_t t = 0; t < tiles; t++)
+            sums[t] = loss_rows(z, target, mask, inverse, w, n, d, t * T);
+    } else {
+        for (int64_t t = 0; t < tiles; t++)
+            sums[t] = loss_rows(z, target, mask, inverse, w, n, d, t * T);
+    }
+    double sum = 0.0;
+    for (int64_t t = 0; t < tiles; t++) sum += sums[t];
+    *loss = (float)sqrt(sum);
+    if (*loss == 0.0f) { /* as autograd through the norm at 0: no gradient */
+        memset(grad, 0, (size_t)(n * d) * sizeof(float));
+        return;
+    }
+    /* dL/dD_ij = -e_ij / (L divisor); the pair's weight adds those of (i, j) and (j, i) */
+    const PairWeights weights = {w, 1, -1.0f / (*loss * divisor)};
+    backward_one(z, weights, grad, n, d, threads, rest);
 }
 
 void lpdm_l1_forward(const float *z, float *out, int64_t m, int64_t n, int64_t d, int threads,
@@ -175,14 +351,35 @@ void lpdm_l1_forward(const float *z, float *out, int64_t m, int64_t n, int64_t d
 
 void lpdm_l1_backward(const float *z, const float *g, float *grad, int64_t m, int64_t n,
                       int64_t d, int threads, float *scratch) {
+    for (int64_t k = 0; k < m; k++) {
+        const PairWeights weights = {g + k * n * n, 0, 1.0f};
+        backward_one(z + k * n * d, weights, grad + k * n * d, n, d, threads, scratch);
+    }
+}
+
+void lpdm_l1_backward_full(const float *z, const float *g, float *grad, int64_t m, int64_t n,
+                           int64_t d, int threads, float *scratch) {
     for (int64_t k = 0; k < m; k++)
-        backward_one(z + k * n * d, g + k * n * n, grad + k * n * d, n, d, threads, scratch);
+        backward_full_one(z + k * n * d, g + k * n * n, grad + k * n * d, n, d, threads,
+                          scratch);
+}
+
+void lpdm_l1_layer_loss(const float *z, const float *target, const uint8_t *mask,
+                        float divisor, float *loss, float *grad, int64_t m, int64_t n,
+                        int64_t d, int threads, float *scratch) {
+    for (int64_t k = 0; k < m; k++)
+        layer_loss_one(z + k * n * d, target + k * n * n, mask ? mask + k * n * n : NULL,
+                       divisor, loss + k, grad + k * n * d, n, d, threads, scratch);
 }
 
 /* Scratch floats the passes need, for the Python side to allocate (reused across matrices). */
 int64_t lpdm_l1_forward_scratch(int64_t n, int64_t d) { return d < NARROW ? n * d : 0; }
-int64_t lpdm_l1_backward_scratch(int64_t d, int threads) {
-    return (int64_t)threads * (T * d + PAGE_FLOATS);
+int64_t lpdm_l1_backward_scratch(int64_t n, int64_t d, int threads) { /* either backward */
+    return (int64_t)threads * (T * d + PAGE_FLOATS) + (int64_t)(threads - 1) * n * d;
+}
+
+int64_t lpdm_l1_layer_loss_scratch(int64_t n, int64_t d, int threads) {
+    return 2 * ((n + T - 1) / T) + n * n + lpdm_l1_backward_scratch(n, d, threads);
 }
 
 /* 1 when built with OpenMP (threads > 1 then runs in parallel). */
