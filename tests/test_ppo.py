@@ -146,3 +146,51 @@ def test_raw_target_observations_are_the_unnormalised_ones():
         assert np.all(np.abs(step.target_obs[:, :2]) <= 1.0)
         assert not np.allclose(step.target_obs, step.obs)
     runner.close()
+
+
+@pytest.mark.parametrize("placement", ["epoch", "rollout"])
+def test_the_local_update_can_sit_outside_the_minibatches(tmp_path, monkeypatch, placement):
+    """--local-update epoch / rollout: the trunks take their local steps on the whole
+    rollout (in blocks of --distance-batch rows), once per epoch or once per rollout, and
+    the minibatches' RL steps read them without learning."""
+    from lpdm.local import LocalTrunk
+
+    calls = []
+    original = LocalTrunk.learn
+
+    def counted(self, x, *args, **kwargs):
+        calls.append(x.shape[1])
+        return original(self, x, *args, **kwargs)
+
+    monkeypatch.setattr(LocalTrunk, "learn", counted)
+    out = tmp_path / placement
+    assert main(["train", "--env", "CartPole-v1", "--algo", "ppo", "--learner", "lpdm",
+                 "--total-steps", "1024", "--num-steps", "128", "--update-epochs", "3",
+                 "--local-update", placement, "--out", str(out), "--no-progress"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "finished"
+    per_rollout = 3 if placement == "epoch" else 1  # --update-epochs 3
+    # actor and critic trunks, on the whole rollout of 128 steps x 4 environments
+    assert calls == [128 * 4] * (2 * summary["iterations"] * per_rollout)
+
+
+def test_a_backpropagation_critic_under_a_local_actor(tmp_path):
+    out = tmp_path / "run"
+    assert main(["train", "--env", "CartPole-v1", "--algo", "ppo", "--learner", "lpdm",
+                 "--critic-learner", "bp", "--total-steps", "1024", "--out", str(out),
+                 "--no-progress"]) == 0
+    from lpdm.runs import load_agent
+
+    agent = load_agent(out)
+    try:
+        assert type(agent.algo.policy.learner).__name__ == "LocalLearner"
+        assert type(agent.algo.critic.learner).__name__ == "BackpropLearner"
+        # the critic's trunk is in the RL optimizer, the actor's is not
+        trained = {id(p) for p in agent.algo.optimizer.params}
+        assert all(id(p) in trained for p in agent.algo.critic.trunk.parameters())
+        assert not any(id(p) in trained for p in agent.algo.policy.trunk.parameters())
+    finally:
+        agent.close()
+    assert main(["train", "--algo", "ppo", "--learner", "bp", "--critic-learner",
+                 "lpdm-guided", "--total-steps", "100", "--out", str(tmp_path / "x"),
+                 "--no-progress"]) == 2

@@ -273,6 +273,13 @@ class PPOConfig(AlgorithmConfig):
     target_kl: float | None = option(None, "PPO: stop the epochs early past this KL",
                                      check="positive")
     anneal_lr: bool = option(True, "PPO: anneal learning rates linearly to zero")
+    local_update: str = option(
+        "minibatch", "PPO: where a local learner's trunk takes its local steps: on every "
+        "minibatch of every epoch (minibatch), on the whole rollout once per epoch (epoch) "
+        "or once per rollout (rollout)", ("minibatch", "epoch", "rollout"))
+    critic_learner: str | None = option(
+        None, "PPO: how the critic's trunk is trained (default: as --learner); bp under a "
+        "local actor is a labelled variant, no longer backpropagation-free")
 
     def resolve(self, config: Config, discrete: bool) -> None:
         """CleanRL's ``ppo.py`` on Discrete actions, ``ppo_continuous_action.py`` on Box."""
@@ -296,6 +303,14 @@ class PPOConfig(AlgorithmConfig):
         if self.num_minibatches > self.num_steps * config.envs.num_envs:
             raise ConfigError("--num-minibatches exceeds the rollout size (num-steps × "
                               "num-envs)")
+        critic = self.critic_learner
+        if critic is not None and critic != config.learner:
+            if critic not in learner_names():
+                raise ConfigError(f"--critic-learner: {critic!r} is not one of "
+                                  f"{', '.join(learner_names())}")
+            if learner_sections(critic):
+                raise ConfigError(f"--critic-learner {critic} has options of its own: give it "
+                                  "as --learner instead")
 
 
 @dataclass

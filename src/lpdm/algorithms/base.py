@@ -39,13 +39,14 @@ DIAGNOSTIC_FIELDS = ("local_loss", "distance_corr", "saturation", "distance_entr
                      "grad_norm")
 
 
-def trunk_spec(config: Config, obs_shape: tuple[int, ...]) -> TrunkSpec:
-    """The trunk of ``config`` on observations of ``obs_shape``: none for a learner without
-    one (``linear``), convolutions then ``--hidden-sizes`` for ``--trunk conv``, else dense
-    layers."""
+def trunk_spec(config: Config, obs_shape: tuple[int, ...], learner: str | None = None
+               ) -> TrunkSpec:
+    """The trunk of ``config`` (trained by ``learner``, default its own) on observations of
+    ``obs_shape``: none for a learner without one (``linear``), convolutions then
+    ``--hidden-sizes`` for ``--trunk conv``, else dense layers."""
     n = config.network
     channels_last = config.envs.image_layout != "chw"
-    if not get_spec(config.learner).has_trunk:
+    if not get_spec(learner or config.learner).has_trunk:
         return TrunkSpec(obs_shape, (), (), channels_last)
     conv: tuple[tuple[int, int, int], ...] = ()
     if n.trunk == "conv":
@@ -59,20 +60,22 @@ def trunk_spec(config: Config, obs_shape: tuple[int, ...]) -> TrunkSpec:
 class LearnedNetwork(nn.Module):
     """A trunk, the head on its features and the learner that trains the trunk.
 
-    ``make_head(width, generators)`` builds the head for the trunk's output width.
+    ``make_head(width, generators)`` builds the head for the trunk's output width;
+    ``learner``: the learner's name (default ``config.learner``).
     """
 
     def __init__(self, name: str, obs_shape: tuple[int, ...],
                  make_head: Callable[[int, Generators], nn.Module], config: Config,
-                 generators: Generators) -> None:
+                 generators: Generators, learner: str | None = None) -> None:
         super().__init__()
         self.name = name
-        spec = trunk_spec(config, obs_shape)
+        learner = learner or config.learner
+        spec = trunk_spec(config, obs_shape, learner)
         # the head first: each member's initialisation draws from its generator in this order
         self.head = make_head(Trunk(spec, generators=[]).out_dim, generators)
         context = LearnerContext(spec, config.network.hidden_lr, generators, config.local,
                                  config.learner_options, config.run.diagnostics)
-        self.learner: Learner = get_spec(config.learner).build(context)
+        self.learner: Learner = get_spec(learner).build(context)
         self.trunk: Trunk = self.learner.trunk
 
     def param_groups(self, lr: float, hidden_lr: float) -> list[dict]:

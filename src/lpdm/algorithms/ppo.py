@@ -124,7 +124,8 @@ class PPO(Algorithm):
         self.policy = LearnedNetwork(
             "actor", obs_dim, lambda width, g: make_policy_head(action_space, width, g), config,
             generators)
-        self.critic = LearnedNetwork("critic", obs_dim, ValueHead, config, generators)
+        self.critic = LearnedNetwork("critic", obs_dim, ValueHead, config, generators,
+                                     config.ppo.critic_learner)
         super().__init__(config, runner, [self.policy, self.critic], generators)
 
     @torch.no_grad()
@@ -188,7 +189,12 @@ class PPO(Algorithm):
         stats: dict[str, list[Tensor]] = {"policy_loss": [], "value_loss": [], "entropy": [],
                                           "approx_kl": [], "clip_fraction": []}
         stopped = torch.zeros(self.members, dtype=torch.bool)
+        if ppo.local_update == "rollout":
+            self._learn_locally(batch)
         for _ in range(ppo.update_epochs):
+            if ppo.local_update == "epoch":
+                self._learn_locally(batch._replace(
+                    valid=batch.valid & ~stopped.to(self.device).unsqueeze(1)))
             order = member_permutations(self.generators, size, self.device)
             for start in range(0, size, minibatch):
                 mb = batch.rows(order[:, start:start + minibatch])
@@ -208,17 +214,32 @@ class PPO(Algorithm):
         summary["explained_variance"] = explained.cpu().numpy()
         return summary
 
+    def _guidance(self, batch: Rollout) -> Tensor:
+        """The performance signal a guided trunk learns from: advantages or returns."""
+        return batch.advantages if self.config.guidance_signal == "advantages" else \
+            batch.returns
+
+    def _learn_locally(self, batch: Rollout) -> None:
+        """``--local-update epoch`` or ``rollout``: the trunks' local steps on the whole
+        rollout ``[K, T*E, ...]`` (in blocks of ``--distance-batch`` rows), apart from the
+        minibatches' RL steps."""
+        for network in self.networks:
+            network.learner.learn(batch.obs, self._guidance(batch), batch.target_obs,
+                                  batch.valid)
+
     def _minibatch_step(self, mb: Rollout, stats: dict[str, list[Tensor]]) -> Tensor:
-        """One RL step of every member on its minibatch ``[K, M, ...]``; returns the
+        """One RL step of every member on its minibatch ``[K, M, ...]`` (and, under
+        ``--local-update minibatch``, the trunks' local steps on it); returns the
         approximate KL per member ``[K]``."""
-        c, ppo = self.config, self.config.ppo
+        ppo = self.config.ppo
         valid = mb.valid
         advantages = mb.advantages
-        guidance = advantages if c.guidance_signal == "advantages" else mb.returns
+        guidance = self._guidance(mb)
+        learn = ppo.local_update == "minibatch"
         actor_features = self.policy.learner.features(mb.obs, guidance, mb.target_obs,
-                                                      valid)
+                                                      valid, learn)
         critic_features = self.critic.learner.features(mb.obs, guidance, mb.target_obs,
-                                                       valid)
+                                                       valid, learn)
 
         dist = self.policy.head.distribution(actor_features)
         log_prob = self.policy.head.log_prob(dist, mb.actions)
