@@ -663,8 +663,8 @@ def population_table(quick: bool) -> Table:
                            f"{best[1]} is {float(best[2]) / sb3:.2f}x that")
     table.notes.append("K solo runs one after another run at the solo rate: its aggregate "
                        "steps/s is the K = 1 row; speed-up = population / solo; envs alone: "
-                       "the same K members' environments (with their normalisation "
-                       "wrappers) stepped with random actions, the ceiling")
+                       "the same K members' environments (the population's stack, with "
+                       "its normalisation) stepped with random actions, the ceiling")
     table.notes.append(f"REINFORCE: {20 if not quick else 2} iterations (one episode per "
                        "member each; members that finish early wait); PPO: whole iterations; "
                        f"medians of {repeats}, in turns; resident memory of a population of "
