@@ -22,8 +22,8 @@ def population(learner="lpdm", seeds=(0,), **values):
                                             "learner": learner, "total_steps": 10_000,
                                             **SMALL, **values}), discrete_actions=True)
     algo, _ = make_population([with_values(config, {"seed": s}) for s in seeds])
-    for seed, runner in zip(seeds, algo.runner.runners, strict=True):
-        runner.reset(seed)
+    for k, seed in enumerate(seeds):
+        algo.runner.reset(k, seed)
     return algo
 
 

@@ -15,26 +15,26 @@ import torch
 from lpdm import runs
 from lpdm.cli import main
 from lpdm.config import Config
-from lpdm.envs import EnvRunner
 from lpdm.runs import RunDirectory, read_checkpoint, train_population
 
 ARGS = ["--env", "CartPole-v1", "--total-steps", "3000", "--checkpoint-every", "500",
         "--eval-every", "1000", "--eval-episodes", "2", "--no-progress"]
 
 
-class NaNAfter(gym.vector.VectorWrapper):
-    """Returns NaN in observation feature 3 from its ``after``-th step on."""
+class NaNAfter(gym.Wrapper):
+    """Returns NaN in observation feature 3 from its ``after``-th step on (autoresets are
+    no steps)."""
 
-    def __init__(self, envs: gym.vector.VectorEnv, after: int) -> None:
-        super().__init__(envs)
+    def __init__(self, env: gym.Env, after: int) -> None:
+        super().__init__(env)
         self.after, self.steps = after, 0
 
-    def step(self, actions):
-        obs, reward, terminated, truncated, info = self.env.step(actions)
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
         self.steps += 1
         if self.steps >= self.after:
             obs = np.array(obs, copy=True)
-            obs[:, 3] = np.nan
+            obs[3] = np.nan
         return obs, reward, terminated, truncated, info
 
 
@@ -52,8 +52,8 @@ def test_a_member_whose_environment_fails_stops_alone(tmp_path, monkeypatch):
     def sabotaged(configs, device_envs=None):
         algo, generators = original(configs, device_envs)
         if len(configs) == 3:
-            runner = algo.runner.runners[1]
-            algo.runner.runners[1] = EnvRunner(NaNAfter(runner.envs, 300))
+            envs = algo.runner.env_grid[1]
+            envs[0] = NaNAfter(envs[0], 300)
         return algo, generators
 
     monkeypatch.setattr(runs, "make_population", sabotaged)
@@ -88,14 +88,15 @@ def test_a_failing_solo_run_says_why_in_one_line(tmp_path, monkeypatch, capsys):
 
     def sabotaged(configs, device_envs=None):
         algo, generators = original(configs, device_envs)
-        algo.runner.runners[0] = EnvRunner(NaNAfter(algo.runner.runners[0].envs, 50))
+        envs = algo.runner.env_grid[0]
+        envs[0] = NaNAfter(envs[0], 48)
         return algo, generators
 
     monkeypatch.setattr(runs, "make_population", sabotaged)
     assert main(["train", *ARGS, "--out", str(tmp_path / "solo")]) == 1
     summary = RunDirectory(tmp_path / "solo").read_summary()
     assert summary["status"] == "failed"
-    # the 50th step of the environment is the 48th transition: two were autoreset steps
+    # the 48th transition: two autoreset steps came between
     assert summary["error"] == "environment returned NaN in observation 3 at step 48"
     assert "environment returned NaN" in capsys.readouterr().out
 

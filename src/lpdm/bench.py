@@ -376,8 +376,8 @@ def make_agent(config: Config, members: int = 1) -> Agent:
 
     configs = [with_values(config, {"seed": seed}) for seed in range(members)]
     algo, _ = make_population(configs)
-    for seed, runner in enumerate(algo.runner.runners):
-        runner.reset(seed)
+    for seed in range(members):
+        algo.runner.reset(seed, seed)
     return Agent(config, algo)
 
 
@@ -511,7 +511,7 @@ def _sb3_model(config: Config) -> object:
 
 def throughput_table(quick: bool) -> Table:
     """(c) End-to-end training steps per second, PPO against SB3 PPO and the bare env."""
-    from lpdm.envs import EnvRunner, make_vector_env
+    from lpdm.envs import make_population_runner
 
     repeats = 1 if quick else 3
     table = Table("(c) end-to-end PPO training on Hopper-v4, environment steps per second "
@@ -522,15 +522,15 @@ def throughput_table(quick: bool) -> Table:
     closers: list[Callable[[], None]] = []
 
     def environment_alone() -> Callable[[], float]:
-        runner = EnvRunner(make_vector_env(base, base.envs.num_envs))
-        runner.reset(0)
+        runner = make_population_runner([base], base.envs.num_envs)
+        runner.reset(0, 0)
         space = runner.envs.single_action_space
         closers.append(runner.close)
 
         def run() -> float:
             start = time.perf_counter()
             for _ in range(base.ppo.num_steps):
-                runner.step(np.stack([space.sample() for _ in range(runner.num_envs)]))
+                runner.step(np.stack([space.sample() for _ in range(runner.num_envs)])[None])
             return time.perf_counter() - start
         return run
 
@@ -700,12 +700,11 @@ def _iterations_rate(agent: Agent, iterations: int) -> Callable[[], float]:
 
 def _environments_rate(config: Config, members: int, steps: int) -> Callable[[], float]:
     """Steps per second of the members' environments alone, with random actions."""
-    from lpdm.envs import EnvRunner, PopulationRunner, make_vector_env
+    from lpdm.envs import make_population_runner
 
-    runner = PopulationRunner([EnvRunner(make_vector_env(config, config.envs.num_envs))
-                               for _ in range(members)])
-    for seed, member in enumerate(runner.runners):
-        member.reset(seed)
+    runner = make_population_runner([config] * members, config.envs.num_envs)
+    for seed in range(members):
+        runner.reset(seed, seed)
     space = runner.envs.single_action_space
 
     def run() -> float:
@@ -761,8 +760,8 @@ def population_table(quick: bool) -> Table:
                            f"{best[1]} is {float(best[2]) / sb3:.2f}x that")
     table.notes.append("K solo runs one after another run at the solo rate: its aggregate "
                        "steps/s is the K = 1 row; speed-up = population / solo; envs alone: "
-                       "the same K members' environments (with their normalisation "
-                       "wrappers) stepped with random actions, the ceiling")
+                       "the same K members' environments (the population's stack, with "
+                       "its normalisation) stepped with random actions, the ceiling")
     table.notes.append(f"REINFORCE: {20 if not quick else 2} iterations (one episode per "
                        "member each; members that finish early wait); PPO: whole iterations; "
                        f"medians of {repeats}, in turns; resident memory of a population of "

@@ -5,6 +5,11 @@ that ends an episode returns the true final observation, and the *next* call to
 ``step`` ignores its action and returns the reset observation with zero reward.
 :class:`EnvRunner` marks that dummy transition ``valid=False`` so that algorithms can
 skip it, and the final observation of a truncated episode is available for bootstrapping.
+
+A population's environments are one :class:`BatchedRunner`: all members' environments
+stepped in one loop, with what Gymnasium's ``SyncVectorEnv`` and vector wrappers compute
+for each member (:func:`make_vector_env`) done once per population step, bit for bit.
+Evaluation, ``--async-envs`` and ``--video`` keep a wrapped vector environment per member.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import functools
 import importlib.util
 import sys
 import warnings
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import gymnasium as gym
@@ -299,7 +305,9 @@ class EnvRunner:
         env_actions = actions if self._bounds is None else np.clip(actions, *self._bounds)
         target_obs = self.target_obs
         next_obs, reward, terminated, truncated, info = self.envs.step(env_actions)
-        _check_finite(next_obs, reward)
+        failure = _non_finite(next_obs, reward)
+        if failure is not None:
+            raise EnvFailure(failure)
         valid = ~self._autoreset
         episodes = []
         if "_episode" in info:
@@ -321,31 +329,109 @@ def _name(value: float) -> str:
     return "NaN" if np.isnan(value) else ("inf" if value > 0 else "-inf")
 
 
-def _check_finite(obs: np.ndarray, reward: np.ndarray) -> None:
-    """Raise :class:`EnvFailure` on a non-finite observation ``[E, ...]`` or reward ``[E]``."""
+def _non_finite(obs: np.ndarray, reward: np.ndarray) -> str | None:
+    """Why observations ``[E, ...]`` and rewards ``[E]`` cannot be used (NaN, inf), in
+    one line, or None where they can."""
     obs = np.asarray(obs)
     if np.issubdtype(obs.dtype, np.floating) and not np.isfinite(obs).all():
         index = np.argwhere(~np.isfinite(obs))[0]
         feature = int(np.ravel_multi_index(index[1:], obs.shape[1:])) if obs.ndim > 1 else 0
-        raise EnvFailure(f"environment returned {_name(obs[tuple(index)])} in observation "
-                         f"{feature}")
+        return f"environment returned {_name(obs[tuple(index)])} in observation {feature}"
     reward = np.asarray(reward, dtype=np.float64)
     if not np.isfinite(reward).all():
-        bad = reward[~np.isfinite(reward)][0]
-        raise EnvFailure(f"environment returned a reward of {_name(bad)}")
+        return f"environment returned a reward of {_name(reward[~np.isfinite(reward)][0])}"
+    return None
 
 
-class PopulationRunner:
-    """The environments of a population: one :class:`EnvRunner` per member (each with its
-    own normalisation statistics), observations stacked ``[K, E, ...]``.
+@dataclass(frozen=True)
+class EnvSpaces:
+    """The spaces of one sub-environment, as a vector environment states them."""
+
+    single_observation_space: gym.spaces.Box
+    single_action_space: gym.Space
+    num_envs: int
+
+
+class PopulationRunner(ABC):
+    """The environments of a population of ``K`` members, ``E`` per member, each member
+    with its own seeds, episode statistics and normalisation statistics; observations
+    stacked ``[K, E, ...]``.
 
     A member whose environment fails (:class:`EnvFailure`) stops there: :meth:`step`
-    reports it and never steps it again.
+    reports it and never steps it again. The arrays returned are never modified later.
     """
+
+    failed: dict[int, str]
+
+    @property
+    @abstractmethod
+    def members(self) -> int:
+        """``K``."""
+
+    @property
+    @abstractmethod
+    def num_envs(self) -> int:
+        """``E``, the environments of each member."""
+
+    @property
+    @abstractmethod
+    def envs(self) -> gym.vector.VectorEnv | EnvSpaces:
+        """The spaces of the members' environments (``single_observation_space`` is the
+        normalised one under ``--norm-obs``)."""
+
+    @property
+    @abstractmethod
+    def obs(self) -> np.ndarray:
+        """The observations the next actions are taken in, ``[K, E, ...]``."""
+
+    @property
+    @abstractmethod
+    def target_obs(self) -> np.ndarray:
+        """What the local targets are built from there, ``[K, E, ...]``: the unnormalised
+        observations under ``--target-obs raw`` with ``--norm-obs``, else :attr:`obs`."""
+
+    @abstractmethod
+    def reset(self, member: int, seed: int) -> None:
+        """Start new episodes for ``member``: its environment ``i`` is seeded ``seed + i``."""
+
+    @abstractmethod
+    def step(self, actions: np.ndarray, active: np.ndarray | None = None
+             ) -> tuple[list[Step | None], dict[int, str]]:
+        """Step the members in ``active`` (``[K]`` bool; default all) that have not
+        failed, with ``actions`` ``[K, E, ...]``.
+
+        Returns each member's :class:`Step` (None where it was not stepped) and the
+        members that failed in this step, with why.
+        """
+
+    @abstractmethod
+    def normalization_state(self, member: int) -> dict[str, np.ndarray | float]:
+        """``member``'s running statistics, as :func:`normalization_state` gives them."""
+
+    @abstractmethod
+    def load_normalization_state(self, member: int, state: dict) -> None:
+        """Restore ``member``'s :meth:`normalization_state`."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Close every environment."""
+
+
+def make_population_runner(configs: list[Config], num_envs: int) -> PopulationRunner:
+    """The environments of a population, member ``k`` seeded by ``configs[k]``'s seed
+    through :meth:`PopulationRunner.reset`: one batched stack (:class:`BatchedRunner`), or
+    one vector environment per member with ``--async-envs``."""
+    if configs[0].envs.async_envs and num_envs > 1:
+        return VectorEnvRunners([EnvRunner(make_vector_env(c, num_envs)) for c in configs])
+    return BatchedRunner(configs[0], len(configs), num_envs)
+
+
+class VectorEnvRunners(PopulationRunner):
+    """One :class:`EnvRunner` per member over its own wrapped vector environment."""
 
     def __init__(self, runners: list[EnvRunner]) -> None:
         self.runners = runners
-        self.failed: dict[int, str] = {}
+        self.failed = {}
 
     @property
     def members(self) -> int:
@@ -357,7 +443,6 @@ class PopulationRunner:
 
     @property
     def envs(self) -> gym.vector.VectorEnv:
-        """The first member's vector environment (its spaces are every member's)."""
         return self.runners[0].envs
 
     @property
@@ -368,13 +453,11 @@ class PopulationRunner:
     def target_obs(self) -> np.ndarray:
         return np.stack([runner.target_obs for runner in self.runners])
 
+    def reset(self, member: int, seed: int) -> None:
+        self.runners[member].reset(seed)
+
     def step(self, actions: np.ndarray, active: np.ndarray | None = None
              ) -> tuple[list[Step | None], dict[int, str]]:
-        """Step the members in ``active`` (default all not failed) with ``actions`` ``[K, E, ...]``.
-
-        Returns each member's :class:`Step` (None where it was not stepped) and the
-        members that failed in this step, with why.
-        """
         steps: list[Step | None] = []
         failures = {}
         for k, runner in enumerate(self.runners):
@@ -388,6 +471,283 @@ class PopulationRunner:
                 steps.append(None)
         return steps, failures
 
+    def normalization_state(self, member: int) -> dict[str, np.ndarray | float]:
+        return normalization_state(self.runners[member].envs)
+
+    def load_normalization_state(self, member: int, state: dict) -> None:
+        load_normalization_state(self.runners[member].envs, state)
+
     def close(self) -> None:
         for runner in self.runners:
             runner.close()
+
+
+class MemberMeanStd:
+    """Gymnasium's ``RunningMeanStd`` for each of ``K`` members at once: ``mean`` and
+    ``var`` ``[K, *shape]``, ``count`` ``[K]``, updated by whole batches of members.
+
+    Bit for bit Gymnasium's arithmetic, dtypes included: the statistics of its
+    ``NormalizeObservation`` start as float32 (``single``) and turn float64 at the first
+    update from float64 observations, or when restored; its counts are Python floats,
+    which NumPy casts to the dtype of the array they meet. float64 ``mean``/``var`` hold
+    the float32 values of ``single`` members exactly.
+    """
+
+    def __init__(self, members: int, shape: tuple[int, ...], single: bool) -> None:
+        self.mean = np.zeros((members, *shape))
+        self.var = np.ones((members, *shape))
+        self.count = np.full(members, 1e-4)
+        self.single = np.full(members, single)
+
+    def _groups(self, members: np.ndarray
+                ) -> list[tuple[np.ndarray | slice, np.ndarray, type]]:
+        """``members`` ``[M]`` split by dtype: (positions in ``members``, members, dtype)."""
+        single = self.single[members]
+        if single.all() or not single.any():  # one dtype, the usual case: no copies
+            return [(slice(None), members, np.float32 if single.all() else np.float64)]
+        return [(np.flatnonzero(single), members[single], np.float32),
+                (np.flatnonzero(~single), members[~single], np.float64)]
+
+    def update(self, members: np.ndarray, batch: np.ndarray) -> None:
+        """Update ``members`` ``[M]`` (indices) with their batches ``[M, n, *shape]``."""
+        for where, rows, dtype in self._groups(members):
+            x = batch[where]
+            mean, var, count = _update_from_moments(
+                self.mean[rows].astype(dtype, copy=False), self.var[rows].astype(dtype, copy=False),
+                self.count[rows],
+                np.mean(x, axis=1), np.var(x, axis=1), x.shape[1])
+            self.mean[rows], self.var[rows], self.count[rows] = mean, var, count
+            self.single[rows] = mean.dtype == np.float32
+
+    def normalize(self, members: np.ndarray, batch: np.ndarray, epsilon: float) -> np.ndarray:
+        """``(batch - mean) / sqrt(var + epsilon)`` as float32, ``[M, n, *shape]``."""
+        out = np.empty(batch.shape, dtype=np.float32)
+        for where, rows, dtype in self._groups(members):
+            mean = self.mean[rows, None].astype(dtype, copy=False)
+            var = self.var[rows, None].astype(dtype, copy=False)
+            out[where] = (batch[where] - mean) / np.sqrt(var + dtype(epsilon))
+        return out
+
+    def state(self, member: int) -> tuple[np.ndarray, np.ndarray, float]:
+        """``member``'s mean, var (in its dtype) and count."""
+        dtype = np.float32 if self.single[member] else np.float64
+        return self.mean[member].astype(dtype), self.var[member].astype(dtype), \
+            float(self.count[member])
+
+    def load(self, member: int, mean: np.ndarray | float, var: np.ndarray | float,
+             count: float) -> None:
+        """Restore ``member``'s statistics (float64 from then on, as in Gymnasium)."""
+        self.mean[member], self.var[member], self.count[member] = mean, var, count
+        self.single[member] = False
+
+
+def _update_from_moments(mean: np.ndarray, var: np.ndarray, count: np.ndarray,
+                         batch_mean: np.ndarray, batch_var: np.ndarray, batch_count: int
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gymnasium's ``update_mean_var_count_from_moments`` for ``M`` members: ``mean``,
+    ``var``, ``batch_mean``, ``batch_var`` ``[M, *shape]``, ``count`` ``[M]`` float64
+    (cast, as Python floats are, to the dtype of the array each meets)."""
+    count = count.reshape(-1, *[1] * (mean.ndim - 1))
+    tot_count = count + batch_count
+    delta = batch_mean - mean
+    new_mean = mean + delta * batch_count / tot_count.astype(delta.dtype, copy=False)
+    m_a = var * count.astype(var.dtype, copy=False)
+    m_b = batch_var * batch_count
+    m2 = m_a + m_b + np.square(delta) * count.astype(delta.dtype, copy=False) * batch_count / \
+        tot_count.astype(delta.dtype, copy=False)
+    return new_mean, m2 / tot_count.astype(m2.dtype, copy=False), tot_count.reshape(-1)
+
+
+class BatchedRunner(PopulationRunner):
+    """All ``K x E`` environments of a population stepped in one loop, with what
+    Gymnasium's ``SyncVectorEnv`` and vector wrappers of :func:`make_vector_env` do for
+    each member, vectorised over the members and bit for bit the same: next-step
+    autoreset, episode statistics of the raw rewards, observation normalisation (then
+    clipped to ``OBS_CLIP``), reward scaling by the running std of the discounted return
+    (then clipped to ``REWARD_CLIP``), each member with its own statistics.
+    """
+
+    EPSILON = 1e-8  # of Gymnasium's NormalizeObservation and NormalizeReward
+
+    def __init__(self, config: Config, members: int, num_envs: int) -> None:
+        make_env(config.env, env_kwargs=config.envs.env_kwargs).close()  # fail early, clearly
+        kwargs = parse_env_kwargs(config.envs.env_kwargs)
+        quiet_gymnasium()
+        self.env_grid: list[list[gym.Env]] = [
+            [_make(config.env, None, kwargs) for _ in range(num_envs)] for _ in range(members)]
+        first = self.env_grid[0][0]
+        raw_space = first.observation_space
+        self.norm_obs, self.norm_reward = config.envs.norm_obs, config.envs.norm_reward
+        self.raw_targets = self.norm_obs and config.local.target_obs == "raw"
+        self.gamma = config.gamma
+        space = gym.spaces.Box(-np.inf, np.inf, raw_space.shape, np.float32) \
+            if self.norm_obs else raw_space
+        self._spaces = EnvSpaces(space, first.action_space, num_envs)
+        action_space = first.action_space
+        self._bounds = (action_space.low, action_space.high) \
+            if isinstance(action_space, gym.spaces.Box) else None
+        self.failed = {}
+        shape, k_e = raw_space.shape, (members, num_envs)
+        self._was_reset = np.zeros(members, dtype=bool)
+        self._raw = np.zeros((*k_e, *shape), dtype=raw_space.dtype)
+        self._obs = np.zeros((*k_e, *shape), dtype=space.dtype)
+        self._autoreset = np.zeros(k_e, dtype=bool)
+        self._episode_returns = np.zeros(k_e)
+        self._episode_lengths = np.zeros(k_e, dtype=int)
+        self._discounted = np.zeros(k_e, dtype=np.float32)  # NormalizeReward's accumulator
+        self.obs_rms = MemberMeanStd(members, shape, single=True)
+        self.return_rms = MemberMeanStd(members, (), single=False)
+
+    @property
+    def members(self) -> int:
+        return len(self.env_grid)
+
+    @property
+    def num_envs(self) -> int:
+        return self._spaces.num_envs
+
+    @property
+    def envs(self) -> EnvSpaces:
+        return self._spaces
+
+    @property
+    def obs(self) -> np.ndarray:
+        return self._obs
+
+    @property
+    def target_obs(self) -> np.ndarray:
+        return self._raw if self.raw_targets else self._obs
+
+    def reset(self, member: int, seed: int) -> None:
+        raw = self._raw.copy()
+        for i, env in enumerate(self.env_grid[member]):
+            raw[member, i], _ = env.reset(seed=seed + i)
+        self._raw = raw
+        self._autoreset[member] = False
+        self._episode_returns[member] = 0
+        self._episode_lengths[member] = 0
+        self._discounted[member] = 0
+        members = np.array([member])
+        obs = self._obs.copy()
+        obs[member] = self._observations(members, raw[members])[0]
+        self._obs = obs
+        self._was_reset[member] = True
+
+    def step(self, actions: np.ndarray, active: np.ndarray | None = None
+             ) -> tuple[list[Step | None], dict[int, str]]:
+        stepping = np.ones(self.members, dtype=bool) if active is None else \
+            np.array(active, dtype=bool)
+        stepping[list(self.failed)] = False
+        if not self._was_reset[stepping].all():
+            raise RuntimeError("reset the runner before stepping it")
+        members = np.flatnonzero(stepping)
+        env_actions = actions if self._bounds is None else np.clip(actions, *self._bounds)
+        raw, reward, terminated, truncated = self._step_envs(members, env_actions)
+        autoreset = self._autoreset[members]
+        episodes = self._record_episodes(members, autoreset, reward, terminated, truncated)
+        obs = self._observations(members, raw)
+        scaled = self._scaled_rewards(members, autoreset, reward, terminated)
+
+        steps: list[Step | None] = [None] * self.members
+        failures = {}
+        finite = np.isfinite(scaled).all(axis=1)
+        if np.issubdtype(obs.dtype, np.floating):
+            finite &= np.isfinite(obs).all(axis=tuple(range(1, obs.ndim)))
+        target_obs = self.target_obs
+        for j, k in enumerate(members.tolist()):
+            if finite[j]:
+                steps[k] = Step(self._obs[k], target_obs[k], actions[k], scaled[j],
+                                terminated[j], truncated[j], ~autoreset[j], obs[j], episodes[j])
+            else:  # the member stops here, its last observations kept
+                self.failed[k] = failures[k] = str(_non_finite(obs[j], scaled[j]))
+        going = members[finite]
+        self._raw, self._obs = self._raw.copy(), self._obs.copy()
+        self._raw[going], self._obs[going] = raw[finite], obs[finite]
+        self._autoreset[going] = (terminated | truncated)[finite]
+        return steps, failures
+
+    def _step_envs(self, members: np.ndarray, actions: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Step (or, after an episode's end, reset) the environments of ``members``
+        ``[M]`` with ``actions`` ``[K, E, ...]``; raw observations ``[M, E, ...]``,
+        rewards, terminations and truncations ``[M, E]`` (zero, False where reset)."""
+        shape = (len(members), self.num_envs)
+        raw = np.empty((*shape, *self._raw.shape[2:]), dtype=self._raw.dtype)
+        reward = np.zeros(shape)
+        terminated, truncated = np.zeros(shape, dtype=bool), np.zeros(shape, dtype=bool)
+        for j, k in enumerate(members):
+            for i, env in enumerate(self.env_grid[k]):
+                if self._autoreset[k, i]:
+                    raw[j, i], _ = env.reset()
+                else:
+                    raw[j, i], reward[j, i], terminated[j, i], truncated[j, i], _ = \
+                        env.step(actions[k, i])
+        return raw, reward, terminated, truncated
+
+    def _record_episodes(self, members: np.ndarray, autoreset: np.ndarray,
+                         reward: np.ndarray, terminated: np.ndarray, truncated: np.ndarray
+                         ) -> list[list[Episode]]:
+        """Gymnasium's ``RecordEpisodeStatistics`` for ``members`` ``[M]`` (arrays
+        ``[M, E]``): the episodes each member's environments ended in this step."""
+        returns = np.where(autoreset, 0.0, self._episode_returns[members] + reward)
+        lengths = np.where(autoreset, 0, self._episode_lengths[members] + 1)
+        self._episode_returns[members], self._episode_lengths[members] = returns, lengths
+        episodes: list[list[Episode]] = [[] for _ in members]
+        for j, i in zip(*np.nonzero(terminated | truncated), strict=True):
+            episodes[j].append(Episode(int(i), float(returns[j, i]), int(lengths[j, i])))
+        return episodes
+
+    def _observations(self, members: np.ndarray, raw: np.ndarray) -> np.ndarray:
+        """Gymnasium's ``NormalizeObservation`` and the clip, for ``members`` ``[M]``:
+        raw observations ``[M, E, ...]`` -> what the members see."""
+        if not self.norm_obs:
+            return raw
+        self.obs_rms.update(members, raw)
+        return np.clip(self.obs_rms.normalize(members, raw, self.EPSILON), -OBS_CLIP, OBS_CLIP)
+
+    def _scaled_rewards(self, members: np.ndarray, autoreset: np.ndarray, reward: np.ndarray,
+                        terminated: np.ndarray) -> np.ndarray:
+        """Gymnasium's ``NormalizeReward`` and the clip, for ``members`` ``[M]`` (arrays
+        ``[M, E]``): each environment's discounted return, except at autoreset steps,
+        updates its member's return statistics, whose std scales the rewards."""
+        if not self.norm_reward:
+            return reward
+        discounted = self._discounted[members]
+        live = ~autoreset
+        discounted[live] = discounted[live] * self.gamma * (1 - terminated[live]) + reward[live]
+        self._discounted[members] = discounted
+        if live.all():  # every environment counts: one update for all members
+            self.return_rms.update(members, discounted)
+        else:
+            whole = live.all(axis=1)
+            if whole.any():
+                self.return_rms.update(members[whole], discounted[whole])
+            for j in np.flatnonzero(~whole & live.any(axis=1)):
+                self.return_rms.update(members[j:j + 1], discounted[j, live[j]][None])
+        std = np.sqrt(self.return_rms.var[members] + self.EPSILON)
+        return np.clip(reward / std[:, None], -REWARD_CLIP, REWARD_CLIP)
+
+    def normalization_state(self, member: int) -> dict[str, np.ndarray | float]:
+        state: dict[str, np.ndarray | float] = {}
+        if self.norm_obs:
+            mean, var, count = self.obs_rms.state(member)
+            state |= {"obs_mean": mean, "obs_var": var, "obs_count": count}
+        if self.norm_reward:
+            mean, var, count = self.return_rms.state(member)
+            state |= {"return_mean": float(mean), "return_var": float(var),
+                      "return_count": count}
+        return state
+
+    def load_normalization_state(self, member: int, state: dict) -> None:
+        if self.norm_obs and "obs_mean" in state:
+            self.obs_rms.load(member, np.asarray(state["obs_mean"], dtype=np.float64),
+                              np.asarray(state["obs_var"], dtype=np.float64),
+                              float(state["obs_count"]))
+        if self.norm_reward and "return_mean" in state:
+            self.return_rms.load(member, float(state["return_mean"]),
+                                 float(state["return_var"]), float(state["return_count"]))
+
+    def close(self) -> None:
+        for envs in self.env_grid:
+            for env in envs:
+                env.close()

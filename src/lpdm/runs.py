@@ -44,15 +44,7 @@ from tqdm import tqdm
 
 from lpdm.algorithms import Algorithm, Iteration, make_algorithm
 from lpdm.config import Config, ConfigError, resolve, to_dict
-from lpdm.envs import (
-    EnvRunner,
-    PopulationRunner,
-    derive_seed,
-    env_spaces,
-    load_normalization_state,
-    make_vector_env,
-    normalization_state,
-)
+from lpdm.envs import PopulationRunner, derive_seed, env_spaces, make_population_runner
 from lpdm.evaluation import Evaluator
 from lpdm.networks import seeded_generators
 from lpdm.rundir import RunDirectory, RunError, write_json_atomic
@@ -188,8 +180,7 @@ def make_population(configs: list[Config], device_envs: int | None = None
     ``device_envs``: environments per member (default the configuration's).
     """
     generators = seeded_generators([c.seed for c in configs])
-    runner = PopulationRunner([EnvRunner(make_vector_env(c, device_envs or c.envs.num_envs))
-                               for c in configs])
+    runner = make_population_runner(configs, device_envs or configs[0].envs.num_envs)
     return make_algorithm(configs[0], runner, generators), generators
 
 
@@ -333,10 +324,10 @@ class Trainer:
         fresh = [self.algo.member_state(k) for k in range(len(configs))]
         self.algo.load_member_states([m.checkpoint["algorithm"] if m.checkpoint else fresh[k]
                                       for k, m in enumerate(self.members)])
-        for member, runner in zip(self.members, self.algo.runner.runners, strict=True):
+        for k, member in enumerate(self.members):
             if member.checkpoint:
-                load_normalization_state(runner.envs,
-                                         _state_to_numpy(member.checkpoint["normalization"]))
+                self.runner.load_normalization_state(
+                    k, _state_to_numpy(member.checkpoint["normalization"]))
         fresh_members = [k for k, m in enumerate(self.members)
                          if m.active and m.checkpoint is None and m.config.network.init_trunk]
         if fresh_members:
@@ -344,8 +335,8 @@ class Trainer:
         self.evaluator = Evaluator(self.config, len(configs))
 
     @property
-    def runners(self) -> list[EnvRunner]:
-        return self.algo.runner.runners
+    def runner(self) -> PopulationRunner:
+        return self.algo.runner
 
     @property
     def active(self) -> list[int]:
@@ -362,7 +353,7 @@ class Trainer:
             "metrics_bytes": member.metrics.flush(),
             "evaluations_bytes": member.evaluations.flush(),
             "algorithm": self.algo.member_state(slot),
-            "normalization": _state_to_tensors(normalization_state(self.runners[slot].envs)),
+            "normalization": _state_to_tensors(self.runner.normalization_state(slot)),
         }
         tmp = member.dir.checkpoint.with_name("checkpoint.pt.tmp")
         torch.save(checkpoint, tmp)
@@ -379,7 +370,8 @@ class Trainer:
             member = self.members[slot]
             seeds[slot] = derive_seed(member.config.seed, 1_000_000 + member.state.evaluations)
         returns = self.evaluator.run(self.algo.act,
-                                     [normalization_state(r.envs) for r in self.runners],
+                                     [self.runner.normalization_state(k)
+                                      for k in range(len(self.members))],
                                      self.config.run.eval_episodes, seeds)
         for slot in slots:
             member, result = self.members[slot], returns[slot]
@@ -429,19 +421,20 @@ class Trainer:
             self.save_checkpoint(slot)
             member.write_summary("running")
             if not member.done:
-                self.runners[slot].reset(derive_seed(c.seed, s.segment))
+                self.runner.reset(slot, derive_seed(c.seed, s.segment))
 
     def run(self) -> list[dict]:
         """Train every member to its end; returns their final summaries, in order."""
         metric_columns = [*METRIC_COLUMNS, *self.algo.diagnostic_names()]
         results: dict[int, dict] = {}
-        for slot, (member, runner) in enumerate(zip(self.members, self.runners, strict=True)):
+        for slot, member in enumerate(self.members):
             if not member.active:  # inert from the start: its files are not ours to touch
                 results[slot] = member.dir.read_summary()
-                runner.reset(0)  # an observation to stack beside the others; never stepped
+                # an observation to stack beside the others; never stepped
+                self.runner.reset(slot, 0)
                 continue
             member.open_logs(metric_columns)
-            runner.reset(derive_seed(member.config.seed, member.state.segment))
+            self.runner.reset(slot, derive_seed(member.config.seed, member.state.segment))
             member.write_summary("running")
         bar = tqdm(total=sum(m.config.total_steps for m in self.members),
                    initial=sum(m.state.global_step for m in self.members), unit="step",

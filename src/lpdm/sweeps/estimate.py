@@ -44,8 +44,8 @@ def measure_rate(config: Config, seconds: float | None = None, members: int = 1)
     torch.set_num_threads(1)
     algo, _ = make_population([with_values(resolved, {"seed": k}) for k in range(members)])
     try:
-        for k, runner in enumerate(algo.runner.runners):
-            runner.reset(k)
+        for k in range(members):
+            algo.runner.reset(k, k)
         steps, start = [0] * members, time.perf_counter()
         while time.perf_counter() - start < seconds or steps[0] == 0:
             done = algo.iterate(steps, [resolved.total_steps] * members)
