@@ -111,3 +111,11 @@ def test_bad_input_and_failing_trials(tmp_path, capsys):
     rows = trials(tmp_path / "failing")
     assert [r["state"] for r in rows] == ["fail", "fail"]
     assert "REINFORCE runs one environment" in rows[0]["error"]
+
+
+def test_dry_run_prints_the_space_and_the_cost(tmp_path, capsys):
+    out = tmp_path / "study"
+    assert main(["tune", *TINY, "--trials", "4", "--out", str(out), "--dry-run"]) == 0
+    text = capsys.readouterr().out
+    assert "4 trials x 2 seeds (10, 11) x 600 steps" in text and "--scale: categorical" in text
+    assert "core-hours for 4,800 steps" in text and not out.exists()

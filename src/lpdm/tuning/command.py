@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lpdm.config import OPTIONS, ConfigError
 from lpdm.flags import add_config_arguments, given_values
+
+if TYPE_CHECKING:
+    from lpdm.tuning.study import TuneSpec
 
 DESCRIPTION = """\
 Tune the options of one learner under one algorithm on one environment: --trials trials,
@@ -42,6 +46,9 @@ def add_tune_command(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--storage", metavar="URL", help="Optuna storage shared by workers "
                         "(default: sqlite:///OUT/study.db)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print the search space and the study's cost in core-hours "
+                        "(from a few seconds of a trial at the defaults), then stop")
     add_config_arguments(parser)
     parser.set_defaults(handler=cmd_tune)
 
@@ -67,6 +74,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
     spec = TuneSpec(env, algo, learner, tuple(parse_seeds(args.tune_seeds)), total_steps,
                     args.trials, space, values, args.pruner, args.sampler_seed)
     spec.config({}, spec.seeds[0])  # bad fixed options fail here, before any trial
+    if args.dry_run:
+        print_plan(spec)
+        return 0
     out = Path(args.out)
     study = run_study(spec, out, args.storage, progress=not args.no_progress)
     best = best_trial(study)
@@ -79,3 +89,20 @@ def cmd_tune(args: argparse.Namespace) -> int:
     print(f"best: trial {best.number}, score {best.value:.2f} ({params})")
     print(f"configuration: {out / 'best.json'} (lpdm train --config {out / 'best.json'})")
     return 0
+
+
+def print_plan(spec: TuneSpec) -> None:
+    """The study's search space and its cost: every trial trains its seeds for the study's
+    steps (pruned trials stop sooner, so this is an upper bound), at the rate of a few
+    seconds of a population of those seeds at the defaults on one core."""
+    from lpdm.sweeps.estimate import measure_rate
+
+    print(f"study {spec.name}: {spec.trials} trials x {len(spec.seeds)} seeds "
+          f"({', '.join(map(str, spec.seeds))}) x {spec.total_steps:,d} steps")
+    for name, distribution in spec.space.items():
+        shown = {k: v for k, v in distribution.items() if k != "type"}
+        print(f"  {OPTIONS[name].flag}: {distribution['type']} {shown}")
+    rate = measure_rate(spec.config({}, spec.seeds[0]), members=len(spec.seeds))
+    steps = spec.trials * len(spec.seeds) * spec.total_steps
+    print(f"measured {rate:.0f} steps/s on one core at the defaults: at most "
+          f"{steps / rate / 3600:.1f} core-hours for {steps:,d} steps")
