@@ -6,7 +6,7 @@ import torch
 from gymnasium.wrappers import vector as vector_wrappers
 
 from lpdm.algorithms.collector import Collector, Decision, Horizon, Quota, Row
-from lpdm.envs import EnvRunner, PopulationRunner
+from lpdm.envs import EnvRunner, PopulationRunner, VectorEnvRunners
 from lpdm.networks import member_noise, seeded_generators
 
 
@@ -41,7 +41,7 @@ def population(*envs: Countdown) -> PopulationRunner:
         runner = EnvRunner(vector)
         runner.reset(seed=0)
         runners.append(runner)
-    return PopulationRunner(runners)
+    return VectorEnvRunners(runners)
 
 
 class Drawing:
