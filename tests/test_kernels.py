@@ -441,8 +441,10 @@ def test_closed_form_update_with_the_fused_layer_loss_matches_the_torch_path(cas
 
     reference_weights = run(False)
     assert not calls
+    # float rounding, which Adam at lr 1e-2 amplifies where a gradient is near zero (and
+    # which differs with the threads the kernel uses, by the summation order)
     for ours, expected in zip(run(True), reference_weights, strict=True):
-        torch.testing.assert_close(ours, expected, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(ours, expected, rtol=1e-3, atol=2e-4)
     assert len(calls) == 5 * 3  # every layer of every step
 
 
