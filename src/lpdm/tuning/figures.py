@@ -4,6 +4,7 @@ matplotlib's object API into ``OUT/history.png`` and ``OUT/importances.png``
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,8 @@ def parameter_importances(study: Any) -> dict[str, float]:
     if len(complete) < 2 or not complete[0].params:
         return {}
     try:
-        return optuna.importance.get_param_importances(study)
+        with warnings.catch_warnings():  # "importances will be equal" with few trials
+            warnings.simplefilter("ignore", UserWarning)
+            return optuna.importance.get_param_importances(study)
     except (RuntimeError, ValueError):  # too few distinct values to attribute anything
         return {}
