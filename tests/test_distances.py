@@ -1,4 +1,4 @@
-"""The DESIGN §4 contract functions against hand-computed values."""
+"""The docs/design.md §4 contract functions against hand-computed values."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""The per-run scores of DESIGN §5 against hand-computed values."""
+"""The per-run scores of docs/design.md §5 against hand-computed values."""
 
 import math
 
