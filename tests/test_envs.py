@@ -4,6 +4,7 @@ member: the same observations, rewards, episodes and statistics, bit for bit."""
 import gymnasium as gym
 import numpy as np
 import pytest
+from lpdm_test_envs import NaNAfter
 
 from lpdm.config import Config, resolve, with_values
 from lpdm.envs import (
@@ -101,22 +102,6 @@ def test_batched_stack_steps_as_gymnasium_wrappers_do(name):
     assert episodes > 0 or name.startswith("pendulum")  # Pendulum truncates at 200 steps
     wrapped.close()
     batched.close()
-
-
-class NaNAfter(gym.Wrapper):
-    """Returns NaN in observation feature 3 from its ``after``-th step on."""
-
-    def __init__(self, env: gym.Env, after: int) -> None:
-        super().__init__(env)
-        self.after, self.steps = after, 0
-
-    def step(self, action):
-        obs, reward, terminated, truncated, info = self.env.step(action)
-        self.steps += 1
-        if self.steps >= self.after:
-            obs = np.array(obs, copy=True)
-            obs[3] = np.nan
-        return obs, reward, terminated, truncated, info
 
 
 def test_a_failing_member_stops_alone_and_says_why():

@@ -7,10 +7,9 @@ import subprocess
 import sys
 import time
 
-import gymnasium as gym
-import numpy as np
 import pytest
 import torch
+from lpdm_test_envs import NaNAfter
 
 from lpdm import runs
 from lpdm.cli import main
@@ -19,23 +18,6 @@ from lpdm.runs import RunDirectory, read_checkpoint, train_population
 
 ARGS = ["--env", "CartPole-v1", "--total-steps", "3000", "--checkpoint-every", "500",
         "--eval-every", "1000", "--eval-episodes", "2", "--no-progress"]
-
-
-class NaNAfter(gym.Wrapper):
-    """Returns NaN in observation feature 3 from its ``after``-th step on (autoresets are
-    no steps)."""
-
-    def __init__(self, env: gym.Env, after: int) -> None:
-        super().__init__(env)
-        self.after, self.steps = after, 0
-
-    def step(self, action):
-        obs, reward, terminated, truncated, info = self.env.step(action)
-        self.steps += 1
-        if self.steps >= self.after:
-            obs = np.array(obs, copy=True)
-            obs[3] = np.nan
-        return obs, reward, terminated, truncated, info
 
 
 def population(tmp_path, name, seeds=(0, 1, 2), algo="reinforce", learner="lpdm"):

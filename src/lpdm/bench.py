@@ -239,6 +239,14 @@ def kernel_table(device: torch.device, quick: bool) -> Table:
     return table
 
 
+def _kernel_case(n: int, d: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """Layer outputs ``z`` ``[n, d]`` (tanh range, requiring grad) and a symmetric target
+    ``[n, n]``, for the kernel tables."""
+    z = torch.tanh(torch.randn(n, d, generator=generator)).requires_grad_()
+    target = torch.rand(n, n, generator=generator)
+    return z, (target + target.T) / 2
+
+
 def half_pairs_table(quick: bool) -> Table:
     """(a2) The kernel against the same build with its previous, full backward."""
     sizes = [(64, 256)] if quick else [(1024, 256)]
@@ -254,9 +262,7 @@ def half_pairs_table(quick: bool) -> Table:
         return table
     generator = torch.Generator().manual_seed(0)
     for n, d in sizes:
-        z = torch.tanh(torch.randn(n, d, generator=generator)).requires_grad_()
-        target = torch.rand(n, n, generator=generator)
-        target = (target + target.T) / 2
+        z, target = _kernel_case(n, d, generator)
         batch = z.detach()[None]
         threads = kernels._threads(batch.shape)  # as pairwise_l1 would choose
         upstream = torch.randn(1, n, n, generator=generator)
@@ -303,9 +309,7 @@ def layer_loss_table(quick: bool) -> Table:
         return table
     generator = torch.Generator().manual_seed(0)
     for n, d in sizes:
-        z = torch.tanh(torch.randn(n, d, generator=generator)).requires_grad_()
-        target = torch.rand(n, n, generator=generator)
-        target = (target + target.T) / 2
+        z, target = _kernel_case(n, d, generator)
         fused = partial(kernels.l1_layer_loss, z.detach()[None], target[None], None, float(d))
         today = _loss_step(partial(kernels.pairwise_l1_kernel, full_backward=True), z, target,
                            True)
