@@ -15,28 +15,13 @@ from typing import Any
 
 from lpdm.config import OPTIONS, Config, ConfigError, with_values
 from lpdm.errors import USER_ERRORS, RunError
-from lpdm.flags import add_config_arguments, given_values
+from lpdm.flags import add_config_arguments, given_values, parse_seeds
 from lpdm.signals import interrupt_on_signals
 
 
 def _default_out(config: Config, population: bool) -> Path:
     name = f"{config.env}__{config.algo}__{config.learner}"
     return Path("runs") / (name if population else f"{name}__s{config.seed}")
-
-
-def parse_seeds(text: str) -> list[int]:
-    """``--seed``: one seed, or a comma-separated list (a population)."""
-    try:
-        seeds = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise ConfigError(f"--seed: cannot read {text!r} as integers") from None
-    if not seeds:
-        raise ConfigError("--seed: no seed given")
-    for seed in seeds:
-        OPTIONS["seed"].first.check_value(seed)
-    if len(set(seeds)) != len(seeds):
-        raise ConfigError(f"--seed: {text} repeats a seed")
-    return seeds
 
 
 def cmd_train(args: argparse.Namespace) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from lpdm.config import OPTIONS, Flag, read_config_file
+from lpdm.config import OPTIONS, ConfigError, Flag, read_config_file
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, as_lists: bool = False) -> None:
@@ -48,3 +48,19 @@ def given_values(args: argparse.Namespace, with_file: bool = True) -> dict[str, 
             continue
         values[name] = option.parse(raw) if isinstance(raw, str) else raw
     return values
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``--seed`` (and ``lpdm tune --tune-seeds``): one seed, or a comma-separated list
+    (a population), each checked as ``--seed`` is."""
+    try:
+        seeds = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ConfigError(f"--seed: cannot read {text!r} as integers") from None
+    if not seeds:
+        raise ConfigError("--seed: no seed given")
+    for seed in seeds:
+        OPTIONS["seed"].first.check_value(seed)
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"--seed: {text} repeats a seed")
+    return seeds

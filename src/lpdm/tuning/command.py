@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lpdm.config import OPTIONS, ConfigError
-from lpdm.flags import add_config_arguments, given_values
+from lpdm.flags import add_config_arguments, given_values, parse_seeds
 
 if TYPE_CHECKING:
     from lpdm.tuning.study import TuneSpec
@@ -54,7 +54,6 @@ def add_tune_command(commands: argparse._SubParsersAction) -> None:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    from lpdm.cli import parse_seeds
     from lpdm.tuning.space import check_space, default_space, read_space
     from lpdm.tuning.study import TuneSpec, best_trial, counted, run_study
 

@@ -15,10 +15,8 @@ HISTORY_FILE = "history.png"
 IMPORTANCE_FILE = "importances.png"
 
 
-def draw_figures(study: Any, out: Path) -> None:
-    """Both figures, each once there is something to draw."""
-    from lpdm.tuning.study import best_trial
-
+def draw_figures(study: Any, out: Path, best: Any | None) -> None:
+    """Both figures, each once there is something to draw (``best``: the best trial)."""
     scored = [t for t in study.trials if t.value is not None]
     if not scored:
         return
@@ -29,7 +27,6 @@ def draw_figures(study: Any, out: Path) -> None:
     axes.scatter(numbers, values, s=18, color="#1f77b4", label="trial")
     axes.step(numbers, np.maximum.accumulate(values), where="post", color="#d62728",
               label="best so far")
-    best = best_trial(study)
     axes.set(xlabel="trial", ylabel="score (mean final score over seeds)",
              title=f"{study.study_name}" + (f" · best {best.value:.1f} (trial {best.number})"
                                             if best else ""))

@@ -34,6 +34,7 @@ from lpdm.rundir import RunDirectory, write_json_atomic
 from lpdm.runs import Progress, train_population
 from lpdm.scores import MOVING_AVERAGE_WINDOW
 from lpdm.sweeps.locks import exclusive
+from lpdm.tuning.figures import draw_figures
 from lpdm.tuning.space import suggest
 
 STUDY_FILE = "study.db"
@@ -266,6 +267,4 @@ def write_results(study: Any, spec: TuneSpec, out: Path) -> None:
             "format": 1, "study": spec.name, "trial": best.number, "score": best.value,
             "seeds": list(spec.seeds), "total_steps": spec.total_steps,
             "trials": len(counted(study)), "values": best_values(spec, best)})
-    from lpdm.tuning.figures import draw_figures
-
-    draw_figures(study, out)
+    draw_figures(study, out, best)
