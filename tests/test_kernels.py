@@ -385,6 +385,21 @@ def test_closed_form_sparse_update_matches_backpropagation(monkeypatch):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
+def trained_weights(case: str, blocks: tuple[int, ...]) -> list[torch.Tensor]:
+    """A two-member LocalTrunk's weights after one local step per block of ``blocks`` rows:
+    dense, guided, sparse, or padded (half of member 0's rows)."""
+    trunk = LocalTrunk(11, (64, 128, 32), lr=1e-2, guided=case == "guided", seeds=(3, 4),
+                       config=LocalConfig(sparse=case == "sparse"))
+    torch.manual_seed(5)
+    for n in blocks:
+        valid = None
+        if case == "padded":
+            valid = torch.ones(2, n, dtype=torch.bool)
+            valid[0, n // 2:] = False
+        trunk.learn(torch.randn(2, n, 11), torch.randn(2, n), valid=valid)
+    return [p.detach().clone() for p in trunk.parameters()]
+
+
 @needs_kernel
 @pytest.mark.parametrize("case", ["dense", "guided", "sparse", "padded"])
 def test_closed_form_update_with_half_pairs_matches_the_full_backward(case, monkeypatch):
@@ -398,16 +413,7 @@ def test_closed_form_update_with_half_pairs_matches_the_full_backward(case, monk
             return backward(self, z, grad_distances, threads, full)
 
         monkeypatch.setattr(kernels.CompiledKernel, "backward", forced)
-        trunk = LocalTrunk(11, (64, 128, 32), lr=1e-2, guided=case == "guided", seeds=(3, 4),
-                           config=LocalConfig(sparse=case == "sparse"))
-        torch.manual_seed(5)
-        for n in (64, 100, 128):
-            valid = None
-            if case == "padded":
-                valid = torch.ones(2, n, dtype=torch.bool)
-                valid[0, n // 2:] = False
-            trunk.learn(torch.randn(2, n, 11), torch.randn(2, n), valid=valid)
-        return [p.detach().clone() for p in trunk.parameters()]
+        return trained_weights(case, (64, 100, 128))
 
     for ours, reference_weights in zip(run(False), run(True), strict=True):
         torch.testing.assert_close(ours, reference_weights, rtol=1e-4, atol=1e-5)
@@ -428,16 +434,7 @@ def test_closed_form_update_with_the_fused_layer_loss_matches_the_torch_path(cas
     def run(fused: bool) -> list[torch.Tensor]:
         monkeypatch.setattr(local, "kernel_applies",
                             kernels.kernel_applies if fused else lambda y: False)
-        trunk = LocalTrunk(11, (64, 128, 32), lr=1e-2, guided=case == "guided", seeds=(3, 4),
-                           config=LocalConfig(sparse=case == "sparse"))
-        torch.manual_seed(5)
-        for n in (64, 100, 128, 128, 128):
-            valid = None
-            if case == "padded":
-                valid = torch.ones(2, n, dtype=torch.bool)
-                valid[0, n // 2:] = False
-            trunk.learn(torch.randn(2, n, 11), torch.randn(2, n), valid=valid)
-        return [p.detach().clone() for p in trunk.parameters()]
+        return trained_weights(case, (64, 100, 128, 128, 128))
 
     reference_weights = run(False)
     assert not calls

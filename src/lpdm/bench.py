@@ -239,6 +239,15 @@ def kernel_table(device: torch.device, quick: bool) -> Table:
     return table
 
 
+def _available_kernel(table: Table) -> kernels.CompiledKernel | None:
+    """The C kernel, or None with a note in ``table`` saying why it is unavailable."""
+    kernel = kernels.load_kernel()
+    if kernel is None or not kernels.kernel_applies(torch.ones(64, 256)):
+        table.notes.append(f"the C kernel is unavailable ({kernels.kernel_status()})")
+        return None
+    return kernel
+
+
 def _kernel_case(n: int, d: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
     """Layer outputs ``z`` ``[n, d]`` (tanh range, requiring grad) and a symmetric target
     ``[n, n]``, for the kernel tables."""
@@ -256,9 +265,8 @@ def half_pairs_table(quick: bool) -> Table:
         "ordered pairs, cpu, ms per call",
         ["N", "d", "previous fwd+bwd", "now fwd+bwd", "speed-up fwd+bwd", "previous bwd",
          "now bwd", "speed-up bwd", "max rel diff grad"])
-    kernel = kernels.load_kernel()
-    if kernel is None or not kernels.kernel_applies(torch.ones(64, 256)):
-        table.notes.append(f"the C kernel is unavailable ({kernels.kernel_status()})")
+    kernel = _available_kernel(table)
+    if kernel is None:
         return table
     generator = torch.Generator().manual_seed(0)
     for n, d in sizes:
@@ -303,9 +311,8 @@ def layer_loss_table(quick: bool) -> Table:
         ["N", "d", "today: kernel (full bwd) + torch", "half-pairs kernel + torch", "fused C",
          "speed-up vs today", "speed-up vs half-pairs", "max rel diff loss",
          "max rel diff grad"])
-    kernel = kernels.load_kernel()
-    if kernel is None or not kernels.kernel_applies(torch.ones(64, 256)):
-        table.notes.append(f"the C kernel is unavailable ({kernels.kernel_status()})")
+    kernel = _available_kernel(table)
+    if kernel is None:
         return table
     generator = torch.Generator().manual_seed(0)
     for n, d in sizes:
