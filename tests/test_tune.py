@@ -83,7 +83,10 @@ def test_killed_study_resumes_without_repeating_a_finished_trial(tmp_path, tiny,
     assert main(["tune", *tiny, "--trials", "3", "--out", str(out)]) == 0
     rows = trials(out)
     states = {r["trial"]: r["state"] for r in rows}
-    assert states["0"] == "complete" and states["1"] == "fail"  # killed, then retried
+    # trial 0 finished before the kill (completed, or failed by lpdm: a 600-step budget can
+    # leave a good policy without an episode ending in its last 10%); trial 1 was killed
+    assert states["0"] == "complete" or rows[0]["error"]
+    assert states["1"] == "fail" and not rows[1]["error"]  # stale, then retried
     retry = next(r for r in rows if r["retry_of"] == "1")
     assert retry["state"] in ("complete", "pruned") or retry["error"]
     # the budget: complete, pruned, or failed by lpdm (the killed trial 1 is not counted)
