@@ -76,6 +76,7 @@ class LearnedNetwork(nn.Module):
         context = LearnerContext(spec, config.network.hidden_lr, generators, config.local,
                                  config.learner_options, config.run.diagnostics)
         self.learner: Learner = get_spec(learner).build(context)
+        self.learner.attach_head(self.head, make_head)
         self.trunk: Trunk = self.learner.trunk
 
     def param_groups(self, lr: float, hidden_lr: float) -> list[dict]:
@@ -172,7 +173,7 @@ class Algorithm(ABC):
         self.optimizer.zero_grad()
         torch.where(step.to(losses.device), losses, torch.zeros_like(losses)).sum().backward()
         for network in self.networks:
-            network.learner.after_backward()
+            network.learner.after_backward(step)
         max_norm = self.config.algorithm.max_grad_norm
         if max_norm and max_norm > 0:
             clip_grad_norm_per_member(self.optimizer.params, max_norm)

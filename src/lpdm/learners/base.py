@@ -16,7 +16,7 @@ read by ``lpdm --help`` and ``lpdm report``); torch comes with the trunks they b
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -97,8 +97,15 @@ class Learner(ABC):
         layer (0-based); none for learners without local losses."""
         return {}
 
-    def after_backward(self) -> None:  # noqa: B027 - only bp's trunk gets RL gradients
-        """The RL loss was just backpropagated (before clipping)."""
+    def attach_head(self, head: nn.Module,  # noqa: B027 - most learners ignore the head
+                    make_head: Callable[[int, Generators], nn.Module]) -> None:
+        """The network's ``head`` was built for this learner's trunk, by ``make_head(width,
+        generators)`` (a head of the algorithm's kind for features of ``width``); learners
+        that read the head's error or own more heads keep what they need."""
+
+    def after_backward(self, stepping: Tensor) -> None:  # noqa: B027 - bp's, dfa's trunks
+        """The RL loss was just backpropagated (before clipping); the members in
+        ``stepping`` (``[K]`` bool) take this RL step, the others must not move."""
 
     def _observe(self, obs: Tensor, target_rows: Tensor | None, valid: Tensor | None) -> None:
         """Diagnostics for learners whose trunk is not trained locally (one block)."""

@@ -35,7 +35,7 @@ class BackpropLearner(Learner):
     def rl_parameters(self) -> list[nn.Parameter]:
         return list(self.trunk.parameters())
 
-    def after_backward(self) -> None:
+    def after_backward(self, stepping: Tensor) -> None:
         """The gradient norm reaching each layer, for the diagnostics just measured."""
         if not self._awaiting_gradients:
             return
