@@ -95,6 +95,27 @@ def test_seed_list_trains_a_population_into_member_directories(tmp_path):
             "0.trunk.layers.0.weight"].shape[0] == 1  # each member's own state
 
 
+def test_a_population_compacts_as_members_end_and_each_equals_its_solo_run(tmp_path,
+                                                                           monkeypatch):
+    """REINFORCE members need different numbers of iterations (one episode each): as they
+    end, the population shrinks to the others, and every member still computes bit for bit
+    what it computes alone (docs/design.md §3)."""
+    sizes = []
+    compact = runs.Trainer.compact
+
+    def recording(self):
+        compact(self)
+        sizes.append(len(self.live))
+
+    monkeypatch.setattr(runs.Trainer, "compact", recording)
+    _, outs = population(tmp_path, "pop")
+    assert min(sizes) < 3 and sizes == sorted(sizes, reverse=True)
+    for seed, out in zip((0, 1, 2), outs, strict=True):
+        (solo,), = [population(tmp_path, f"solo{seed}", seeds=(seed,))[1]]
+        for name in ("metrics.csv", "evaluations.csv"):
+            assert (out / name).read_bytes() == (solo / name).read_bytes(), (seed, name)
+
+
 def run_cli(*args):
     return subprocess.Popen([sys.executable, "-m", "lpdm.cli", "train", *args],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

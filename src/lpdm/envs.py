@@ -20,6 +20,7 @@ import importlib.util
 import sys
 import warnings
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import gymnasium as gym
@@ -413,8 +414,19 @@ class PopulationRunner(ABC):
         """Restore ``member``'s :meth:`normalization_state`."""
 
     @abstractmethod
+    def keep(self, members: Sequence[int]) -> None:
+        """Keep only ``members`` (indices, in order), closing the others' environments:
+        member ``members[j]`` becomes member ``j``, its environments, episodes and
+        statistics as they were (a population compacts when members end)."""
+
+    @abstractmethod
     def close(self) -> None:
         """Close every environment."""
+
+
+def _kept_failures(failed: dict[int, str], members: Sequence[int]) -> dict[int, str]:
+    """``failed`` renumbered for the kept ``members``."""
+    return {j: failed[k] for j, k in enumerate(members) if k in failed}
 
 
 def make_population_runner(configs: list[Config], num_envs: int) -> PopulationRunner:
@@ -477,6 +489,13 @@ class VectorEnvRunners(PopulationRunner):
     def load_normalization_state(self, member: int, state: dict) -> None:
         load_normalization_state(self.runners[member].envs, state)
 
+    def keep(self, members: Sequence[int]) -> None:
+        for k, runner in enumerate(self.runners):
+            if k not in members:
+                runner.close()
+        self.runners = [self.runners[k] for k in members]
+        self.failed = _kept_failures(self.failed, members)
+
     def close(self) -> None:
         for runner in self.runners:
             runner.close()
@@ -533,6 +552,12 @@ class MemberMeanStd:
         dtype = np.float32 if self.single[member] else np.float64
         return self.mean[member].astype(dtype), self.var[member].astype(dtype), \
             float(self.count[member])
+
+    def keep(self, members: Sequence[int]) -> None:
+        """Keep only ``members``' statistics, in that order."""
+        index = np.asarray(members, dtype=int)
+        self.mean, self.var = self.mean[index], self.var[index]
+        self.count, self.single = self.count[index], self.single[index]
 
     def load(self, member: int, mean: np.ndarray | float, var: np.ndarray | float,
              count: float) -> None:
@@ -746,6 +771,20 @@ class BatchedRunner(PopulationRunner):
         if self.norm_reward and "return_mean" in state:
             self.return_rms.load(member, float(state["return_mean"]),
                                  float(state["return_var"]), float(state["return_count"]))
+
+    def keep(self, members: Sequence[int]) -> None:
+        for k, envs in enumerate(self.env_grid):
+            if k not in members:
+                for env in envs:
+                    env.close()
+        index = np.asarray(members, dtype=int)
+        self.env_grid = [self.env_grid[k] for k in members]
+        for name in ("_was_reset", "_raw", "_obs", "_autoreset", "_episode_returns",
+                     "_episode_lengths", "_discounted"):
+            setattr(self, name, getattr(self, name)[index])
+        self.obs_rms.keep(members)
+        self.return_rms.keep(members)
+        self.failed = _kept_failures(self.failed, members)
 
     def close(self) -> None:
         for envs in self.env_grid:

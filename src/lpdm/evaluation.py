@@ -68,6 +68,13 @@ class Evaluator:
                              f"{str(error).splitlines()[0] if str(error) else ''}"
                              f"{_render_hint(self.config.env)}") from None
 
+    def keep(self, members: Sequence[int]) -> None:
+        """Keep only ``members``' environments, in that order (the population compacted)."""
+        for k, runner in enumerate(self.runners):
+            if k not in members:
+                runner.close()
+        self.runners = [self.runners[k] for k in members]
+
     def close(self) -> None:
         for runner in self.runners:
             runner.close()

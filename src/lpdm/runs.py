@@ -228,7 +228,7 @@ class Member:
     dir: RunDirectory
     state: Progress
     checkpoint: dict | None = None  # loaded on resume
-    active: bool = True  # False once done (finished or failed): an inert slot
+    active: bool = True  # False once done (finished or failed): no longer computed
     metrics: CsvLog | None = None
     evaluations: CsvLog | None = None
     board: TensorBoardLog | None = None
@@ -292,9 +292,10 @@ class Trainer:
     checkpointing each member on its own schedule.
 
     ``configs`` differ only in their seeds; ``directories`` are the members' run
-    directories. A member that is done (finished already, finished now, or failed) keeps
-    its slot, inert, so the population's size, and with it every member's arithmetic, stays
-    the same from start to end, however it is interrupted and resumed.
+    directories. The algorithm holds the members still training (:attr:`live`, member
+    indices in the algorithm's order): when members end (finished or failed) the
+    population compacts to the others, so that a member left alone runs at the cost of a
+    solo run, never at the cost of the whole population (docs/design.md §3).
     """
 
     def __init__(self, configs: list[Config], directories: list[RunDirectory],
@@ -307,6 +308,7 @@ class Trainer:
         self.should_stop = should_stop
         torch.set_num_threads(self.config.run.threads)
         self.members: list[Member] = []
+        self.configs = configs
         for k, (config, directory) in enumerate(zip(configs, directories, strict=True)):
             if (inert and inert[k]) or (resume and directory.read_summary().get("status")
                                         == "finished"):
@@ -320,19 +322,23 @@ class Trainer:
                      Progress(next_eval=config.run.eval_every,
                               next_checkpoint=config.run.checkpoint_every))
             self.members.append(Member(config, directory, state, checkpoint))
-        self.algo, _ = make_population(configs)
-        fresh = [self.algo.member_state(k) for k in range(len(configs))]
-        self.algo.load_member_states([m.checkpoint["algorithm"] if m.checkpoint else fresh[k]
-                                      for k, m in enumerate(self.members)])
-        for k, member in enumerate(self.members):
-            if member.checkpoint:
+        # the members that train, in the algorithm's order (all of them if none does: the
+        # algorithm then only stands by)
+        self.live = self.active or list(range(len(configs)))
+        self.algo, _ = make_population([configs[k] for k in self.live])
+        fresh = [self.algo.member_state(j) for j in range(len(self.live))]
+        self.algo.load_member_states([
+            self.members[k].checkpoint["algorithm"] if self.members[k].checkpoint else fresh[j]
+            for j, k in enumerate(self.live)])
+        for j, k in enumerate(self.live):
+            if self.members[k].checkpoint:
                 self.runner.load_normalization_state(
-                    k, _state_to_numpy(member.checkpoint["normalization"]))
-        fresh_members = [k for k, m in enumerate(self.members)
-                         if m.active and m.checkpoint is None and m.config.network.init_trunk]
+                    j, _state_to_numpy(self.members[k].checkpoint["normalization"]))
+        fresh_members = [j for j, k in enumerate(self.live) if self.members[k].active and
+                         self.members[k].checkpoint is None and configs[k].network.init_trunk]
         if fresh_members:
-            load_initial_trunks(self.algo, {k: self.members[k].config for k in fresh_members})
-        self.evaluator = Evaluator(self.config, len(configs))
+            load_initial_trunks(self.algo, {j: configs[self.live[j]] for j in fresh_members})
+        self.evaluator = Evaluator(self.config, len(self.live))
 
     @property
     def runner(self) -> PopulationRunner:
@@ -341,6 +347,31 @@ class Trainer:
     @property
     def active(self) -> list[int]:
         return [k for k, m in enumerate(self.members) if m.active]
+
+    def slot(self, member: int) -> int:
+        """Where member ``member`` (an index of :attr:`members`) is in the algorithm."""
+        return self.live.index(member)
+
+    def compact(self) -> None:
+        """Rebuild the algorithm, its environments and the evaluator for the active members
+        only, each member's state, environments and statistics as they were (the members
+        that ended keep their files; they are no longer computed).
+
+        A member's numbers change at most by float rounding (docs/design.md §3)."""
+        active = self.active
+        if not active or active == self.live:
+            return
+        keep = [self.slot(k) for k in active]
+        states = [self.algo.member_state(j) for j in keep]
+        old = self.algo
+        runner = old.runner
+        runner.keep(keep)
+        self.algo = make_algorithm(self.configs[active[0]], runner,
+                                   seeded_generators([self.configs[k].seed for k in active]))
+        self.algo.load_member_states(states)
+        self.algo.carry_over(old, keep)
+        self.evaluator.keep(keep)
+        self.live = active
 
     # ----------------------------------------------------------------- checkpoints
 
@@ -352,8 +383,9 @@ class Trainer:
             "progress": dict(vars(member.state)),
             "metrics_bytes": member.metrics.flush(),
             "evaluations_bytes": member.evaluations.flush(),
-            "algorithm": self.algo.member_state(slot),
-            "normalization": _state_to_tensors(self.runner.normalization_state(slot)),
+            "algorithm": self.algo.member_state(self.slot(slot)),
+            "normalization": _state_to_tensors(
+                self.runner.normalization_state(self.slot(slot))),
         }
         tmp = member.dir.checkpoint.with_name("checkpoint.pt.tmp")
         torch.save(checkpoint, tmp)
@@ -365,16 +397,17 @@ class Trainer:
 
     def evaluate(self, slots: list[int]) -> None:
         """Deterministic evaluation of the members at ``slots``, together."""
-        seeds: list[int | None] = [None] * len(self.members)
+        seeds: list[int | None] = [None] * len(self.live)
         for slot in slots:
             member = self.members[slot]
-            seeds[slot] = derive_seed(member.config.seed, 1_000_000 + member.state.evaluations)
+            seeds[self.slot(slot)] = derive_seed(member.config.seed,
+                                                 1_000_000 + member.state.evaluations)
         returns = self.evaluator.run(self.algo.act,
-                                     [self.runner.normalization_state(k)
-                                      for k in range(len(self.members))],
+                                     [self.runner.normalization_state(j)
+                                      for j in range(len(self.live))],
                                      self.config.run.eval_episodes, seeds)
         for slot in slots:
-            member, result = self.members[slot], returns[slot]
+            member, result = self.members[slot], returns[self.slot(slot)]
             s = member.state
             s.evaluations += 1
             if result.size == 0:
@@ -395,7 +428,7 @@ class Trainer:
         s.iterations += 1
         s.wall_seconds += seconds
         s.update_seconds += self.algo.update_seconds
-        diagnostics = self.algo.diagnostics(slot)
+        diagnostics = self.algo.diagnostics(self.slot(slot))
         for step, episodic_return, length in iteration.episodes:
             member.metrics.write({"global_step": step, "episodic_return": episodic_return,
                                   "episodic_length": length, **diagnostics})
@@ -421,7 +454,7 @@ class Trainer:
             self.save_checkpoint(slot)
             member.write_summary("running")
             if not member.done:
-                self.runner.reset(slot, derive_seed(c.seed, s.segment))
+                self.runner.reset(self.slot(slot), derive_seed(c.seed, s.segment))
 
     def run(self) -> list[dict]:
         """Train every member to its end; returns their final summaries, in order."""
@@ -430,11 +463,10 @@ class Trainer:
         for slot, member in enumerate(self.members):
             if not member.active:  # inert from the start: its files are not ours to touch
                 results[slot] = member.dir.read_summary()
-                # an observation to stack beside the others; never stepped
-                self.runner.reset(slot, 0)
                 continue
             member.open_logs(metric_columns)
-            self.runner.reset(slot, derive_seed(member.config.seed, member.state.segment))
+            self.runner.reset(self.slot(slot), derive_seed(member.config.seed,
+                                                           member.state.segment))
             member.write_summary("running")
         bar = tqdm(total=sum(m.config.total_steps for m in self.members),
                    initial=sum(m.state.global_step for m in self.members), unit="step",
@@ -445,20 +477,21 @@ class Trainer:
             self._end_members(results, bar)
             while self.active:
                 active = self.active
+                live = [self.members[k] for k in self.live]
                 started = time.perf_counter()
                 iterations = self.algo.iterate(
-                    [m.state.global_step for m in self.members],
+                    [m.state.global_step for m in live],
                     [m.config.total_steps - m.state.global_step if m.active else 0
-                     for m in self.members])
+                     for m in live])
                 self.algo.check_members()
                 seconds = time.perf_counter() - started
                 for slot in active:
-                    self._record(slot, iterations[slot], seconds)
-                    bar.update(iterations[slot].steps)
+                    self._record(slot, iterations[self.slot(slot)], seconds)
+                    bar.update(iterations[self.slot(slot)].steps)
                 recent = [r for k in active for r in self.members[k].state.returns[-10:]]
                 if recent:
                     bar.set_postfix(ret=f"{np.mean(recent):.1f}", refresh=False)
-                healthy = [k for k in active if k not in self.algo.failures]
+                healthy = [k for k in active if self.slot(k) not in self.algo.failures]
                 due = [k for k in healthy if self.members[k].state.global_step >=
                        self.members[k].state.next_eval or self.members[k].done]
                 if due:
@@ -470,6 +503,7 @@ class Trainer:
                 for slot in healthy:
                     self._checkpoint_if_due(slot)
                 self._end_members(results, bar)
+                self.compact()
                 if self.should_stop and (why := self.should_stop([m.state for m in
                                                                    self.members])):
                     self._stop_members(results, why)
@@ -503,14 +537,14 @@ class Trainer:
         return [self.members[k] for k in self.active]
 
     def _end_members(self, results: dict[int, dict], bar: tqdm) -> None:
-        """Write the summaries of the members that finished or failed; make them inert."""
+        """Write the summaries of the members that finished or failed; they stop training."""
         for slot in self.active:
             member = self.members[slot]
-            if slot in self.algo.failures:
-                error = self.algo.failures[slot]
+            if self.slot(slot) in self.algo.failures:
+                error = self.algo.failures[self.slot(slot)]
                 results[slot] = member.write_summary("failed", error)
                 bar.write(f"{member.dir.path}: failed: {error}")
-                self.algo.retire(slot)
+                self.algo.retire(self.slot(slot))
             elif member.done:
                 results[slot] = member.write_summary("finished")
             else:
@@ -608,8 +642,8 @@ def train_population(configs: list[Config], outs: list[Path], resume: bool = Fal
     as one population.
 
     ``resume`` continues them from their checkpoints (``configs`` then are the resolved
-    ones of ``config.json``). Finished members, and those marked ``inert``, keep their
-    slots but are neither trained nor written. ``on_end(k, summary)`` is called when member
+    ones of ``config.json``). Finished members, and those marked ``inert``, are
+    neither trained nor written. ``on_end(k, summary)`` is called when member
     ``k`` ends; ``should_stop(progress)``, after every iteration, may end the members still
     running with a reason (as failed). Returns every member's ``summary.json`` contents, in
     order.

@@ -10,10 +10,9 @@ only on its own seed, environments and data.
 
 A member can fail alone: an environment returning NaN, or a non-finite loss or weight,
 is recorded in :attr:`Algorithm.failures` (member index -> one line); the trainer then
-retires it (:meth:`Algorithm.retire`). A member that is done (finished, failed) keeps its
-slot, inert: its budget is zero, so it is never stepped and never updated, and the
-population keeps its size, which keeps every member's arithmetic the same to the bit
-(batched products round differently with the number of members).
+retires it (:meth:`Algorithm.retire`). A member given a zero budget waits: it is never
+stepped and never updated. The trainer compacts a population when members end: a new
+algorithm over the others takes their states (:meth:`member_state`, :meth:`carry_over`).
 """
 
 from __future__ import annotations
@@ -225,6 +224,17 @@ class Algorithm(ABC):
         for k in sorted(self._rl_diverged):
             self.failures.setdefault(k, "the RL loss diverged (not finite)")
         self._rl_diverged.clear()
+
+    def carry_over(self, old: Algorithm, members: Sequence[int]) -> None:
+        """Take over what ``old``, the population this one compacts, kept beside its state:
+        the update-phase count (which phases measure diagnostics) and the last diagnostics
+        of its ``members`` (indices in ``old``, in this population's order)."""
+        self._update_phases = old._update_phases
+        self.update_seconds = old.update_seconds
+        for network, previous in zip(self.networks, old.networks, strict=True):
+            report = previous.learner.diagnostics
+            network.learner.diagnostics = [report[k] if k < len(report) else None
+                                           for k in members]
 
     def weights_loaded(self, members: Tensor) -> None:  # noqa: B027 - most keep no copies
         """The ``members`` (``[K]`` bool) had weights put in from outside (``--init-trunk``):
