@@ -1,14 +1,16 @@
-"""Layering: the command line's help and a report from archives import neither torch nor
-Gymnasium (so that ``lpdm --help`` answers at once and reports build anywhere)."""
+"""Layering: the command line's help, a report from archives and the claims table import
+neither torch nor Gymnasium (so that ``lpdm --help`` answers at once and reports build
+anywhere)."""
 
 import subprocess
 import sys
 from pathlib import Path
 
-ARCHIVE = Path(__file__).parents[1] / "docs/results/minatar/archive.npz"
+ROOT = Path(__file__).parents[1]
+ARCHIVE = ROOT / "docs/results/minatar/archive.npz"
 
 
-def test_help_and_reports_import_neither_torch_nor_gymnasium(tmp_path):
+def test_help_reports_and_claims_import_neither_torch_nor_gymnasium(tmp_path):
     code = f"""
 import sys
 import lpdm.report
@@ -16,6 +18,12 @@ from lpdm.cli import build_parser
 build_parser().format_help()
 from lpdm.report.build import build_report
 build_report([r'{ARCHIVE}'], r'{tmp_path / "report"}')
+from pathlib import Path
+from lpdm.report.claims import CLAIMS
+from lpdm.report.claims_page import claims_table
+# an archive, a runs.csv and the bench tables (the suite's claims are slower, alike)
+claims_table(Path(r'{ROOT}'), tuple(c for c in CLAIMS if len(c.sources) == 1
+                                    and "suite" not in c.sources[0]))
 heavy = [name for name in ('torch', 'gymnasium') if name in sys.modules]
 assert not heavy, heavy
 """

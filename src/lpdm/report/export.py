@@ -1,5 +1,6 @@
-"""Machine-readable results: ``scores.csv`` (one row per setting and learner), ``runs.csv``,
-and ``layer_profiles.csv`` (one row per setting, learner and layer)."""
+"""Machine-readable results: ``scores.csv`` (one row per setting and learner), ``runs.csv``
+(written, and read back for studies that committed no archive), and ``layer_profiles.csv``
+(one row per setting, learner and layer)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
+from lpdm.errors import RunError
 from lpdm.report.analysis import REPORTED_SCORES, SCORES, Analysis
 from lpdm.report.profiles import LAYER_FIELDS, end_of_training_profiles
-from lpdm.report.records import relative_path
+from lpdm.report.records import RunRecord, number, relative_path
 from lpdm.report.stats import Estimate
 
 SCORE_FIELDS = ("n", "mean", "mean_low", "mean_high", "std", "median", "median_low",
@@ -93,6 +95,32 @@ def write_runs(path: Path, analysis: Analysis, source: Path) -> None:
              "seconds_per_iteration": r.seconds_per_iteration, "error": r.error}
             for r in analysis.runs]
     write_csv(path, rows)
+
+
+RUN_FIELDS = ("path", "env", "algo", "learner", "variant", "seed", "status", "final_score",
+              "max_score", "eval_score", "seconds_per_iteration", "error")
+
+
+def read_runs(path: Path) -> list[RunRecord]:
+    """The runs of a report's ``runs.csv``: their scores and status, without training
+    returns, options or timings other than the time per iteration (scores kept to the 6
+    significant digits the file holds)."""
+    def value(text: str) -> float:
+        return number(float(text)) if text else math.nan
+
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows or set(RUN_FIELDS) - set(rows[0]):
+        raise RunError(f"{path} is not a report's runs.csv (columns {', '.join(RUN_FIELDS)})")
+    empty = {"global_step": np.array([]), "episodic_return": np.array([])}
+    return [RunRecord(path=path.parent / row["path"], env=row["env"], algo=row["algo"],
+                      learner=row["learner"], variant=row["variant"], seed=int(row["seed"]),
+                      status=row["status"], final_score=value(row["final_score"]),
+                      max_score=value(row["max_score"]), eval_score=value(row["eval_score"]),
+                      total_steps=0, seconds_per_iteration=value(row["seconds_per_iteration"]),
+                      update_seconds_per_iteration=math.nan, seconds_per_1k_steps=math.nan,
+                      error=row["error"], stored_options={}, stored_metrics=empty)
+            for row in rows]
 
 
 def write_layer_profiles(path: Path, analysis: Analysis) -> bool:
