@@ -22,7 +22,7 @@ from lpdm.report.claims import (
     StuckLess,
 )
 from lpdm.report.claims_page import BEGIN, END, claims_table, page_is_current, write_page
-from lpdm.report.judge import CONFIRMED, IMPLEMENTATION, REFUTED, judge
+from lpdm.report.judge import IMPLEMENTATION, NOT_REFUTED, REFUTED, judge
 from lpdm.report.records import RunRecord
 
 ROOT = Path(__file__).parents[1]
@@ -60,7 +60,7 @@ COMPETITIVE = Claim("LPDM competitive with BP", (ARCHIVE,),
 STUCK_LESS = Claim("LPDM stuck less", (ARCHIVE,), StuckLess(Side("lpdm"), Side("bp")), "toy")
 
 
-def test_a_learner_far_below_bp_is_refuted_and_one_level_with_it_confirmed(tmp_path):
+def test_a_learner_far_below_bp_is_refuted_and_one_level_with_it_not_refuted(tmp_path):
     _toy_study(tmp_path / "low", ARCHIVE, [20.0, 21.0, 22.0, 23.0, 24.0])
     _toy_study(tmp_path / "level", ARCHIVE, [399.5, 400.5, 401.5, 402.5, 403.5])
     [low] = judge(COMPETITIVE, tmp_path / "low")
@@ -68,7 +68,7 @@ def test_a_learner_far_below_bp_is_refuted_and_one_level_with_it_confirmed(tmp_p
     assert low.verdict == REFUTED and low.versus_bp.startswith("0.00")
     assert low.per_env == "higher in 0, lower in 1 of 1"  # one test: p = 0.0079
     assert low.versus_frozen.startswith("1.00")
-    assert level.verdict == CONFIRMED
+    assert level.verdict == NOT_REFUTED
     # every lpdm run under the threshold (half bp's median), no bp run: more stuck, p < 0.05
     [stuck] = judge(STUCK_LESS, tmp_path / "low")
     assert stuck.verdict == REFUTED and "5/5" in stuck.statistic and "0/5" in stuck.statistic
@@ -82,7 +82,7 @@ def test_the_tuned_column_judges_the_tuned_archives_once_committed(tmp_path):
     _toy_study(tmp_path, ARCHIVE.replace("results/", "results/tuned/"),
                [399.5, 400.5, 401.5, 402.5, 403.5])
     row = claims_table(tmp_path, (COMPETITIVE,)).splitlines()[2]
-    assert row.endswith("| **refuted** | **confirmed**: mean P(`lpdm` > `bp`) "
+    assert row.endswith("| **refuted** | **not refuted**: mean P(`lpdm` > `bp`) "
                         "0.40 [0.08, 0.80] |")
 
 

@@ -49,6 +49,8 @@ from lpdm.report.stats import (
 )
 
 CONFIRMED, REFUTED, INCONCLUSIVE = "confirmed", "refuted", "inconclusive"
+# a claim of parity that the data do not contradict: no equivalence test stands behind it
+NOT_REFUTED = "not refuted"
 IMPLEMENTATION = "implementation-dependent"
 RULES = {
     (Compare, HIGHER): "expects the subject higher: **confirmed** when the 95% interval of "
@@ -56,7 +58,8 @@ RULES = {
                        "it lies below, else **inconclusive**",
     (Compare, NOT_LOWER): "expects the subject not lower (competitive, workable): "
                           "**refuted** when the 95% interval of the mean P(subject > "
-                          "reference) lies below 0.5, else **confirmed**",
+                          "reference) lies below 0.5, else **not refuted** (not shown "
+                          "lower; this is no test of equivalence)",
     Share: "a claimed share of comparisons won: **refuted** when the Wilson 95% interval "
            "of the share the subject scores higher (P > 0.5 and a higher IQM) lies below "
            "the claimed share, **confirmed** when it reaches the claimed share and lies "
@@ -244,9 +247,9 @@ def _compare_verdict(expect: str, mean: Estimate) -> str:
         return INCONCLUSIVE
     if mean.high < 0.5:
         return REFUTED
-    if expect == NOT_LOWER or mean.low > 0.5:
-        return CONFIRMED
-    return INCONCLUSIVE
+    if expect == NOT_LOWER:
+        return NOT_REFUTED
+    return CONFIRMED if mean.low > 0.5 else INCONCLUSIVE
 
 
 def _share(test: Share, groups: list[Group], thresholds: dict[tuple[str, str], float]
