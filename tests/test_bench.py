@@ -22,7 +22,7 @@ def test_quick_bench_prints_every_table(tmp_path, capsys, monkeypatch):
         assert title in out
     for row in ("lpdm kernel", "lpdm-guided", "lpdm sparse", "REINFORCE", "PPO",
                 "lpdm PPO, lpdm", "environment alone", "Hopper-v4 ppo lpdm",
-                "CartPole-v1 reinforce lpdm"):
+                "CartPole-v1 reinforce lpdm", "uneven: whole runs of 2000 steps"):
         assert row in out
     assert "hot loops at -march=" in out and "NOT vectorised" not in out
     assert "resident memory of a population of 32" in out

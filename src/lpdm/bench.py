@@ -33,6 +33,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -759,6 +760,7 @@ def population_table(quick: bool) -> Table:
                                f"{population / ceiling:.0%}"])
         for agent in agents.values():
             agent.close()
+    table.rows.append(uneven_population_row(quick))
     sb3 = _sb3_rate(quick, repeats)
     if sb3 is None:
         table.notes.append("SB3 PPO skipped: stable-baselines3 is not installed "
@@ -773,11 +775,46 @@ def population_table(quick: bool) -> Table:
                        "steps/s is the K = 1 row; speed-up = population / solo; envs alone: "
                        "the same K members' environments (the population's stack, with "
                        "its normalisation) stepped with random actions, the ceiling")
+    table.notes.append("uneven: whole runs through the trainer, wall seconds of the 8 "
+                       "solo runs over the population's; members that end leave the "
+                       "population (it compacts), so the slow member runs alone at solo "
+                       "cost")
     table.notes.append(f"REINFORCE: {20 if not quick else 2} iterations (one episode per "
                        "member each; members that finish early wait); PPO: whole iterations; "
                        f"medians of {repeats}, in turns; resident memory of a population of "
                        f"32 Hopper-v4 PPO lpdm members: {_population_memory(quick)}")
     return table
+
+
+UNEVEN_SEEDS = tuple(range(8))  # seed 2 collapses to ~9-step episodes: ~10x the iterations
+
+
+def uneven_population_row(quick: bool) -> list[str]:
+    """``lpdm train --env CartPole-v1 --algo reinforce --learner lpdm`` over seeds 0-7 as
+    one population against the 8 solo runs one after another (whole runs, through the
+    trainer): members whose episodes differ in length need very different numbers of
+    iterations, so most of the population ends early."""
+    from lpdm.runs import train_population
+
+    steps = 2_000 if quick else 20_000
+    configs = [with_values(Config(), {"env": "CartPole-v1", "algo": "reinforce",
+                                      "learner": "lpdm", "total_steps": steps, "seed": seed,
+                                      "threads": 1})
+               for seed in UNEVEN_SEEDS]
+
+    def wall_seconds(members: list[Config], out: Path) -> float:
+        start = time.perf_counter()
+        train_population(members, [out / f"s{c.seed}" for c in members], progress_bar=False)
+        return time.perf_counter() - start
+
+    with tempfile.TemporaryDirectory() as scratch:
+        root = Path(scratch)
+        population = wall_seconds(configs, root / "population")
+        solo = sum(wall_seconds([c], root / f"solo{c.seed}") for c in configs)
+    total = steps * len(configs)
+    return [f"CartPole-v1 reinforce lpdm, uneven: whole runs of {steps} steps, seeds 0-7",
+            str(len(configs)), f"{total / population:.0f}", f"{total / solo:.0f}",
+            fmt_ratio(solo / population), "—", "—"]
 
 
 def _sb3_rate(quick: bool, repeats: int) -> float | None:
