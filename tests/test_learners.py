@@ -130,10 +130,10 @@ def test_local_learner_splits_large_batches_into_distance_blocks():
     steps = []
     original = learner.trunk._step
 
-    def counting_step(x, performance, target_rows, valid, active, diagnostics):
+    def counting_step(x, per_row, valid, active, diagnostics):
         assert x.shape[1] == 32  # every block padded to N: shapes never depend on co-members
         steps.append(int(valid.sum()))
-        return original(x, performance, target_rows, valid, active, diagnostics)
+        return original(x, per_row, valid, active, diagnostics)
 
     learner.trunk._step = counting_step
     out = learner.features(torch.randn(1, 100, 6))

@@ -432,10 +432,11 @@ class Config:
 
     @property
     def guidance_signal(self) -> str | None:
-        """The performance signal a guided learner learns from (None: the learner takes
-        none; algorithms then pass returns, which it ignores)."""
-        guidance = self.learner_options.get("guidance")
-        return None if guidance is None else guidance.guidance_signal
+        """The performance signal the learner learns from (``--guidance-signal``, of whichever
+        of its sections declares it; None: the learner takes none; algorithms then pass
+        returns, which it ignores)."""
+        signals = (getattr(s, "guidance_signal", None) for s in self.learner_options.values())
+        return next((signal for signal in signals if signal is not None), None)
 
 
 TOP_LEVEL = tuple(f.name for f in dataclasses.fields(Config)

@@ -174,6 +174,62 @@ def guided_target(d: Tensor, performance: Tensor, strength: float = 1.0,
     return (d + v.unsqueeze(-1) + v.unsqueeze(-2)) * off_diagonal
 
 
+def pair_gaps(values: Tensor, valid: Tensor | None = None) -> Tensor:
+    """``|v_i − v_j|`` ``[..., N, N]`` of per-sample values ``[..., N]``; zero on the diagonal
+    and on pairs with a padded row (``valid``)."""
+    v = values.detach()
+    gaps = (v.unsqueeze(-1) - v.unsqueeze(-2)).abs()
+    return torch.where(pair_mask(valid, v.shape[-1], v.device), gaps, torch.zeros_like(gaps))
+
+
+def matched_scale(d: Tensor, gaps: Tensor, valid: Tensor | None = None) -> Tensor:
+    """``c`` ``[..., 1, 1]`` such that ``c · gaps`` has the mean of ``d`` over the pairs of
+    real rows: ``mean(d) / mean(gaps)``, and 0 where every gap is 0."""
+    pairs = pair_mask(valid, d.shape[-1], d.device)
+    count = pairs.sum(dim=(-2, -1), keepdim=True).clamp_min(1)
+    mean_d = torch.where(pairs, d, torch.zeros_like(d)).sum(dim=(-2, -1), keepdim=True) / count
+    mean_gap = torch.where(pairs, gaps, torch.zeros_like(gaps)).sum(dim=(-2, -1),
+                                                                    keepdim=True) / count
+    return torch.where(mean_gap > 0, mean_d / mean_gap.clamp_min(_EPS), torch.zeros_like(mean_d))
+
+
+def _as_rows(values: Tensor, d: Tensor, what: str) -> Tensor:
+    """Per-sample ``values`` as ``[..., N]`` beside a matrix ``d`` ``[..., N, N]``."""
+    v = values.detach().to(d.dtype)
+    if v.dim() == 1 and d.dim() == 3:
+        v = v.unsqueeze(0)
+    if v.shape[-1] != d.shape[-1]:
+        raise ValueError(f"{v.shape[-1]} {what} for a {d.shape[-1]}-row matrix")
+    return v
+
+
+def value_target(d: Tensor, values: Tensor, beta: float, valid: Tensor | None = None) -> Tensor:
+    """Value-aware target ``D̂ = (1 − β)·d + β·c·|v_i − v_j|`` ``[..., N, N]``.
+
+    ``values`` ``[..., N]`` is each sample's performance, ``c`` scales the value gaps to the
+    mean of ``d`` over pairs of real rows (:func:`matched_scale`; 0 when every value is
+    equal). Pairs with a padded row get ``(1 − β)·d``.
+    """
+    gaps = pair_gaps(_as_rows(values, d, "values"), valid)
+    return (1.0 - beta) * d + beta * (matched_scale(d, gaps, valid) * gaps)
+
+
+def bisimulation_target(d: Tensor, rewards: Tensor, next_distances: Tensor, beta: float,
+                        gamma: float, valid: Tensor | None = None) -> Tensor:
+    """Bisimulation target ``D̂ = (1 − β)·d + β·(c·|r_i − r_j| + γ·D′_ij)`` ``[..., N, N]``.
+
+    ``rewards`` ``[..., N]``; ``next_distances`` ``[..., N, N]``: the distances of the next
+    observations (a slowly updated copy's, for a layer: its own output distances); ``c``
+    scales the reward gaps to the mean of ``d`` (:func:`matched_scale`). ``β = 1`` is the
+    bisimulation metric's fixed-point target ``c·|r_i − r_j| + γ·D′_ij``. Pairs with a
+    padded row get ``(1 − β)·d``.
+    """
+    gaps = pair_gaps(_as_rows(rewards, d, "rewards"), valid)
+    pairs = pair_mask(valid, d.shape[-1], d.device)
+    future = torch.where(pairs, next_distances.detach(), torch.zeros_like(d))
+    return (1.0 - beta) * d + beta * (matched_scale(d, gaps, valid) * gaps + gamma * future)
+
+
 def quantile_mask(d: Tensor, low: float = 0.25, high: float = 0.75,
                   valid: Tensor | None = None) -> Tensor:
     """Pairs worth matching: per row, the nearest and furthest neighbours. ``[..., N, N]`` bool.

@@ -35,8 +35,9 @@ shared by the layers (:class:`LayerTargets`).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -94,35 +95,52 @@ class LayerTarget:
     width: int  # of the rows the distances were computed from (``cross`` divides by it)
 
 
+# How a learner reshapes a layer's target: ``(distances [K, N, N], layer index, width of
+# the target's rows) -> target [K, N, N]``, applied after the target's scaling, before the
+# sparse mask (lpdm-metric's value and bisimulation targets).
+TargetShaping = Callable[[Tensor, int, int], Tensor]
+
+
 class LayerTargets:
-    """The targets of one block's layers: ``targets(layer_input, out_width)``.
+    """The targets of one block's layers: ``targets(layer_input, out_width, layer)``.
 
     With the global target every layer matches the distances of ``global_rows`` (the
     network input, or the raw observation under ``target_obs = "raw"``); they are computed
     once per block (once per output width under ``cross``, whose target depends on it).
-    With the local target a layer matches the distances of its own input.
+    With the local target a layer matches the distances of its own input. ``performance``
+    guides the target (``lpdm-guided``); ``shaping`` reshapes each layer's own
+    (:data:`TargetShaping`).
     """
 
     def __init__(self, cfg: LocalConfig, global_rows: Tensor,
                  performance: Tensor | None = None, valid: Tensor | None = None,
-                 guidance_strength: float = GUIDANCE_STRENGTH) -> None:
+                 guidance_strength: float = GUIDANCE_STRENGTH,
+                 shaping: TargetShaping | None = None) -> None:
         self.cfg = cfg
         self.guidance_strength = guidance_strength
         self.global_rows = global_rows.detach()
         self.performance = performance
         self.valid = valid
+        self.shaping = shaping
         self._global: dict[int | None, LayerTarget] = {}
         self._global_raw: Tensor | None = None
 
-    def __call__(self, layer_input: Tensor, out_width: int) -> LayerTarget:
+    def __call__(self, layer_input: Tensor, out_width: int, layer: int = 0) -> LayerTarget:
         if self.cfg.target != "global":
-            return self._make(layer_input.detach(), out_width)
+            return self._make(layer_input.detach(), out_width, layer)
         key = out_width if self.cfg.scale == "cross" else None
+        if self.shaping is not None:  # shaped per layer: only the scaled distances are shared
+            if key not in self._global:
+                self._global[key] = self._make(self.global_rows, out_width, None)
+            base = self._global[key]
+            return self._finish(base.distances, self.global_rows, layer)
         if key not in self._global:
-            self._global[key] = self._make(self.global_rows, out_width)
+            self._global[key] = self._make(self.global_rows, out_width, layer)
         return self._global[key]
 
-    def _make(self, rows: Tensor, out_width: int) -> LayerTarget:
+    def _make(self, rows: Tensor, out_width: int, layer: int | None) -> LayerTarget:
+        """The target of ``layer`` from ``rows``; ``layer = None``: its scaled distances only,
+        before any shaping (no mask)."""
         cfg, valid = self.cfg, self.valid
         with torch.no_grad():
             if cfg.scale == "cross" and rows is self.global_rows:
@@ -135,7 +153,17 @@ class LayerTargets:
                 distances = apply_scale(distances, cfg.metric, "mean", 0, valid) * cfg.target_mean
             elif cfg.target_scale != 1.0:
                 distances = distances * cfg.target_scale
-            if self.performance is not None:
+        if layer is None:
+            return LayerTarget(distances, None, rows.shape[-1])
+        return self._finish(distances, rows, layer)
+
+    def _finish(self, distances: Tensor, rows: Tensor, layer: int) -> LayerTarget:
+        """Guidance or shaping, then the pairs to match."""
+        cfg, valid = self.cfg, self.valid
+        with torch.no_grad():
+            if self.shaping is not None:
+                distances = self.shaping(distances, layer, rows.shape[-1])
+            elif self.performance is not None:
                 distances = guided_target(distances, self.performance, self.guidance_strength,
                                           valid)
             if cfg.sparse:
@@ -210,13 +238,22 @@ def observe_trunk(trunk: Trunk, x: Tensor, cfg: LocalConfig, target_rows: Tensor
         rows = trunk.prepare(target_rows).flatten(2) if target_rows is not None else h.flatten(2)
         targets = LayerTargets(cfg, rows, valid=valid)
         layers = []
-        for layer in trunk.layers:
+        for index, layer in enumerate(trunk.layers):
             y = trunk.run_layer(layer, h)
             out = distance_rows(y, cfg)
-            layers.append(layer_diagnostics(targets(distance_rows(h, cfg), out.shape[-1]), out,
-                                            None, cfg, valid=valid))
+            target = targets(distance_rows(h, cfg), out.shape[-1], index)
+            layers.append(layer_diagnostics(target, out, None, cfg, valid=valid))
             h = y
     return _per_layer_to_per_member(layers, x.shape[0], None)
+
+
+class BlockRows(NamedTuple):
+    """Per-sample tensors ``[K, N, ...]`` that travel with the observations into blocks."""
+
+    performance: Tensor | None = None  # [K, N] (guided targets, value targets)
+    target_rows: Tensor | None = None  # [K, N, *] the global target's rows (default: obs)
+    rewards: Tensor | None = None  # [K, N] (bisimulation targets)
+    next_obs: Tensor | None = None  # [K, N, *in_shape] (bisimulation targets)
 
 
 def closed_form_gradients(cfg: LocalConfig, conv: bool = False) -> bool:
@@ -287,22 +324,26 @@ class LocalTrunk(Trunk):
 
     def learn(self, x: Tensor, performance: Tensor | None = None,
               target_rows: Tensor | None = None, valid: Tensor | None = None,
-              diagnostics: bool = False) -> Tensor:
+              diagnostics: bool = False, *, rewards: Tensor | None = None,
+              next_obs: Tensor | None = None) -> Tensor:
         """One local step per block of ``x``; returns the pre-update features, detached.
 
         ``performance`` ``[N]`` (``[K, N]``) guides a guided trunk; ``target_rows`` are the
         rows the global target is built from (default ``x``); ``valid`` marks the real
         rows (default all); ``diagnostics`` measures per-layer diagnostics on the first
-        block (:attr:`diagnostics`).
+        block (:attr:`diagnostics`). ``rewards`` and ``next_obs`` (each sample's reward and
+        next observation) are for trunks whose targets use them
+        (:class:`lpdm.metric.MetricTrunk`).
         """
         if self.guided and performance is None:
             raise ValueError("a guided local trunk learns from a performance value per "
                              "sample: learn(x, performance)")
         obs, single = self._as_population(x)
+        rows = BlockRows(performance, target_rows, rewards, next_obs)
         if single:
-            performance, target_rows, valid = (None if t is None else t.unsqueeze(0)
-                                               for t in (performance, target_rows, valid))
-        out = self._learn(obs, performance, target_rows, valid, diagnostics)
+            rows = BlockRows(*(None if t is None else t.unsqueeze(0) for t in rows))
+            valid = None if valid is None else valid.unsqueeze(0)
+        out = self._learn(obs, rows, valid, diagnostics)
         return out[0] if single else out
 
     def set_lr_fraction(self, fraction: Tensor | float) -> None:
@@ -342,12 +383,12 @@ class LocalTrunk(Trunk):
                              f"{', '.join(map(str, batch.shape[2:]))}")
         return batch, single
 
-    def _learn(self, obs: Tensor, performance: Tensor | None, target_rows: Tensor | None,
-               valid: Tensor | None, diagnostics: bool) -> Tensor:
+    def _learn(self, obs: Tensor, per_row: BlockRows, valid: Tensor | None,
+               diagnostics: bool) -> Tensor:
         members, rows = obs.shape[0], obs.shape[1]
         counts = torch.full((members,), rows) if valid is None else valid.sum(1).cpu()
         if rows <= self.cfg.distance_batch:  # one block each: no gathering
-            return self._step(obs, performance, target_rows, valid, counts > 0, diagnostics)
+            return self._step(obs, per_row, valid, counts > 0, diagnostics)
         out = torch.zeros(members, rows, self.out_dim, dtype=obs.dtype, device=obs.device)
         for index, block_valid in self._rounds(counts, valid):
             active = block_valid.any(1).cpu()
@@ -360,8 +401,8 @@ class LocalTrunk(Trunk):
                 return x.gather(1, index.reshape(*index.shape, *([1] * (x.dim() - 2)))
                                 .expand(-1, -1, *x.shape[2:]))
 
-            h = self._step(gather(obs), gather(performance), gather(target_rows), block_valid,
-                           active, diagnostics)
+            h = self._step(gather(obs), BlockRows(*map(gather, per_row)), block_valid, active,
+                           diagnostics)
             diagnostics = False  # on the first block only
             # scatter the real rows back (padding rows point at row 0 and add zeros)
             h = h * block_valid.unsqueeze(-1)
@@ -393,22 +434,32 @@ class LocalTrunk(Trunk):
             rounds.append((index, block_valid))
         return rounds
 
-    def _step(self, x: Tensor, performance: Tensor | None, target_rows: Tensor | None,
-              valid: Tensor | None, active: Tensor, diagnostics: bool) -> Tensor:
+    def _step(self, x: Tensor, per_row: BlockRows, valid: Tensor | None, active: Tensor,
+              diagnostics: bool) -> Tensor:
         """One local step of every layer on the block ``x`` ``[K, N, in_dim]``, for the
         ``active`` members; returns the pre-update output ``[K, N, width]``."""
         h = self.prepare(x.detach())
+        target_rows = per_row.target_rows
         rows = h.flatten(2) if target_rows is None else self.prepare(target_rows).flatten(2)
-        targets = LayerTargets(self.cfg, rows, performance if self.guided else None, valid,
-                               self.guidance_strength)
+        targets = LayerTargets(self.cfg, rows, per_row.performance if self.guided else None,
+                               valid, self.guidance_strength, self._shaping(per_row, valid))
         if self.closed_form:
             h, layers = self._update_closed_form(h, targets, diagnostics, valid)
         else:
             h, layers = self._update_autograd(h, targets, diagnostics, valid)
         self.optimizer.step(active)
+        self._after_step(active)
         if diagnostics:
             self.diagnostics = _per_layer_to_per_member(layers, x.shape[0], active)
         return h.flatten(2) if h.dim() > 3 else h
+
+    def _shaping(self, per_row: BlockRows, valid: Tensor | None) -> TargetShaping | None:
+        """How this trunk reshapes its layers' targets on a block (none: distance
+        preserving, or guided)."""
+        return None
+
+    def _after_step(self, active: Tensor) -> None:
+        """After the optimizer stepped the ``active`` members (``[K]`` bool) on a block."""
 
     def _update_closed_form(self, h: Tensor, targets: LayerTargets, diagnostics: bool,
                             valid: Tensor | None) -> tuple[Tensor, list]:
@@ -422,8 +473,8 @@ class LocalTrunk(Trunk):
         cfg = self.cfg
         layers = []
         with torch.no_grad():
-            for layer in self.layers:
-                target = targets(h, layer.out_features)
+            for index, layer in enumerate(self.layers):
+                target = targets(h, layer.out_features, index)
                 y = torch.tanh(layer(h))
                 divisor = output_scale_divisor(cfg.metric, cfg.scale, y.shape[-1], target.width)
                 if not diagnostics and kernel_applies(y):
@@ -461,10 +512,10 @@ class LocalTrunk(Trunk):
         total: list[Tensor] = []
         layers = []
         self.optimizer.zero_grad()
-        for layer in self.layers:
+        for index, layer in enumerate(self.layers):
             y = self.run_layer(layer, h)
             out = distance_rows(y, cfg)
-            target = targets(distance_rows(h, cfg), out.shape[-1])
+            target = targets(distance_rows(h, cfg), out.shape[-1], index)
             losses = distance_matching_loss(target.distances, out, cfg.metric, cfg.scale,
                                             target.mask, target.width, valid)
             self._check(losses, layer)

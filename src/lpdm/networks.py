@@ -167,10 +167,14 @@ class Trunk(nn.Module):
             x = x.flatten(2)
         return x
 
-    def run_layer(self, layer: nn.Module, h: Tensor) -> Tensor:
-        """One layer and its ``tanh`` (flattening a convolution's output for a dense layer)."""
+    def run_layer(self, layer: nn.Module, h: Tensor,
+                  weights: dict[str, Tensor] | None = None) -> Tensor:
+        """One layer and its ``tanh`` (flattening a convolution's output for a dense layer);
+        ``weights``: its ``weight`` and ``bias`` in place of its own (a copy's)."""
         if isinstance(layer, MemberLinear) and h.dim() > 3:
             h = h.flatten(2)
+        if weights is not None:
+            return torch.tanh(torch.func.functional_call(layer, weights, (h,)))
         return torch.tanh(layer(h))
 
     def forward(self, x: Tensor) -> Tensor:

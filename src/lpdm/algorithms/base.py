@@ -236,9 +236,12 @@ class Algorithm(ABC):
             network.learner.diagnostics = [report[k] if k < len(report) else None
                                            for k in members]
 
-    def weights_loaded(self, members: Tensor) -> None:  # noqa: B027 - most keep no copies
+    def weights_loaded(self, members: Tensor) -> None:
         """The ``members`` (``[K]`` bool) had weights put in from outside (``--init-trunk``):
-        bring whatever copies an algorithm keeps (a target network) up to date."""
+        bring whatever copies an algorithm keeps (a target network), and its learners, up
+        to date."""
+        for network in self.networks:
+            network.learner.weights_loaded(members)
 
     @torch.no_grad()
     def retire(self, member: int) -> None:

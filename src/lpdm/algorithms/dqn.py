@@ -11,7 +11,9 @@ update under ``lpdm``/``lpdm-guided``, the TD loss by backpropagation under ``bp
 nothing under ``frozen``); the head by the TD loss. The target network copies trunk and
 head and is never trained. ``lpdm-guided`` takes as performance the TD target
 (``--guidance-signal td``) or the Monte-Carlo return of the sample's episode
-(``returns``), which the replay buffer fills in when the episode ends.
+(``returns``), which the replay buffer fills in when the episode ends. The learner is also
+given the batch's rewards and next observations (``set_transitions``: ``lpdm-metric``'s
+bisimulation target).
 
 A truncated episode is bootstrapped from the value of its true final observation
 (next-step autoreset returns it with the truncation); a terminated one is not. An
@@ -106,6 +108,7 @@ class DQN(Algorithm):
             t[index] = tau * q[index] + (1.0 - tau) * t[index]
 
     def weights_loaded(self, members: Tensor) -> None:
+        super().weights_loaded(members)
         tau, self.config.dqn.tau = self.config.dqn.tau, 1.0
         try:
             self._copy_target(members)
@@ -192,6 +195,7 @@ class DQN(Algorithm):
                 next_best = next_values.max(-1).values
             target = td_target(rewards, next_best, terminated, c.gamma)
         performance = target if c.guidance_signal == "td" else returns
+        self.policy.learner.set_transitions(rewards, next_obs)
         features = self.policy.learner.features(obs, performance, target_obs, valid)
         q = self.policy.head(features).gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
         error = (F.smooth_l1_loss(q, target, reduction="none") if d.huber

@@ -103,6 +103,16 @@ class Learner(ABC):
         generators)`` (a head of the algorithm's kind for features of ``width``); learners
         that read the head's error or own more heads keep what they need."""
 
+    def set_transitions(self, rewards: Tensor,  # noqa: B027 - most targets need none
+                        next_obs: Tensor) -> None:
+        """The batch of the next :meth:`features` or :meth:`learn` call has these rewards
+        ``[K, B]`` and next observations ``[K, B, *in_shape]`` (an algorithm whose batches
+        are transitions: DQN's replay batch); learners whose targets use them keep them."""
+
+    def weights_loaded(self, members: Tensor) -> None:  # noqa: B027 - most keep no copies
+        """The trunk weights of the ``members`` (``[K]`` bool) were put in from outside
+        (``--init-trunk``): bring any copy of them the learner keeps up to date."""
+
     def after_backward(self, stepping: Tensor) -> None:  # noqa: B027 - bp's, dfa's trunks
         """The RL loss was just backpropagated (before clipping); the members in
         ``stepping`` (``[K]`` bool) take this RL step, the others must not move."""

@@ -25,18 +25,27 @@ class LocalLearner(Learner):
 
     @classmethod
     def build(cls, context: LearnerContext) -> LocalLearner:
+        spec = context.trunk
+        trunk = cls.trunk_type()(spec.in_shape, spec.hidden, conv=spec.conv,
+                                 channels_last=spec.channels_last, lr=context.lr,
+                                 guided=cls.guided, generators=context.generators,
+                                 config=context.local, **cls.trunk_options(context))
+        return cls(trunk, context)
+
+    @classmethod
+    def trunk_type(cls) -> type[LocalTrunk]:
+        """The class of its trunk (imported when a learner is built: torch)."""
         from lpdm.local import LocalTrunk
 
-        spec = context.trunk
-        trunk = LocalTrunk(spec.in_shape, spec.hidden, conv=spec.conv,
-                           channels_last=spec.channels_last, lr=context.lr, guided=cls.guided,
-                           generators=context.generators, config=context.local,
-                           **cls.trunk_options(context))
-        return cls(trunk, context)
+        return LocalTrunk
 
     @classmethod
     def trunk_options(cls, context: LearnerContext) -> dict[str, object]:
         """Options of its :class:`LocalTrunk` beyond the distance-matching section."""
+        return {}
+
+    def _take_transitions(self) -> dict[str, Tensor]:
+        """What its trunk's ``learn`` takes beside the batch (rewards, next observations)."""
         return {}
 
     def features(self, obs: Tensor, performance: Tensor | None = None,
@@ -45,7 +54,8 @@ class LocalLearner(Learner):
         if not learn:
             return self.trunk(obs)
         diagnose = self._take_diagnostics_request()
-        features = self.trunk.learn(obs, performance, target_rows, valid, diagnose)
+        features = self.trunk.learn(obs, performance, target_rows, valid, diagnose,
+                                    **self._take_transitions())
         if diagnose:
             self.diagnostics = self.trunk.diagnostics
         return features

@@ -30,9 +30,10 @@ class GuidanceConfig(Section):
         None, "lpdm-guided: strength s of the reward guidance; default 0.3, PPO 0.1",
         check="non_negative")
     guidance_signal: str | None = option(
-        None, "lpdm-guided: performance per sample: returns (REINFORCE, PPO: returns-to-go; "
-        "DQN: the Monte-Carlo return of the sample's episode), advantages (PPO) or td (DQN: "
-        "the TD target); default returns, PPO advantages, DQN td",
+        None, "lpdm-guided, lpdm-metric (value form): performance per sample: returns "
+        "(REINFORCE, PPO: returns-to-go; DQN: the Monte-Carlo return of the sample's episode), "
+        "advantages (PPO) or td (DQN: the TD target); default returns, PPO advantages "
+        "(lpdm-metric: returns), DQN td",
         ("returns", "advantages", "td"))
 
     def resolve(self, config: Config, discrete: bool) -> None:
