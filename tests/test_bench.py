@@ -9,7 +9,7 @@ from lpdm import bench
 from lpdm.cli import main
 
 TITLES = ("(a) pairwise l1", "(a2) l1 kernel", "(a3) whole layer loss", "(b) update phase",
-          "(c) end-to-end PPO", "(d) peak memory", "(e) populations")
+          "(c) end-to-end PPO", "(d) peak memory", "(e) populations", "(e2) populations: shares")
 
 
 def test_quick_bench_prints_every_table(tmp_path, capsys, monkeypatch):

@@ -730,7 +730,7 @@ def _environments_rate(config: Config, members: int, steps: int) -> Callable[[],
 
 def population_table(quick: bool) -> Table:
     """(e) A population of K against K solo runs one after another (the solo rate)."""
-    sizes = (1, 2) if quick else (1, 4, 8, 16)
+    sizes = (1, 2) if quick else (1, 8, 16, 32)
     repeats = 1 if quick else 3
     table = Table("(e) populations: aggregate environment steps per second (1 torch thread)",
                   ["case", "K", "population", "K solo runs", "speed-up", "envs alone",
@@ -817,6 +817,65 @@ def uneven_population_row(quick: bool) -> list[str]:
             fmt_ratio(solo / population), "—", "—"]
 
 
+# what a population iteration spends its time on: (module file, function) per phase
+PROFILE_PHASES = {
+    "environments": (("envs.py", "step"),),
+    "acting (forward, sampling)": (("base.py", "act"), ("ppo.py", "_policy_step")),
+    "local update": (("local.py", "learn"),),
+    "RL step": (("base.py", "rl_step"),),
+}
+PROFILE_CASES = (("CartPole-v1", "ppo", "lpdm"), ("CartPole-v1", "reinforce", "lpdm"),
+                 ("Hopper-v4", "ppo", "lpdm"))
+
+
+def iteration_profile(agent: Agent, iterations: int) -> dict[str, float]:
+    """Shares of the time of ``iterations`` whole iterations spent in each phase of
+    :data:`PROFILE_PHASES` (cumulative, so a phase called inside another counts in both)."""
+    import cProfile
+    import pstats
+
+    members = agent.algo.members
+    profiler = cProfile.Profile()
+    start = time.perf_counter()
+    with torch_threads(1):
+        profiler.enable()
+        for _ in range(iterations):
+            agent.algo.iterate([0] * members, [10**7] * members)
+        profiler.disable()
+    total = time.perf_counter() - start
+    stats = pstats.Stats(profiler).stats  # (file, line, function) -> (.., .., .., cumulative, ..)
+
+    def in_phase(file: str, function: str, where: tuple[tuple[str, str], ...]) -> bool:
+        path = Path(file)
+        return "lpdm" in path.parts and (path.name, function) in where
+
+    return {phase: sum(entry[3] for (file, _, function), entry in stats.items()
+                       if in_phase(file, function, where)) / total
+            for phase, where in PROFILE_PHASES.items()}
+
+
+def profile_table(quick: bool) -> Table:
+    """(e2) Where a population's iteration spends its time, at K = 1 and K = 8."""
+    sizes = (1, 2) if quick else (1, 8)
+    table = Table("(e2) populations: shares of an iteration's time (cProfile, 1 torch thread)",
+                  ["case", "K", *PROFILE_PHASES])
+    for env, algo, learner in PROFILE_CASES:
+        config = population_config(env, algo, learner, quick)
+        iterations = (2 if quick else 20) if algo == "reinforce" else (1 if quick else 3)
+        for k in sizes:
+            agent = make_agent(config, k)
+            agent.algo.iterate([0] * k, [10**7] * k)  # warm-up
+            shares = iteration_profile(agent, iterations)
+            agent.close()
+            table.rows.append([f"{env} {algo} {learner}", str(k),
+                               *(f"{shares[phase]:.0%}" for phase in PROFILE_PHASES)])
+    table.notes.append("cumulative shares of whole iterations' wall time: a phase called "
+                       "inside another counts in both (REINFORCE acts inside its "
+                       "collection); the rest is Python between them (collection, "
+                       "batching, GAE)")
+    return table
+
+
 def _sb3_rate(quick: bool, repeats: int) -> float | None:
     """Steps per second of Stable-Baselines3 PPO on Hopper-v4 at the same settings."""
     try:
@@ -894,7 +953,7 @@ def run_bench(only: list[str], device: str, quick: bool, threads: int | None = N
         "update": lambda: [update_table(quick)],
         "throughput": lambda: [throughput_table(quick)],
         "memory": lambda: [memory_table(quick)],
-        "population": lambda: [population_table(quick)],
+        "population": lambda: [population_table(quick), profile_table(quick)],
     }
     return [table for name in only for table in builders[name]()]
 
