@@ -63,6 +63,31 @@ def test_interrupted_ppo_run_resumes_exactly(tmp_path, monkeypatch):
     same_files(reference, interrupted)
 
 
+def test_interrupted_dqn_run_resumes_its_diagnostics_schedule(tmp_path, monkeypatch):
+    """DQN measures diagnostics in one update of ten, and metrics rows carry the last ones:
+    a checkpoint between two measurements keeps both the schedule and the values."""
+    args = ["--env", "CartPole-v1", "--algo", "dqn", "--learner", "lpdm", "--seed", "2",
+            "--total-steps", "2000", "--checkpoint-every", "750", "--eval-every", "1000",
+            "--eval-episodes", "1", "--no-progress", *DQN_SMALL[:6]]
+    reference = tmp_path / "reference"
+    assert main(["train", *args, "--out", str(reference)]) == 0
+    calls = {"n": 0}
+    original = Algorithm.timed_update
+
+    def interrupt(self):  # at 750 steps: 25 updates (from step 500, one in 10); stop at 90
+        calls["n"] += 1
+        if calls["n"] == 90:
+            raise KeyboardInterrupt
+        return original(self)
+
+    monkeypatch.setattr(Algorithm, "timed_update", interrupt)
+    interrupted = tmp_path / "interrupted"
+    assert main(["train", *args, "--out", str(interrupted)]) == 130
+    monkeypatch.setattr(Algorithm, "timed_update", original)
+    assert main(["train", "--resume", str(interrupted), "--no-progress"]) == 0
+    same_files(reference, interrupted)
+
+
 def test_resume_of_a_finished_run_does_nothing(tmp_path, capsys):
     out = tmp_path / "run"
     main(["train", "--env", "CartPole-v1", "--total-steps", "500", "--out", str(out),

@@ -363,13 +363,11 @@ class Trainer:
             return
         keep = [self.slot(k) for k in active]
         states = [self.algo.member_state(j) for j in keep]
-        old = self.algo
-        runner = old.runner
+        runner = self.algo.runner
         runner.keep(keep)
         self.algo = make_algorithm(self.configs[active[0]], runner,
                                    seeded_generators([self.configs[k].seed for k in active]))
         self.algo.load_member_states(states)
-        self.algo.carry_over(old, keep)
         self.evaluator.keep(keep)
         self.live = active
 

@@ -12,7 +12,7 @@ A member can fail alone: an environment returning NaN, or a non-finite loss or w
 is recorded in :attr:`Algorithm.failures` (member index -> one line); the trainer then
 retires it (:meth:`Algorithm.retire`). A member given a zero budget waits: it is never
 stepped and never updated. The trainer compacts a population when members end: a new
-algorithm over the others takes their states (:meth:`member_state`, :meth:`carry_over`).
+algorithm over the others takes their states (:meth:`member_state`).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from lpdm.algorithms.collector import Collector, Iteration
 from lpdm.config import Config
 from lpdm.envs import PopulationRunner
 from lpdm.learners import Learner, LearnerContext, get_spec
+from lpdm.local import LayerDiagnostics
 from lpdm.networks import Generators, Trunk, TrunkSpec
 from lpdm.optim import MemberAdam, clip_grad_norm_per_member
 
@@ -225,17 +226,6 @@ class Algorithm(ABC):
             self.failures.setdefault(k, "the RL loss diverged (not finite)")
         self._rl_diverged.clear()
 
-    def carry_over(self, old: Algorithm, members: Sequence[int]) -> None:
-        """Take over what ``old``, the population this one compacts, kept beside its state:
-        the update-phase count (which phases measure diagnostics) and the last diagnostics
-        of its ``members`` (indices in ``old``, in this population's order)."""
-        self._update_phases = old._update_phases
-        self.update_seconds = old.update_seconds
-        for network, previous in zip(self.networks, old.networks, strict=True):
-            report = previous.learner.diagnostics
-            network.learner.diagnostics = [report[k] if k < len(report) else None
-                                           for k in members]
-
     def weights_loaded(self, members: Tensor) -> None:
         """The ``members`` (``[K]`` bool) had weights put in from outside (``--init-trunk``):
         bring whatever copies an algorithm keeps (a target network), and its learners, up
@@ -264,13 +254,35 @@ class Algorithm(ABC):
             "networks": self.networks.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "generators": torch.stack([g.get_state() for g in self.generators]),
+            # which update phases measure diagnostics (members update in lockstep), and the
+            # last measured, which metrics rows carry until the next
+            "update_phases": torch.full((self.members,), self._update_phases),
+            "diagnostics": [self._diagnostics_tensor(n) for n in self.networks],
         }
+
+    def _diagnostics_tensor(self, network: LearnedNetwork) -> Tensor:
+        """``network``'s last diagnostics ``[K, layers, fields]`` (NaN where none)."""
+        report = network.learner.diagnostics
+        values = torch.full((self.members, len(network.trunk.layers), len(DIAGNOSTIC_FIELDS)),
+                            float("nan"), dtype=torch.float64)
+        for k, layers in enumerate(report[:self.members]):
+            if layers:
+                values[k] = torch.tensor([[getattr(layer, name) for name in DIAGNOSTIC_FIELDS]
+                                          for layer in layers], dtype=torch.float64)
+        return values
 
     def load_state_dict(self, state: dict) -> None:
         self.networks.load_state_dict(state["networks"])
         self.optimizer.load_state_dict(state["optimizer"])
         for generator, saved in zip(self.generators, state["generators"], strict=True):
             generator.set_state(saved.clone())
+        if "update_phases" in state:  # absent from checkpoints before they were kept
+            self._update_phases = int(state["update_phases"].max())
+            for network, values in zip(self.networks, state["diagnostics"], strict=True):
+                network.learner.diagnostics = [
+                    [LayerDiagnostics(*layer) for layer in member.tolist()]
+                    if member.numel() and not member.isnan().all() else None
+                    for member in values]
 
     def member_state(self, member: int) -> dict:
         """Member ``member``'s state: :meth:`state_dict` of a population of one."""
