@@ -105,10 +105,14 @@ def test_with_the_true_backward_weights_it_is_backpropagation():
         dfa.trunk.feedback_0.copy_(dfa_head.logits.weight.transpose(1, 2))
     features = bp.features(obs)
     (-torch.log_softmax(bp_head.logits(features), -1)[..., 0].mean()).backward()
+    dfa.request_diagnostics()
     rl_step(dfa, dfa_head, obs)
     for a, b in zip(grads(dfa.trunk), grads(bp.trunk), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-8)
     assert all(torch.equal(a, b) for a, b in zip(grads(dfa_head), grads(bp_head), strict=True))
+    for member in dfa.diagnostics:  # measured on the step's own batch and error
+        assert member[0].bp_alignment == pytest.approx(1.0, abs=1e-5)
+        assert member[0].grad_norm > 0
     error = torch.randn(2, 20, 3)
     alignment = backprop_alignment(dfa.trunk, dfa_head.logits.weight, obs, error)
     torch.testing.assert_close(alignment, torch.ones(2, 1))
@@ -241,7 +245,10 @@ def test_trains_under_every_algorithm(tmp_path, algo, extra):
     assert networks["0.trunk.feedback_0"].shape == (1, 128, 2)  # member 1's own, 2 actions
     name = {"ppo": "actor", "dqn": "q", "reinforce": "policy"}[algo]
     rows = RunDirectory(member).read_metrics()
-    assert any(row[f"{name}_l1_grad_norm"] for row in rows)  # measured, not empty
+    measured = [row for row in rows if row[f"{name}_l1_grad_norm"]]
+    assert measured
+    assert all(-1 <= float(row[f"{name}_l{i}_bp_alignment"]) <= 1
+               for row in measured for i in (1, 2))
 
 
 def test_trains_a_conv_trunk(tmp_path):

@@ -85,15 +85,18 @@ class LearnedNetwork(nn.Module):
             groups.append({"params": trunk_params, "lr": hidden_lr})
         return groups
 
+    def _diagnostic_fields(self) -> tuple[str, ...]:
+        return DIAGNOSTIC_FIELDS + self.learner.extra_diagnostics
+
     def diagnostic_names(self) -> list[str]:
         return [f"{self.name}_l{i + 1}_{field}"
-                for i in range(len(self.trunk.layers)) for field in DIAGNOSTIC_FIELDS]
+                for i in range(len(self.trunk.layers)) for field in self._diagnostic_fields()]
 
     def diagnostics(self, member: int) -> dict[str, float]:
         report = self.learner.diagnostics
         layers = report[member] if member < len(report) and report[member] else []
         return {f"{self.name}_l{i + 1}_{name}": getattr(layer, name)
-                for i, layer in enumerate(layers) for name in DIAGNOSTIC_FIELDS}
+                for i, layer in enumerate(layers) for name in self._diagnostic_fields()}
 
 
 class Algorithm(ABC):

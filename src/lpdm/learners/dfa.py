@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from torch import Tensor, nn
 
     from lpdm.feedback import FeedbackTrunk
-    from lpdm.networks import Generators
+    from lpdm.networks import Generators, MemberLinear
     from lpdm.optim import MemberAdam
 
 
@@ -36,6 +36,7 @@ class DFALearner(Learner):
 
     trunk: FeedbackTrunk
     name = "dfa"
+    extra_diagnostics = ("bp_alignment",)
 
     def __init__(self, trunk: FeedbackTrunk, context: LearnerContext) -> None:
         super().__init__(trunk, context)
@@ -43,7 +44,9 @@ class DFALearner(Learner):
         self._outputs: list[Tensor] = []  # each layer's output on the batch, with its graph
         self._features: Tensor | None = None  # the detached features handed to the head
         self._error: Tensor | None = None  # dL/do at the head's output layer, [K, B, out]
-        self._awaiting_gradients = False  # diagnostics were measured; the update comes next
+        # the batch whose diagnostics were just measured: the update completes them
+        self._diagnosed: Tensor | None = None
+        self._head_layer: MemberLinear | None = None  # the head's output layer
 
     @classmethod
     def build(cls, context: LearnerContext) -> DFALearner:
@@ -57,7 +60,7 @@ class DFALearner(Learner):
         trunk's initialisation) and watch the head's output layer."""
         from lpdm.feedback import output_layer
 
-        layer = output_layer(head)
+        layer = self._head_layer = output_layer(head)
         self.trunk.draw_feedback(layer.out_features, self.generators)
         layer.register_forward_hook(self._watch_head)
 
@@ -84,28 +87,38 @@ class DFALearner(Learner):
             features = self.trunk(obs)
         diagnostics = self.diagnostics
         self._observe(obs, target_rows, valid)
-        self._awaiting_gradients = self.diagnostics is not diagnostics
+        self._diagnosed = obs if self.diagnostics is not diagnostics else None
         return features
 
     def after_backward(self, stepping: Tensor) -> None:
         """The DFA gradients of the batch whose features were last asked for, then one Adam
         step of the ``stepping`` members (nothing when the head's output got no error)."""
-        outputs, error = self._outputs, self._error
+        outputs, error, diagnosed = self._outputs, self._error, self._diagnosed
         self._forget()
         if not outputs or error is None:
             return
         self.trunk.inject(outputs, error)
-        if self._awaiting_gradients:
-            from lpdm.local import record_gradient_norms
-
-            self._awaiting_gradients = False
-            for i, layer in enumerate(self.trunk.layers):
-                record_gradient_norms([member[i] if member else None
-                                       for member in self.diagnostics], layer)
+        if diagnosed is not None:
+            self._record_diagnostics(diagnosed, error)
         self.trunk.optimizer.step(stepping)
 
+    def _record_diagnostics(self, obs: Tensor, error: Tensor) -> None:
+        """Each layer's gradient norm and alignment with backpropagation, on the batch and
+        output error of this step, before the trunk moves."""
+        from lpdm.feedback import backprop_alignment
+        from lpdm.local import record_gradient_norms
+
+        alignment = backprop_alignment(self.trunk, self._head_layer.weight.detach(), obs,
+                                       error).tolist()
+        for i, layer in enumerate(self.trunk.layers):
+            record_gradient_norms([member[i] if member else None
+                                   for member in self.diagnostics], layer)
+            for member, cosines in zip(self.diagnostics, alignment, strict=True):
+                if member:
+                    member[i].bp_alignment = cosines[i]
+
     def _forget(self) -> None:
-        self._outputs, self._features, self._error = [], None, None
+        self._outputs, self._features, self._error, self._diagnosed = [], None, None, None
 
     def set_lr_scale(self, fraction: Tensor) -> None:
         self.trunk.optimizer.set_lr_fraction(fraction)
