@@ -80,6 +80,9 @@ class LayerDiagnostics:
     # norm of the gradient reaching the layer's weights: the local loss's under the local
     # learners, the RL loss's under bp (before clipping), NaN where none reaches it
     grad_norm: float = float("nan")
+    # dfa: cosine between the layer's DFA weight gradient and backpropagation's (a column of
+    # metrics.csv only for the learners that list it in ``extra_diagnostics``)
+    bp_alignment: float = float("nan")
 
 
 # Per member (None for a member that had no data), the diagnostics of each layer.

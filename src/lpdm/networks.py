@@ -125,6 +125,7 @@ class Trunk(nn.Module):
     then dense layers, each followed by ``tanh``.
 
     With no layers the trunk is the identity on the flattened input: heads read the input.
+    ``layer_shapes``: one sample's output shape per layer (``(C, H', W')``, ``(width,)``).
     Images are read as floats, channels first; a convolution's output is flattened before
     the first dense layer.
     """
@@ -138,6 +139,7 @@ class Trunk(nn.Module):
             raise ValueError(f"convolutions need image observations, not shape {spec.in_shape}")
         self.spec = spec
         layers: list[nn.Module] = []
+        shapes: list[tuple[int, ...]] = []  # one sample's output shape, per layer
         shape = self._chw(spec.in_shape) if spec.image else spec.in_shape
         for channels, kernel, stride in spec.conv:
             layers.append(MemberConv2d(shape[0], channels, kernel, stride, math.sqrt(2),
@@ -147,11 +149,14 @@ class Trunk(nn.Module):
                 raise ValueError(f"a {kernel}x{kernel} convolution with stride {stride} does "
                                  f"not fit a {shape[1]}x{shape[2]} input")
             shape = (channels, *size)
+            shapes.append(shape)
         width = math.prod(shape)
         for size in spec.hidden:
             layers.append(MemberLinear(width, size, math.sqrt(2), generators))
+            shapes.append((size,))
             width = size
         self.layers = nn.ModuleList(layers)
+        self.layer_shapes = tuple(shapes)
         self.out_dim = width
 
     def _chw(self, shape: tuple[int, ...]) -> tuple[int, ...]:

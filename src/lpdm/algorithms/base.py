@@ -17,6 +17,7 @@ algorithm over the others takes their states (:meth:`member_state`).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -85,15 +86,18 @@ class LearnedNetwork(nn.Module):
             groups.append({"params": trunk_params, "lr": hidden_lr})
         return groups
 
+    def _diagnostic_fields(self) -> tuple[str, ...]:
+        return DIAGNOSTIC_FIELDS + self.learner.extra_diagnostics
+
     def diagnostic_names(self) -> list[str]:
         return [f"{self.name}_l{i + 1}_{field}"
-                for i in range(len(self.trunk.layers)) for field in DIAGNOSTIC_FIELDS]
+                for i in range(len(self.trunk.layers)) for field in self._diagnostic_fields()]
 
     def diagnostics(self, member: int) -> dict[str, float]:
         report = self.learner.diagnostics
         layers = report[member] if member < len(report) and report[member] else []
         return {f"{self.name}_l{i + 1}_{name}": getattr(layer, name)
-                for i, layer in enumerate(layers) for name in DIAGNOSTIC_FIELDS}
+                for i, layer in enumerate(layers) for name in self._diagnostic_fields()}
 
 
 class Algorithm(ABC):
@@ -261,13 +265,15 @@ class Algorithm(ABC):
         }
 
     def _diagnostics_tensor(self, network: LearnedNetwork) -> Tensor:
-        """``network``'s last diagnostics ``[K, layers, fields]`` (NaN where none)."""
+        """``network``'s last diagnostics ``[K, layers, fields of LayerDiagnostics]`` (NaN where
+        none)."""
         report = network.learner.diagnostics
-        values = torch.full((self.members, len(network.trunk.layers), len(DIAGNOSTIC_FIELDS)),
+        fields = [f.name for f in dataclasses.fields(LayerDiagnostics)]
+        values = torch.full((self.members, len(network.trunk.layers), len(fields)),
                             float("nan"), dtype=torch.float64)
         for k, layers in enumerate(report[:self.members]):
             if layers:
-                values[k] = torch.tensor([[getattr(layer, name) for name in DIAGNOSTIC_FIELDS]
+                values[k] = torch.tensor([[getattr(layer, name) for name in fields]
                                           for layer in layers], dtype=torch.float64)
         return values
 

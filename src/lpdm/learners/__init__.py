@@ -2,7 +2,8 @@
 
 - :mod:`~lpdm.learners.spec`: :class:`LearnerSpec` and the registry (built-ins, plugins);
 - :mod:`~lpdm.learners.base`: the :class:`Learner` an algorithm talks to;
-- ``bp``, ``lpdm``, ``lpdm_guided``, ``frozen``, ``linear``, ``lpdm_metric``: the learners.
+- ``bp``, ``lpdm``, ``lpdm_guided``, ``frozen``, ``linear``, ``lpdm_metric``, ``dfa``: the
+  learners.
 
 A new learner is one module: its class, its options section, its spec (:func:`register`).
 """

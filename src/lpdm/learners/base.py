@@ -47,6 +47,8 @@ class Learner(ABC):
     """Decides how ``trunk`` is trained. ``features`` maps ``[K, B, in_dim] -> [K, B, width]``."""
 
     name: str = ""
+    # per-layer diagnostics it measures beyond every learner's (LayerDiagnostics fields)
+    extra_diagnostics: tuple[str, ...] = ()
 
     def __init__(self, trunk: Trunk, context: LearnerContext) -> None:
         self.trunk = trunk
