@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 PLUGINS_ENV = "LPDM_PLUGINS"
 ENTRY_POINTS = "lpdm.learners"
-BUILTIN = ("bp", "lpdm", "lpdm_guided", "frozen", "linear")
+BUILTIN = ("bp", "lpdm", "lpdm_guided", "frozen", "linear", "layerwise")
 
 
 @dataclass(frozen=True)
