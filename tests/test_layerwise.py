@@ -1,15 +1,17 @@
 """The ``layerwise`` learner: per-layer RL losses (docs/design.md §2, "layerwise")."""
 
+import json
 
 import pytest
 import torch
 
-from lpdm.algorithms.base import LearnedNetwork
+from lpdm.algorithms.base import Algorithm, LearnedNetwork
+from lpdm.cli import main
 from lpdm.config import Config, LocalConfig, resolve, with_values
 from lpdm.learners import make_learner
 from lpdm.learners.layerwise import LayerwiseConfig
-from lpdm.networks import CategoricalHead, GaussianHead, ValueHead, seeded_generators
-from lpdm.runs import read_checkpoint, train
+from lpdm.networks import CategoricalHead, GaussianHead, TrunkSpec, ValueHead, seeded_generators
+from lpdm.runs import read_checkpoint, train, train_population
 
 
 def layerwise(make_head, seeds=(0,), readout="last", sizes=(16, 8)):
@@ -130,3 +132,80 @@ def test_a_one_layer_trunk_trains_as_bp(tmp_path, algo):
     states = [read_checkpoint(runs[n] / "checkpoint.pt")["algorithm"] for n in ("bp", "layerwise")]
     for a, b in zip(*(list(s["networks"].values()) for s in states), strict=True):
         assert torch.equal(a, b)
+
+
+def test_a_conv_layer_is_read_out_by_its_own_head():
+    spec = TrunkSpec((6, 6, 3), (16,), ((4, 3, 1),), channels_last=True)
+    generators = seeded_generators([0])
+    learner = make_learner("layerwise", spec, None, LocalConfig(), 1e-2, generators)
+    learner.attach_head(categorical(16, generators), categorical)
+    assert learner.trunk.widths == [4 * 4 * 4, 16]
+    features = learner.features(torch.rand(1, 5, 6, 6, 3))
+    assert features.shape == (1, 5, 64 + 16)
+    assert learner.acting_head(None).distribution(features).probs.shape == (1, 5, 3)
+
+
+def test_population_members_are_their_own(tmp_path):
+    """Member 1 of two computes what it computes beside another co-member."""
+    config = run_config("ppo", "layerwise", layerwise_readout="mean")
+    runs = {}
+    for name, seeds in (("a", (0, 1)), ("b", (2, 1))):
+        outs = [tmp_path / name / f"s{s}" for s in seeds]
+        train_population([with_values(config, {"seed": s}) for s in seeds], outs,
+                         progress_bar=False)
+        runs[name] = outs[1]
+    assert (runs["a"] / "metrics.csv").read_bytes() == (runs["b"] / "metrics.csv").read_bytes()
+    a, b = (read_checkpoint(r / "checkpoint.pt")["algorithm"]["networks"] for r in runs.values())
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(("algo", "readout"), [("ppo", "mean"), ("ppo", "last")])
+def test_an_interrupted_run_resumes_exactly(tmp_path, monkeypatch, algo, readout):
+    args = ["--env", "CartPole-v1", "--algo", algo, "--learner", "layerwise",
+            "--layerwise-readout", readout, "--total-steps", "2048", "--checkpoint-every", "512",
+            "--eval-every", "1024", "--eval-episodes", "2", "--no-progress"]
+    if algo == "dqn":
+        args += ["--learning-starts", "300"]
+    assert main(["train", *args, "--out", str(tmp_path / "reference")]) == 0
+    calls = {"n": 0}
+    original = Algorithm.timed_update
+
+    def interrupt(self):
+        calls["n"] += 1
+        if calls["n"] == (3 if algo == "ppo" else 100):
+            raise KeyboardInterrupt
+        return original(self)
+
+    monkeypatch.setattr(Algorithm, "timed_update", interrupt)
+    assert main(["train", *args, "--out", str(tmp_path / "interrupted")]) == 130
+    monkeypatch.setattr(Algorithm, "timed_update", original)
+    assert main(["train", "--resume", str(tmp_path / "interrupted"), "--no-progress"]) == 0
+    for name in ("metrics.csv", "evaluations.csv"):
+        assert (tmp_path / "reference" / name).read_bytes() == \
+            (tmp_path / "interrupted" / name).read_bytes()
+    a, b = (read_checkpoint(tmp_path / d / "checkpoint.pt")["algorithm"]
+            for d in ("reference", "interrupted"))
+    torch.testing.assert_close(a["networks"], b["networks"], rtol=0, atol=0)
+    if algo == "dqn":
+        torch.testing.assert_close(a["target"], b["target"], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(("algo", "env", "extra"), [
+    ("reinforce", "CartPole-v1", []),
+    ("ppo", "Pendulum-v1", ["--num-steps", "256", "--layerwise-readout", "mean"]),
+    ("dqn", "MinAtar/Breakout-v1", ["--learning-starts", "200", "--buffer-size", "1000"]),
+])
+def test_lpdm_train_layerwise(tmp_path, algo, env, extra):
+    if env.startswith("MinAtar"):
+        pytest.importorskip("minatar")
+    out = tmp_path / algo
+    assert main(["train", "--env", env, "--algo", algo, "--learner", "layerwise",
+                 "--total-steps", "768", "--eval-every", "768", "--eval-episodes", "1",
+                 "--no-progress", "--out", str(out), *extra]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["learner"] == "layerwise"
+
+
+def test_layerwise_options_are_its_own(capsys):
+    assert main(["train", "--learner", "bp", "--layerwise-readout", "mean", "--no-progress"]) == 2
+    assert "layerwise" in capsys.readouterr().err

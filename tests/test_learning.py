@@ -14,6 +14,7 @@ CASES = [
     ("reinforce", "lpdm", 20_000, 150),
     ("ppo", "bp", 20_000, 150),
     ("ppo", "lpdm", 20_000, 110),
+    ("ppo", "layerwise", 20_000, 150),  # seed 0: 257
 ]
 
 
