@@ -45,5 +45,5 @@ class LastLayerLearner(Learner):
 
 SPEC = register(LearnerSpec(
     name="toy", summary="the last trunk layer by the RL loss, the others random",
-    build=LastLayerLearner.build, options=(ToyConfig,), local=True, cost_rank=5,
+    build=LastLayerLearner.build, options=(ToyConfig,), local=True, cost_rank=10,
     search_space={"toy_trained_layers": {"type": "int", "low": 1, "high": 2}}))

@@ -398,6 +398,7 @@ UPDATE_VARIANTS: dict[str, tuple[str, dict[str, object]]] = {
     "lpdm": ("lpdm", {}),
     "lpdm-guided": ("lpdm-guided", {}),
     "lpdm sparse": ("lpdm", {"sparse": True}),
+    "layerwise": ("layerwise", {}),
 }
 
 

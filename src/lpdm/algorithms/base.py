@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from lpdm.algorithms.collector import Collector, Iteration
 from lpdm.config import Config
 from lpdm.envs import PopulationRunner
-from lpdm.learners import Learner, LearnerContext, get_spec
+from lpdm.learners import Learner, LearnerContext, RLLoss, get_spec
 from lpdm.local import LayerDiagnostics
 from lpdm.networks import Generators, Trunk, TrunkSpec
 from lpdm.optim import MemberAdam, clip_grad_norm_per_member
@@ -78,7 +78,21 @@ class LearnedNetwork(nn.Module):
                                  config.learner_options, config.run.diagnostics)
         self.learner: Learner = get_spec(learner).build(context)
         self.learner.attach_head(self.head, make_head)
+        self.head = self.learner.acting_head(self.head)
         self.trunk: Trunk = self.learner.trunk
+        self.make_head = make_head
+
+    def acting_copy(self, generators: Generators) -> nn.ModuleDict:
+        """An untrained ``trunk`` and ``head`` of this network's shapes, drawn from
+        ``generators`` (throw-away ones), to be overwritten with its weights (DQN's target
+        network)."""
+        trunk, head = self.learner.acting_copy(self.make_head, generators)
+        return nn.ModuleDict({"trunk": trunk, "head": head})
+
+    def rl_loss(self, features: Tensor, loss_fn: RLLoss) -> tuple[Tensor, dict[str, Tensor]]:
+        """The RL loss ``[K]`` of ``loss_fn(head, features)`` over the learner's readouts,
+        and its statistics (:meth:`Learner.rl_loss`)."""
+        return self.learner.rl_loss(self.head, features, loss_fn)
 
     def param_groups(self, lr: float, hidden_lr: float) -> list[dict]:
         groups = [{"params": list(self.head.parameters()), "lr": lr}]

@@ -9,7 +9,7 @@ a gradient step every 10 steps, squared TD error (``--huber`` for the smooth l1 
 The online Q-network's trunk is trained by its learner on each replay batch (the local
 update under ``lpdm``/``lpdm-guided``, the TD loss by backpropagation under ``bp``,
 nothing under ``frozen``); the head by the TD loss. The target network copies trunk and
-head and is never trained. ``lpdm-guided`` takes as performance the TD target
+acting head and is never trained. ``lpdm-guided`` takes as performance the TD target
 (``--guidance-signal td``) or the Monte-Carlo return of the sample's episode
 (``returns``), which the replay buffer fills in when the episode ends. The learner is also
 given the batch's rewards and next observations (``set_transitions``: ``lpdm-metric``'s
@@ -36,7 +36,7 @@ from lpdm.algorithms.base import Algorithm, LearnedNetwork, masked_mean
 from lpdm.algorithms.collector import Decision, Iteration, Quota, Row, Transition
 from lpdm.config import Config
 from lpdm.envs import PopulationRunner
-from lpdm.networks import Generators, MemberLinear, Trunk, member_noise, seeded_generators
+from lpdm.networks import Generators, MemberLinear, member_noise, seeded_generators
 from lpdm.replay import ReplayBuffers
 
 
@@ -82,11 +82,8 @@ class DQN(Algorithm):
         # the target network: the same shapes, never trained, a copy of the online network
         # built from throw-away generators (the members' own streams stay untouched), then
         # overwritten by the copy
-        scratch = seeded_generators([0] * self.members)
-        self.target = nn.ModuleDict({
-            "trunk": Trunk(self.policy.trunk.spec, generators=scratch),
-            "head": QHead(self.policy.trunk.out_dim, self.n_actions, scratch),
-        }).to(self.device)
+        self.target = self.policy.acting_copy(seeded_generators([0] * self.members)
+                                              ).to(self.device)
         self.target.requires_grad_(False)
         self._copy_target(torch.ones(self.members, dtype=torch.bool))
         space = runner.envs.single_observation_space
@@ -197,13 +194,17 @@ class DQN(Algorithm):
         performance = target if c.guidance_signal == "td" else returns
         self.policy.learner.set_transitions(rewards, next_obs)
         features = self.policy.learner.features(obs, performance, target_obs, valid)
-        q = self.policy.head(features).gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
-        error = (F.smooth_l1_loss(q, target, reduction="none") if d.huber
-                 else F.mse_loss(q, target, reduction="none"))
-        loss = masked_mean(error, valid)
+
+        def td_loss(head: nn.Module, features: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+            q = head(features).gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
+            error = (F.smooth_l1_loss(q, target, reduction="none") if d.huber
+                     else F.mse_loss(q, target, reduction="none"))
+            loss = masked_mean(error, valid)
+            return loss, {"td_loss": loss.detach(), "q_values": masked_mean(q.detach(), valid)}
+
+        loss, stats = self.policy.rl_loss(features, td_loss)
         self.rl_step(loss, learning)
-        return {"td_loss": loss.detach().cpu().numpy(),
-                "q_values": masked_mean(q.detach(), valid).cpu().numpy()}
+        return {key: value.cpu().numpy() for key, value in stats.items()}
 
     # ----------------------------------------------------------------- state
 

@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from lpdm.algorithms.base import (
     Algorithm,
@@ -241,42 +241,55 @@ class PPO(Algorithm):
         critic_features = self.critic.learner.features(mb.obs, guidance, mb.target_obs,
                                                        valid, learn)
 
-        dist = self.policy.head.distribution(actor_features)
-        log_prob = self.policy.head.log_prob(dist, mb.actions)
-        entropy = masked_mean(self.policy.head.entropy(dist), valid)
-        log_ratio = log_prob - mb.log_probs
-        ratio = log_ratio.exp()
-        with torch.no_grad():
-            approx_kl = masked_mean((ratio - 1) - log_ratio, valid)
-            clip_fraction = masked_mean(((ratio - 1.0).abs() > ppo.clip_coef).float(), valid)
         if ppo.norm_adv:
             count = valid.sum(1, keepdim=True)
             mean = masked_mean(advantages, valid).unsqueeze(1)
             std = masked_std(advantages, valid).unsqueeze(1)
             normalised = (advantages - mean) / (std + 1e-8)
             advantages = torch.where(count > 1, normalised, advantages)
-        policy_loss = masked_mean(torch.max(
-            -advantages * ratio,
-            -advantages * ratio.clamp(1 - ppo.clip_coef, 1 + ppo.clip_coef),
-        ), valid)
 
-        value = self.critic.head(critic_features)
-        if ppo.clip_vloss:
-            clipped = mb.values + (value - mb.values).clamp(-ppo.clip_coef, ppo.clip_coef)
-            value_loss = 0.5 * masked_mean(torch.max((value - mb.returns) ** 2,
-                                                     (clipped - mb.returns) ** 2), valid)
-        else:
-            value_loss = 0.5 * masked_mean((value - mb.returns) ** 2, valid)
+        def actor_loss(head: nn.Module, features: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+            """The clipped surrogate minus the entropy bonus; the ratio's denominator is the
+            behaviour (acting) policy's recorded log-probability."""
+            dist = head.distribution(features)
+            log_prob = head.log_prob(dist, mb.actions)
+            entropy = masked_mean(head.entropy(dist), valid)
+            log_ratio = log_prob - mb.log_probs
+            ratio = log_ratio.exp()
+            with torch.no_grad():
+                approx_kl = masked_mean((ratio - 1) - log_ratio, valid)
+                clip_fraction = masked_mean(((ratio - 1.0).abs() > ppo.clip_coef).float(),
+                                            valid)
+            policy_loss = masked_mean(torch.max(
+                -advantages * ratio,
+                -advantages * ratio.clamp(1 - ppo.clip_coef, 1 + ppo.clip_coef),
+            ), valid)
+            return policy_loss - ppo.ent_coef * entropy, {
+                "policy_loss": policy_loss, "entropy": entropy, "approx_kl": approx_kl,
+                "clip_fraction": clip_fraction}
 
-        loss = policy_loss - ppo.ent_coef * entropy + ppo.vf_coef * value_loss
+        def critic_loss(head: nn.Module, features: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+            """The (clipped) squared error to the returns, halved."""
+            value = head(features)
+            if ppo.clip_vloss:
+                clipped = mb.values + (value - mb.values).clamp(-ppo.clip_coef, ppo.clip_coef)
+                value_loss = 0.5 * masked_mean(torch.max((value - mb.returns) ** 2,
+                                                         (clipped - mb.returns) ** 2), valid)
+            else:
+                value_loss = 0.5 * masked_mean((value - mb.returns) ** 2, valid)
+            return value_loss, {"value_loss": value_loss}
+
+        actor, actor_stats = self.policy.rl_loss(actor_features, actor_loss)
+        critic, critic_stats = self.critic.rl_loss(critic_features, critic_loss)
+        loss = actor + ppo.vf_coef * critic
         # a member with no real row in this minibatch (or stopped by the KL) takes no step
         has_rows = valid.any(1)
         self.rl_step(torch.where(has_rows, loss, torch.zeros_like(loss)), has_rows.cpu())
-        for key, number in (("policy_loss", policy_loss), ("value_loss", value_loss),
-                            ("entropy", entropy), ("approx_kl", approx_kl),
-                            ("clip_fraction", clip_fraction)):
-            stats[key].append(torch.where(has_rows, number.detach(),
-                                          torch.full_like(number, float("nan"))))
+        numbers = actor_stats | critic_stats
+        for key in ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction"):
+            stats[key].append(torch.where(has_rows, numbers[key].detach(),
+                                          torch.full_like(numbers[key], float("nan"))))
+        approx_kl = numbers["approx_kl"]
         return approx_kl
 
 

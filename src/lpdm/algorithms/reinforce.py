@@ -24,7 +24,7 @@ from typing import NamedTuple
 import gymnasium as gym
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from lpdm.algorithms.base import (
     Algorithm,
@@ -119,8 +119,13 @@ class Reinforce(Algorithm):
             scaled = advantages / (masked_std(returns, valid).unsqueeze(1) + 1e-8)
             advantages = torch.where(valid.sum(1, keepdim=True) > 1, scaled, advantages)
         features = self.policy.learner.features(batch.obs, returns, batch.target_obs, valid)
-        dist = self.policy.head.distribution(features)
-        log_prob = self.policy.head.log_prob(dist, batch.actions)
-        entropy = masked_mean(self.policy.head.entropy(dist), valid)
-        loss = -masked_mean(advantages * log_prob, valid) - self.config.reinforce.ent_coef * entropy
+        ent_coef = self.config.reinforce.ent_coef
+
+        def policy_loss(head: nn.Module, features: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+            dist = head.distribution(features)
+            log_prob = head.log_prob(dist, batch.actions)
+            entropy = masked_mean(head.entropy(dist), valid)
+            return -masked_mean(advantages * log_prob, valid) - ent_coef * entropy, {}
+
+        loss, _ = self.policy.rl_loss(features, policy_loss)
         self.rl_step(loss, valid.any(1).cpu())

@@ -31,6 +31,11 @@ if TYPE_CHECKING:
     from lpdm.optim import MemberAdam
 
 
+# an algorithm's RL loss on one readout: (head, features [K, B, width]) -> (loss [K],
+# statistics {name: [K]})
+RLLoss = Callable[["nn.Module", "Tensor"], tuple["Tensor", dict[str, "Tensor"]]]
+
+
 @dataclass
 class LearnerContext:
     """What a learner is built from, for one network of an algorithm."""
@@ -114,6 +119,31 @@ class Learner(ABC):
     def weights_loaded(self, members: Tensor) -> None:  # noqa: B027 - most keep no copies
         """The trunk weights of the ``members`` (``[K]`` bool) were put in from outside
         (``--init-trunk``): bring any copy of them the learner keeps up to date."""
+
+    def acting_head(self, head: nn.Module) -> nn.Module:
+        """The head the network acts, is evaluated and checkpointed with, reading what the
+        trunk returns: ``head`` itself, unless the learner reads out more than the last
+        layer (``layerwise``). Asked once, after :meth:`attach_head`."""
+        return head
+
+    def acting_copy(self, make_head: Callable[[int, Generators], nn.Module],
+                    generators: Generators) -> tuple[nn.Module, nn.Module]:
+        """An untrained trunk and acting head of the shapes of this learner's, drawn from
+        ``generators`` (throw-away ones: a copy to overwrite, DQN's target network); the
+        trunk is a plain :class:`~lpdm.networks.Trunk` (no local optimizer), drawn first."""
+        from lpdm.networks import Trunk
+
+        trunk = Trunk(self.trunk.spec, generators=generators)
+        return trunk, make_head(trunk.out_dim, generators)
+
+    def rl_loss(self, head: nn.Module, features: Tensor, loss_fn: RLLoss
+                ) -> tuple[Tensor, dict[str, Tensor]]:
+        """The RL loss ``[K]`` the RL optimizer minimises, and its statistics (``[K]``
+        each), from the algorithm's ``loss_fn(head, features)`` on the network's ``head``
+        and the ``features`` this learner returned: ``loss_fn(head, features)`` itself,
+        except for a learner whose layers read out through heads of their own
+        (``layerwise``: the sum over its readouts, the statistics of the acting one)."""
+        return loss_fn(head, features)
 
     def after_backward(self, stepping: Tensor) -> None:  # noqa: B027 - bp's, dfa's trunks
         """The RL loss was just backpropagated (before clipping); the members in

@@ -129,5 +129,5 @@ class DFALearner(Learner):
 
 SPEC = register(LearnerSpec(
     name="dfa", summary="direct feedback alignment: the head's output error through a fixed "
-    "random matrix per layer", build=DFALearner.build, local=True, cost_rank=2,
+    "random matrix per layer", build=DFALearner.build, local=True, cost_rank=3,
     color="#d62728"))

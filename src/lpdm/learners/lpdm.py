@@ -84,5 +84,5 @@ DISTANCE_MATCHING_SPACE = {
 
 SPEC = register(LearnerSpec(
     name="lpdm", summary="distance matching, locally, per layer", build=LocalLearner.build,
-    distance_matching=True, local=True, paper=True, cost_rank=3, color="#ff7f0e",
+    distance_matching=True, local=True, paper=True, cost_rank=5, color="#ff7f0e",
     search_space=DISTANCE_MATCHING_SPACE))

@@ -62,6 +62,6 @@ class GuidedLearner(LocalLearner):
 SPEC = register(LearnerSpec(
     name="lpdm-guided", summary="reward-guided distance matching, locally, per layer",
     build=GuidedLearner.build, options=(GuidanceConfig,), distance_matching=True, local=True,
-    paper=True, references=("lpdm",), cost_rank=4, color="#2ca02c",
+    paper=True, references=("lpdm",), cost_rank=6, color="#2ca02c",
     search_space=DISTANCE_MATCHING_SPACE | {
         "guidance_strength": {"type": "float", "low": 0.01, "high": 1.0, "log": True}}))

@@ -101,7 +101,7 @@ class MetricLearner(LocalLearner):
 SPEC = register(LearnerSpec(
     name="lpdm-metric", summary="task-aware (value or bisimulation) distance matching, "
     "locally, per layer", build=MetricLearner.build, options=(MetricConfig,),
-    distance_matching=True, local=True, references=("lpdm",), cost_rank=5, color="#8c564b",
+    distance_matching=True, local=True, references=("lpdm",), cost_rank=7, color="#8c564b",
     # the form is a choice of method, not searched: bisim exists under DQN only, and a
     # trial refused for it would spend the budget (add it with ``lpdm tune --space``)
     search_space=DISTANCE_MATCHING_SPACE | {

@@ -25,7 +25,8 @@ if TYPE_CHECKING:
 
 PLUGINS_ENV = "LPDM_PLUGINS"
 ENTRY_POINTS = "lpdm.learners"
-BUILTIN = ("bp", "lpdm", "lpdm_guided", "frozen", "linear", "lpdm_metric", "dfa")
+BUILTIN = ("bp", "lpdm", "lpdm_guided", "frozen", "linear", "lpdm_metric", "dfa",
+           "layerwise")
 
 
 @dataclass(frozen=True)
