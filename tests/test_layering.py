@@ -1,6 +1,6 @@
-"""Layering: the command line's help, a report from archives and the claims table import
-neither torch nor Gymnasium (so that ``lpdm --help`` answers at once and reports build
-anywhere)."""
+"""Layering: the command line's help, a report from archives, the claims table and the
+leaderboard import neither torch nor Gymnasium (so that ``lpdm --help`` answers at once and
+reports build anywhere)."""
 
 import subprocess
 import sys
@@ -10,7 +10,7 @@ ROOT = Path(__file__).parents[1]
 ARCHIVE = ROOT / "docs/results/minatar/archive.npz"
 
 
-def test_help_reports_and_claims_import_neither_torch_nor_gymnasium(tmp_path):
+def test_help_reports_claims_and_leaderboard_import_neither_torch_nor_gymnasium(tmp_path):
     code = f"""
 import sys
 import lpdm.report
@@ -24,6 +24,9 @@ from lpdm.report.claims_page import claims_table
 # an archive, a runs.csv and the bench tables (the suite's claims are slower, alike)
 claims_table(Path(r'{ROOT}'), tuple(c for c in CLAIMS if len(c.sources) == 1
                                     and "suite" not in c.sources[0]))
+from lpdm.report.leaderboard import Board
+from lpdm.report.leaderboard_page import build, page
+page(build(Path(r'{ROOT}'), (Board('dqn', ('docs/results/dqn/runs.csv',)),)))
 heavy = [name for name in ('torch', 'gymnasium') if name in sys.modules]
 assert not heavy, heavy
 """

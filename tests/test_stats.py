@@ -15,6 +15,7 @@ from lpdm.report.stats import (
     probability_of_improvement,
     smallest_mann_whitney_p,
     stratified_iqm,
+    stratified_iqm_ratio,
     summarize,
 )
 
@@ -97,6 +98,18 @@ def test_stratified_bootstrap_resamples_each_task_on_its_own():
     assert (estimate.value, estimate.low, estimate.high) == (5.0, 5.0, 5.0)
     # pooled 15 values, 3 cut at each end: mean of 3..9, 100, 101
     assert stratified_iqm([np.arange(10.0), np.arange(5.0) + 100]).value == pytest.approx(27.0)
+
+
+def test_stratified_iqm_ratio_resamples_each_task_of_each_method_on_its_own():
+    # constant tasks: every resample keeps the pooled IQMs, 5 over 10
+    halves = stratified_iqm_ratio([np.zeros(5), np.full(5, 10.0)],
+                                  [np.zeros(5), np.full(5, 20.0)])
+    assert (halves.value, halves.low, halves.high) == (0.5, 0.5, 0.5)
+    rng = np.random.default_rng(0)
+    spread = stratified_iqm_ratio([rng.normal(1.0, 0.2, 8)], [rng.normal(2.0, 0.2, 8)])
+    assert spread.low < spread.value < spread.high and 0.3 < spread.value < 0.7
+    # a reference IQM at or below zero gives no ratio
+    assert np.isnan(stratified_iqm_ratio([np.ones(5)], [np.zeros(5)]).value)
 
 
 def test_average_probability_of_improvement_over_tasks():

@@ -1,4 +1,4 @@
-"""Command line: ``lpdm train | eval | sweep | tune | report | claims | bench``.
+"""Command line: ``lpdm train | eval | sweep | tune | report | claims | leaderboard | bench``.
 
 Configuration flags are generated from :mod:`lpdm.config`, so ``train`` and ``sweep``
 share one definition of every option. Errors a user can fix are printed as one line
@@ -127,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     from lpdm.bench_command import add_bench_parser
     from lpdm.report.claims_command import add_claims_command
     from lpdm.report.command import add_report_command
+    from lpdm.report.leaderboard_command import add_leaderboard_command
     from lpdm.sweeps.command import add_sweep_command
     from lpdm.tuning.command import add_tune_command
 
@@ -134,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_tune_command(commands)
     add_report_command(commands)
     add_claims_command(commands)
+    add_leaderboard_command(commands)
     add_bench_parser(commands)
     return parser
 

@@ -64,7 +64,7 @@ def _title(env: str, algo: str, variant: str, what: str = "") -> str:
     return " · ".join(parts)
 
 
-def _save(figure: Figure, path: Path) -> bool:
+def save_png(figure: Figure, path: Path) -> bool:
     """Write ``figure`` as a PNG of at most 256 colours. Line and bar plots lose nothing
     visible, and the files shrink about 2.7x, which matters because the HTML page embeds
     them all (a suite's diagnostics figure: 1.6 MB in full colour, 0.6 MB)."""
@@ -145,7 +145,7 @@ def overview(analysis: Analysis, path: Path) -> bool:
                 drawn = True
     if drawn:
         _legend(figure, learners)
-    return drawn and _save(figure, path)
+    return drawn and save_png(figure, path)
 
 
 # --------------------------------------------------------------------------- diagnostics
@@ -187,7 +187,7 @@ def diagnostics(analysis: Analysis, path: Path) -> bool:
                     drawn = True
     if drawn:
         _legend(figure, learners)
-    return drawn and _save(figure, path)
+    return drawn and save_png(figure, path)
 
 
 MIN_PROFILE_LAYERS = 3  # two layers are read well enough in the diagnostics figure
@@ -218,7 +218,7 @@ def layer_profiles(analysis: Analysis, path: Path) -> bool:
                 depth = np.arange(1, profile.shape[0] + 1)
                 ax.plot(depth, profile[:, p], color=color(learner), marker="o", ms=3, lw=1.4)
     _legend(figure, learners)
-    return _save(figure, path)
+    return save_png(figure, path)
 
 
 # --------------------------------------------------------------------------- learning curves
@@ -270,7 +270,7 @@ def learning_curves(analysis: Analysis, path: Path) -> bool:
                 drawn = True
     if drawn:
         _legend(figure, analysis.learners)
-    return drawn and _save(figure, path)
+    return drawn and save_png(figure, path)
 
 
 # --------------------------------------------------------------------------- distributions
@@ -307,7 +307,7 @@ def score_distributions(analysis: Analysis, path: Path) -> bool:
             if score == "final_score" and np.isfinite(threshold):
                 ax.axhline(threshold, color="#d62728", ls="--", lw=1, label="stuck threshold")
                 ax.legend(fontsize=7, loc="lower right", frameon=False)
-    return drawn and _save(figure, path)
+    return drawn and save_png(figure, path)
 
 
 # --------------------------------------------------------------------------- profiles
@@ -343,7 +343,7 @@ def performance_profiles(analysis: Analysis, path: Path) -> bool:
             drawn = True
     if drawn:
         _legend(figure, analysis.learners)
-    return drawn and _save(figure, path)
+    return drawn and save_png(figure, path)
 
 
 # --------------------------------------------------------------------------- wall time
@@ -380,7 +380,7 @@ def wall_time(analysis: Analysis, path: Path) -> bool:
             ax.set_ylabel("milliseconds")
     if drawn:
         _legend(figure, learners)
-    return drawn and _save(figure, path)
+    return drawn and save_png(figure, path)
 
 
 def _mean(values: list[float]) -> float:

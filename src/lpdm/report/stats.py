@@ -102,6 +102,33 @@ def stratified_iqm(tasks: Sequence[np.ndarray]) -> Estimate:
     return Estimate(value, float(low), float(high))
 
 
+def stratified_iqm_ratio(tasks: Sequence[np.ndarray], reference_tasks: Sequence[np.ndarray]
+                         ) -> Estimate:
+    """IQM of the runs of ``tasks`` pooled over that of ``reference_tasks`` pooled (each a
+    list of one method's scores per task), with a CI that resamples each task's runs of each
+    method on their own. NaN when the reference IQM is not positive; no interval when a task
+    has fewer than 2 runs or a resampled reference IQM is not positive."""
+    tasks = [np.asarray(t, dtype=np.float64) for t in tasks if len(t)]
+    reference_tasks = [np.asarray(t, dtype=np.float64) for t in reference_tasks if len(t)]
+    if not tasks or not reference_tasks:
+        return Estimate(float("nan"))
+    reference = float(iqm(np.concatenate(reference_tasks)))
+    if not reference > 0:
+        return Estimate(float("nan"))
+    value = float(iqm(np.concatenate(tasks))) / reference
+    if min(t.size for t in (*tasks, *reference_tasks)) < 2:
+        return Estimate(value)
+    split = len(tasks)
+
+    def ratio(*samples: np.ndarray, axis: int = -1) -> np.ndarray:
+        top = iqm(np.concatenate(samples[:split], axis=axis), axis=axis)
+        bottom = iqm(np.concatenate(samples[split:], axis=axis), axis=axis)
+        return np.where(bottom > 0, top / np.where(bottom > 0, bottom, 1.0), np.nan)
+
+    low, high = bootstrap([*tasks, *reference_tasks], ratio)
+    return Estimate(value, float(low), float(high))
+
+
 def _poi(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
     u = stats.mannwhitneyu(x, y, axis=axis, method="asymptotic").statistic
     return u / (x.shape[axis] * y.shape[axis])

@@ -1,0 +1,269 @@
+"""The leaderboard's numbers: per algorithm (a :class:`Board`), every learner's standing over
+the environments of the committed studies the board names, at the library defaults.
+
+A standing holds the IQM of the normalised final scores (fixed references, ``lpdm.suites``,
+where every environment has one), its ratio to ``bp``'s, the mean P(> ``bp``) and
+P(> ``frozen``), the environments where it is above ``frozen`` (and significantly so after
+Holm), each environment's normalised IQM, and its time per iteration relative to ``bp``.
+:mod:`lpdm.report.leaderboard_page` writes them, with the verdict of
+:mod:`lpdm.report.leaderboard_verdict`, as ``docs/results/leaderboard/README.md``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lpdm.errors import RunError
+from lpdm.learners.spec import find_spec, learner_specs
+from lpdm.report.analysis import (
+    BASELINE,
+    CONTROL,
+    Group,
+    Normalisation,
+    make_groups,
+    normalisations,
+    normalised_finals,
+)
+from lpdm.report.judge import load_runs
+from lpdm.report.records import RunRecord
+from lpdm.report.stats import (
+    SIGNIFICANCE,
+    Estimate,
+    average_probability_of_improvement,
+    holm,
+    iqm,
+    mann_whitney_p,
+    probability_of_improvement,
+    smallest_mann_whitney_p,
+    stratified_iqm,
+    stratified_iqm_ratio,
+)
+
+FINAL = "final_score"
+BACKPROP, BP_FREE, CONTROL_KIND, UNREGISTERED = ("backpropagation", "BP-free", "control",
+                                                 "unregistered")
+
+
+@dataclass(frozen=True)
+class Board:
+    """One algorithm's leaderboard and the committed data it reads (paths under the
+    repository root: archives, folders of archives, or a report's ``runs.csv``):
+    ``sources`` must exist, ``later`` are read once committed (a leaderboard study)."""
+
+    algo: str
+    sources: tuple[str, ...]
+    later: tuple[str, ...] = ()
+
+
+LEADERBOARD_STUDY = "docs/results/leaderboard"
+BOARDS: tuple[Board, ...] = (
+    Board("ppo", ("docs/results/suite/parts",), (f"{LEADERBOARD_STUDY}/ppo",)),
+    Board("dqn", ("docs/results/dqn/runs.csv",), (f"{LEADERBOARD_STUDY}/dqn",)),
+    Board("reinforce", ("docs/results/suite/parts",)),
+)
+
+
+@dataclass(frozen=True)
+class Cost:
+    """A time per iteration over ``bp``'s: per environment the median over runs of each,
+    divided; here the median of those ratios over ``settings`` environments and their
+    range (NaN where no environment has both timed in the same sweep)."""
+
+    median: float
+    low: float
+    high: float
+    settings: int
+
+
+@dataclass(frozen=True)
+class Standing:
+    """One learner under one board's algorithm, across its environments (normalised
+    final scores)."""
+
+    learner: str
+    kind: str  # BACKPROP, BP_FREE, CONTROL_KIND or UNREGISTERED
+    runs: int
+    normalised_iqm: Estimate
+    ratio_to_bp: Estimate  # IQM / bp's IQM, pooled over environments
+    versus_bp: Estimate  # mean over environments of P(learner > bp)
+    versus_frozen: Estimate  # mean over environments of P(learner > frozen)
+    per_env: dict[str, float]  # environment -> IQM of its normalised final scores
+    # against frozen, per environment both ran: higher (P > 0.5 and a higher IQM), and
+    # higher / lower at Holm-adjusted p < SIGNIFICANCE over those environments
+    compared_with_frozen: tuple[str, ...]
+    higher_than_frozen: tuple[str, ...]
+    beats_frozen: tuple[str, ...]
+    loses_to_frozen: tuple[str, ...]
+    time_vs_bp: Cost
+    update_time_vs_bp: Cost
+
+    @property
+    def environments(self) -> int:
+        return len(self.per_env)
+
+    @property
+    def above_frozen_everywhere(self) -> bool:
+        """Higher than ``frozen`` on every environment of its own, all compared."""
+        return (len(self.compared_with_frozen) == self.environments > 0
+                and self.higher_than_frozen == self.compared_with_frozen)
+
+
+@dataclass(frozen=True)
+class Leaderboard:
+    """One board computed: its standings (best normalised IQM first), environments,
+    normalisation, the sources read, and the registered learners without runs."""
+
+    algo: str
+    sources: tuple[str, ...]
+    envs: tuple[str, ...]
+    seeds: tuple[int, ...]
+    normalisation: Normalisation
+    standings: tuple[Standing, ...]
+    without_runs: tuple[str, ...]
+    unfinished: int  # runs left out because they did not finish
+    holm_floor: float  # the smallest Holm-adjusted p a per-environment test can reach
+
+    def standing(self, learner: str) -> Standing | None:
+        return next((s for s in self.standings if s.learner == learner), None)
+
+    @property
+    def update_times_kept(self) -> bool:
+        return any(s.update_time_vs_bp.settings for s in self.standings)
+
+
+def kind(learner: str) -> str:
+    """How the leaderboard classes ``learner``, from its spec's flags."""
+    spec = find_spec(learner)
+    if spec is None:
+        return UNREGISTERED
+    if spec.local:
+        return BP_FREE
+    return CONTROL_KIND if spec.control else BACKPROP
+
+
+def present_sources(root: Path, board: Board) -> tuple[str, ...]:
+    """``board``'s sources, and those of its later ones committed under ``root``."""
+    missing = [s for s in board.sources if not (root / s).exists()]
+    if missing:
+        raise RunError(f"leaderboard {board.algo}: {', '.join(missing)} not found under {root}")
+    return board.sources + tuple(s for s in board.later if (root / s).exists())
+
+
+def board_runs(root: Path, sources: tuple[str, ...], board: Board) -> list[RunRecord]:
+    """The runs of ``board``'s algorithm at the defaults (no swept option) in ``sources``
+    under ``root``; a run (environment, learner, seed) found twice is an error."""
+    runs = [r for r in load_runs(root, sources) if r.algo == board.algo and not r.variant]
+    twice = [key for key, n in Counter((r.env, r.learner, r.seed) for r in runs).items()
+             if n > 1]
+    if twice:
+        env, learner, seed = twice[0]
+        raise RunError(f"leaderboard {board.algo}: {env} {learner} seed {seed} is in more than "
+                       f"one of {', '.join(sources)}")
+    if not runs:
+        raise RunError(f"leaderboard {board.algo}: no {board.algo} runs at the defaults in "
+                       f"{', '.join(sources)}")
+    return runs
+
+
+def compute(root: Path, board: Board) -> Leaderboard:
+    """``board`` computed from its committed runs under ``root``."""
+    sources = present_sources(root, board)
+    runs = board_runs(root, sources, board)
+    finished = [r for r in runs if r.finished]
+    groups = make_groups(finished)
+    normalisation = normalisations(groups)[board.algo]
+    by_learner: dict[str, list[Group]] = {}
+    for group in groups:
+        by_learner.setdefault(group.learner, []).append(group)
+    standings = [_standing(learner, mine, by_learner, normalisation)
+                 for learner, mine in by_learner.items()]
+    standings.sort(key=lambda s: -s.normalised_iqm.value if math.isfinite(
+        s.normalised_iqm.value) else math.inf)
+    envs = tuple(dict.fromkeys(g.setting.env for g in groups))
+    counts = [len(g.values(FINAL)) for g in groups]
+    floor = (len(envs) * smallest_mann_whitney_p(min(counts), min(counts))
+             if counts and min(counts) else math.nan)
+    return Leaderboard(
+        board.algo, sources, envs, tuple(sorted({r.seed for r in finished})), normalisation,
+        tuple(standings),
+        tuple(name for name in learner_specs() if name not in by_learner),
+        len(runs) - len(finished), min(1.0, floor))
+
+
+def _standing(learner: str, mine: list[Group], by_learner: dict[str, list[Group]],
+              normalisation: Normalisation) -> Standing:
+    scales = {normalisation.algo: normalisation}
+    tasks = [normalised_finals(g, scales) for g in mine]
+    bp = {g.setting.env: g for g in by_learner.get(BASELINE, [])}
+    frozen = {g.setting.env: g for g in by_learner.get(CONTROL, [])}
+    ratio = stratified_iqm_ratio(tasks, [normalised_finals(g, scales) for g in bp.values()])
+    if learner == BASELINE:
+        ratio = Estimate(1.0)
+    compared, higher, beats, loses = _against(mine, frozen) if learner != CONTROL else ((),) * 4
+    return Standing(
+        learner, kind(learner), sum(len(g.finished) for g in mine), stratified_iqm(tasks),
+        ratio, _mean_poi(mine, bp) if learner != BASELINE else Estimate(math.nan),
+        _mean_poi(mine, frozen) if learner != CONTROL else Estimate(math.nan),
+        {g.setting.env: float(iqm(t)) if t.size else math.nan
+         for g, t in zip(mine, tasks, strict=True)},
+        compared, higher, beats, loses,
+        _cost(mine, bp, "seconds_per_iteration"),
+        _cost(mine, bp, "update_seconds_per_iteration"))
+
+
+def _mean_poi(mine: list[Group], reference: dict[str, Group]) -> Estimate:
+    """Mean over the environments both ran of P(learner > reference), final score."""
+    pairs = [(g.values(FINAL), reference[g.setting.env].values(FINAL)) for g in mine
+             if g.setting.env in reference]
+    return average_probability_of_improvement(pairs) if pairs else Estimate(math.nan)
+
+
+def _against(mine: list[Group], frozen: dict[str, Group]
+             ) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """``(compared, higher, beats, loses)``: the environments where the learner and
+    ``frozen`` both have final scores; of those, where it is higher (P(> frozen) > 0.5 and
+    a higher IQM), and where it is higher (lower) at a Holm-adjusted Mann-Whitney p below
+    SIGNIFICANCE, Holm over the compared environments."""
+    pairs = [(g.setting.env, g.values(FINAL), frozen[g.setting.env].values(FINAL))
+             for g in mine if g.setting.env in frozen]
+    pairs = [(env, x, y) for env, x, y in pairs if x.size and y.size]
+    pois = [probability_of_improvement(x, y).value for _, x, y in pairs]
+    adjusted = holm([mann_whitney_p(x, y) if min(x.size, y.size) >= 2 else math.nan
+                     for _, x, y in pairs])
+    higher = tuple(env for (env, x, y), poi in zip(pairs, pois, strict=True)
+                   if poi > 0.5 and iqm(x) > iqm(y))
+    beats = tuple(env for (env, _, _), poi, p in zip(pairs, pois, adjusted, strict=True)
+                  if p < SIGNIFICANCE and poi > 0.5)
+    loses = tuple(env for (env, _, _), poi, p in zip(pairs, pois, adjusted, strict=True)
+                  if p < SIGNIFICANCE and poi < 0.5)
+    return tuple(env for env, _, _ in pairs), higher, beats, loses
+
+
+def _cost(mine: list[Group], bp: dict[str, Group], attribute: str) -> Cost:
+    """The learner's ``attribute`` (a time per iteration) over ``bp``'s, per environment
+    where both were timed in the same sweep (runs of different sweeps ran under different
+    loads), summarised over environments."""
+    ratios = []
+    for group in mine:
+        reference = bp.get(group.setting.env)
+        if reference is None:
+            continue
+        if len({r.sweep for r in group.finished + reference.finished}) > 1:
+            continue
+        times, bp_times = (_finite([getattr(r, attribute) for r in g.finished])
+                           for g in (group, reference))
+        if times.size and bp_times.size and np.median(bp_times) > 0:
+            ratios.append(float(np.median(times) / np.median(bp_times)))
+    if not ratios:
+        return Cost(math.nan, math.nan, math.nan, 0)
+    return Cost(float(np.median(ratios)), min(ratios), max(ratios), len(ratios))
+
+
+def _finite(values: list[float]) -> np.ndarray:
+    x = np.asarray(values, dtype=np.float64)
+    return x[np.isfinite(x)]

@@ -1,0 +1,199 @@
+"""Which backpropagation-free learner to use, where, and how far it is from ``bp``: the
+leaderboard's paragraph, generated from its numbers by the rules of ``RULES``.
+
+The goal (issue 26): a BP-free learner at ``GOAL_RATIO`` or more of ``bp``'s normalised IQM
+under each of ``GOAL_ALGOS``, above ``frozen`` on every environment. Under each algorithm
+the paragraph names the BP-free learner that meets it (the highest ratio of those that do),
+else the one that comes closest (the highest ratio) and what bounds it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from lpdm.report.analysis import BASELINE, CONTROL
+from lpdm.report.judge import algorithm_name, fmt, fmt_estimate
+from lpdm.report.leaderboard import BP_FREE, Leaderboard, Standing
+from lpdm.report.stats import SIGNIFICANCE
+
+GOAL_RATIO = 0.9
+GOAL_ALGOS = ("ppo", "dqn")
+GAPS = 2  # the environments named as furthest from bp
+RULES = (
+    f"**meets the goal**: a BP-free learner whose pooled normalised IQM is at least "
+    f"{GOAL_RATIO:g}× `bp`'s (the point estimate) and that is above `{CONTROL}` on every "
+    "environment it ran",
+    f"**above `{CONTROL}` on an environment**: P(learner > `{CONTROL}`) above 0.5 and a "
+    "higher IQM of final scores there, significant or not (with few runs per environment, "
+    "a Holm correction over the environments may leave no single one significant: the "
+    "significant counts are given beside)",
+    "**use**: the BP-free learner that meets the goal at the highest ratio to `bp`; when "
+    "none does, the **closest**: the highest ratio (a higher normalised IQM where `bp` has "
+    "no runs)",
+    "**what bounds it**: the ratio below the goal (and whether its 95% interval reaches "
+    f"it), the environments where it is not above `{CONTROL}`, and the {GAPS} environments "
+    "where its normalised IQM is furthest below `bp`'s",
+    f"**where**: the environments where its normalised IQM is at least {GOAL_RATIO:g}× "
+    "`bp`'s (where `bp`'s is positive), and those where another BP-free learner has the "
+    "higher normalised IQM",
+)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One board judged: the BP-free learner to use (None without any), whether it meets
+    the goal, and the sentences that say so."""
+
+    algo: str
+    learner: str | None
+    meets_goal: bool
+    text: str
+
+
+def meets_goal(standing: Standing) -> bool:
+    return (standing.kind == BP_FREE and standing.ratio_to_bp.value >= GOAL_RATIO
+            and standing.above_frozen_everywhere)
+
+
+def _rank(standing: Standing) -> tuple[float, float]:
+    def value(x: float) -> float:
+        return x if math.isfinite(x) else -math.inf
+
+    return value(standing.ratio_to_bp.value), value(standing.normalised_iqm.value)
+
+
+def judge_board(board: Leaderboard) -> Verdict:
+    """The learner to use under ``board``'s algorithm, and why, by the rules of ``RULES``."""
+    name = algorithm_name(board.algo)
+    local = [s for s in board.standings if s.kind == BP_FREE]
+    if not local:
+        return Verdict(board.algo, None, False,
+                       f"Under {name} no BP-free learner has committed runs yet.")
+    meeting = [s for s in local if meets_goal(s)]
+    pick = max(meeting or local, key=_rank)
+    bp = board.standing(BASELINE)
+    distance = _distance(pick, bp)
+    if meeting:
+        others = [f"`{s.learner}`" for s in meeting if s is not pick]
+        text = (f"Under {name} use `{pick.learner}`: it **meets the goal**, {distance}"
+                f"{_frozen(pick, board)}"
+                + (f"; {', '.join(others)} meet{'s' if len(others) == 1 else ''} it too"
+                   if others else "") + ".")
+    else:
+        text = (f"Under {name} no BP-free learner meets the goal; the closest is "
+                f"`{pick.learner}`, {distance}. What bounds it: {_bounds(pick, bp, board)}.")
+    return Verdict(board.algo, pick.learner, bool(meeting),
+                   text + _where(pick, bp, local, board) + _cost(pick))
+
+
+def _distance(pick: Standing, bp: Standing | None) -> str:
+    """How far it is from bp: the ratio of normalised IQMs, the IQMs, and P(> bp)."""
+    iqm = f"normalised IQM {fmt_estimate(pick.normalised_iqm)}"
+    if bp is None:
+        return f"{iqm} (no `bp` runs to compare with)"
+    ratio = pick.ratio_to_bp
+    if not math.isfinite(ratio.value):
+        return f"{iqm} (no ratio: `bp`'s is {fmt_estimate(bp.normalised_iqm)})"
+    interval = f" [{fmt(ratio.low)}, {fmt(ratio.high)}]" if ratio.has_interval else ""
+    return (f"at {fmt(ratio.value)}×{interval} `bp`'s normalised IQM "
+            f"({fmt_estimate(pick.normalised_iqm)} against {fmt_estimate(bp.normalised_iqm)}), "
+            f"P(> `bp`) {fmt_estimate(pick.versus_bp)}")
+
+
+def _frozen(pick: Standing, board: Leaderboard) -> str:
+    """How often it is above frozen, and significantly so."""
+    compared = len(pick.compared_with_frozen)
+    if not compared:
+        return f", with no `{CONTROL}` runs to compare with"
+    every = "all " if len(pick.higher_than_frozen) == compared else ""
+    text = (f", above `{CONTROL}` on {every}{len(pick.higher_than_frozen)} of {compared} "
+            f"environments ({_significant(pick, board)})")
+    return text
+
+
+def _significant(pick: Standing, board: Leaderboard) -> str:
+    text = (f"significantly higher after Holm on {len(pick.beats_frozen)}, lower on "
+            f"{len(pick.loses_to_frozen)}")
+    if not pick.beats_frozen and board.holm_floor >= SIGNIFICANCE:
+        text += (f"; at these run counts no environment can be, the smallest adjusted p being "
+                 f"{fmt(board.holm_floor)}")
+    return text
+
+
+def _bounds(pick: Standing, bp: Standing | None, board: Leaderboard) -> str:
+    parts = []
+    ratio = pick.ratio_to_bp
+    if math.isfinite(ratio.value) and ratio.value < GOAL_RATIO:
+        reach = ("its 95% interval lies below" if ratio.has_interval and ratio.high < GOAL_RATIO
+                 else "though its 95% interval reaches it" if ratio.has_interval
+                 else "without an interval")
+        parts.append(f"it is short of the {GOAL_RATIO:g}× goal ({reach})")
+    elif not math.isfinite(ratio.value):
+        parts.append("no ratio to `bp` (no `bp` runs, or `bp`'s normalised IQM is not "
+                     "positive)")
+    if not pick.above_frozen_everywhere:
+        missed = [env for env in pick.compared_with_frozen if env not in pick.higher_than_frozen]
+        compared = len(pick.compared_with_frozen)
+        if compared:
+            parts.append(f"it is above `{CONTROL}` on only {len(pick.higher_than_frozen)} of "
+                         f"{compared} environments (not on {', '.join(missed)}; "
+                         f"{_significant(pick, board)})")
+        else:
+            parts.append(f"no `{CONTROL}` runs to compare with")
+    if bp is not None:
+        gaps = sorted(((bp.per_env[env] - value, env) for env, value in pick.per_env.items()
+                       if env in bp.per_env and math.isfinite(value - bp.per_env[env])),
+                      reverse=True)[:GAPS]
+        named = [f"{env} ({fmt(pick.per_env[env])} against {fmt(bp.per_env[env])})"
+                 for gap, env in gaps if gap > 0]
+        if named:
+            parts.append(f"it is furthest below `bp` on {' and '.join(named)}")
+    return "; ".join(parts)
+
+
+def _where(pick: Standing, bp: Standing | None, local: list[Standing],
+           board: Leaderboard) -> str:
+    """Where it comes near bp, and where another BP-free learner scores higher."""
+    text = ""
+    if bp is not None:
+        near = [env for env in board.envs if env in pick.per_env and bp.per_env.get(env, 0) > 0
+                and pick.per_env[env] >= GOAL_RATIO * bp.per_env[env]]
+        text += (f" `{pick.learner}` is within {GOAL_RATIO:g}× of `bp`'s normalised IQM on "
+                 f"{', '.join(near) if near else 'no environment'}.")
+    better: dict[str, list[str]] = {}
+    for env in board.envs:
+        scored = [s for s in local if math.isfinite(s.per_env.get(env, math.nan))]
+        best = max(scored, key=lambda s: s.per_env[env], default=None)
+        if best is not None and best is not pick and \
+                best.per_env[env] > pick.per_env.get(env, -math.inf):
+            better.setdefault(best.learner, []).append(env)
+    for learner, envs in better.items():
+        text += f" `{learner}` scores higher on {', '.join(envs)}."
+    return text
+
+
+def _cost(pick: Standing) -> str:
+    cost = pick.time_vs_bp
+    if not cost.settings:
+        return ""
+    spread = (f", {fmt(cost.low)}–{fmt(cost.high)}" if cost.settings > 1 else "")
+    return (f" `{pick.learner}` takes {fmt(cost.median)}× `bp`'s time per iteration (median over "
+            f"{cost.settings} environment{'s' if cost.settings > 1 else ''}{spread}).")
+
+
+def summary(boards: list[Leaderboard]) -> str:
+    """The paragraph: the goal, where it is met, then each board's verdict."""
+    verdicts = [judge_board(board) for board in boards]
+    goal = [v for v in verdicts if v.algo in GOAL_ALGOS]
+    met = [algorithm_name(v.algo) for v in goal if v.meets_goal]
+    unmet = [algorithm_name(a) for a in GOAL_ALGOS if algorithm_name(a) not in met]
+    asked = " and under ".join(algorithm_name(a) for a in GOAL_ALGOS)
+    if not met:
+        status = "It is not met"
+    else:
+        status = f"It is met under {' and '.join(met)}" + (
+            f", not under {' or '.join(unmet)}" if unmet else "")
+    head = (f"The goal: a BP-free learner at {GOAL_RATIO:g}× or more of `bp`'s normalised IQM "
+            f"under {asked}, above `{CONTROL}` on every environment. {status}.")
+    return " ".join([head, *(v.text for v in verdicts)])

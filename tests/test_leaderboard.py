@@ -1,0 +1,112 @@
+"""``lpdm leaderboard``: the committed page is the committed data's, the paragraph's rules
+name the learner they say on tiny synthetic studies, and ``--check`` catches a stale page."""
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lpdm.cli import main
+from lpdm.report import leaderboard_page
+from lpdm.report.archive import write_archive
+from lpdm.report.leaderboard import Board, compute
+from lpdm.report.leaderboard_page import build, page, stale
+from lpdm.report.leaderboard_verdict import judge_board, summary
+from lpdm.report.records import RunRecord
+
+ROOT = Path(__file__).parents[1]
+ARCHIVE = "docs/results/toy/archive.npz"
+TOY = Board("ppo", (ARCHIVE,))
+
+
+def test_the_committed_page_matches_a_rebuild():
+    cause = stale(ROOT / "docs/results/leaderboard", build(ROOT))
+    assert cause is None, f"{cause}: run `lpdm leaderboard --write docs/results/leaderboard`"
+
+
+def _run(env: str, learner: str, seed: int, final: float) -> RunRecord:
+    return RunRecord(path=Path(f"/toy/{env}/{learner}/s{seed}"), env=env, algo="ppo",
+                     learner=learner, variant="", seed=seed, status="finished",
+                     final_score=final, max_score=final, eval_score=math.nan,
+                     total_steps=1000, seconds_per_iteration=0.1 * (2 if learner == "lpdm"
+                                                                    else 1),
+                     update_seconds_per_iteration=math.nan, seconds_per_1k_steps=math.nan,
+                     stored_options={}, stored_metrics={
+                         "global_step": np.array([1000.0]), "episodic_return": np.array([final])})
+
+
+def _toy_study(root: Path, finals: dict[str, tuple[float, float]]) -> None:
+    """PPO on CartPole and Acrobot, 5 seeds: each learner's final scores start at
+    ``finals[learner]`` (CartPole, Acrobot) and rise by 1 per seed."""
+    envs = ("CartPole-v1", "Acrobot-v1")
+    runs = [_run(env, learner, s, start + s) for learner, starts in finals.items()
+            for env, start in zip(envs, starts, strict=True) for s in range(5)]
+    (root / ARCHIVE).parent.mkdir(parents=True)
+    write_archive(root / ARCHIVE, runs, Path("/toy"))
+
+
+BP, FROZEN = (480.0, -90.0), (100.0, -300.0)  # normalised: bp about 0.98 and 1.0
+
+
+@pytest.mark.parametrize("lpdm, guided, use, meets", [
+    # lpdm at about 0.98x bp and above frozen on both: it meets the goal
+    ((470.0, -95.0), (200.0, -200.0), "lpdm", True),
+    # neither near bp: the higher ratio (guided, about 0.7x) is named the closest
+    ((150.0, -250.0), (300.0, -150.0), "lpdm-guided", False),
+    # lpdm near bp but below frozen on Acrobot (frozen near bp there): not met, the closest
+    ((470.0, -95.0), (200.0, -200.0), "lpdm", False),
+], ids=["meets", "closest", "below-frozen"])
+def test_the_rules_name_the_learner_that_meets_the_goal_or_comes_closest(
+        tmp_path, lpdm, guided, use, meets):
+    frozen = (FROZEN[0], -92.0) if use == "lpdm" and not meets else FROZEN
+    _toy_study(tmp_path, {"bp": BP, "frozen": frozen, "lpdm": lpdm, "lpdm-guided": guided})
+    board = compute(tmp_path, TOY)
+    verdict = judge_board(board)
+    assert (verdict.learner, verdict.meets_goal) == (use, meets)
+    text = summary([board])
+    if meets:
+        assert "It is met under PPO, not under DQN." in text
+        assert "Under PPO use `lpdm`: it **meets the goal**, at 0.98× [" in text
+        assert "above `frozen` on all 2 of 2 environments" in text
+    else:
+        assert "It is not met." in text
+        assert f"the closest is `{use}`, at " in text
+    if use == "lpdm-guided":
+        assert "What bounds it: it is short of the 0.9× goal (its 95% interval lies below)" \
+            in text
+        assert "`lpdm` scores higher" not in text  # guided is higher on both environments
+    if use == "lpdm" and not meets:
+        assert "above `frozen` on only 1 of 2 environments (not on Acrobot-v1;" in text
+    # lpdm's runs took twice bp's time per iteration in both environments
+    assert board.standing("lpdm").time_vs_bp.median == pytest.approx(2.0)
+
+
+def test_the_page_lists_registered_learners_without_runs_and_the_missing_update_times(
+        tmp_path):
+    _toy_study(tmp_path, {"bp": BP, "frozen": FROZEN, "lpdm": (470.0, -95.0)})
+    text = page([compute(tmp_path, TOY)])
+    assert "`lpdm-guided` (BP-free)" in text.split("No committed runs yet under PPO: ")[1]
+    assert "Update times: not in the committed data" in text
+    assert "| `bp` | backpropagation | 2 (10) |" in text
+
+
+def test_check_fails_on_a_stale_page_and_passes_after_write(tmp_path, monkeypatch, capsys):
+    _toy_study(tmp_path, {"bp": BP, "frozen": FROZEN, "lpdm": (470.0, -95.0)})
+    monkeypatch.setattr(leaderboard_page, "BOARDS", (TOY,))
+    out = tmp_path / "board"
+    argv = ["leaderboard", "--root", str(tmp_path)]
+    assert main([*argv, "--check", str(out)]) == 1
+    assert "does not exist" in capsys.readouterr().err
+    assert main([*argv, "--write", str(out)]) == 0
+    assert (out / "ppo.png").stat().st_size > 0
+    assert main([*argv, "--check", str(out)]) == 0
+    readme = out / "README.md"
+    readme.write_text(readme.read_text().replace("0.98", "0.99", 1))
+    assert main([*argv, "--check", str(out)]) == 1
+    assert "no longer matches the committed data; run `lpdm leaderboard --write" in \
+        capsys.readouterr().err
+    assert main([*argv, "--write", str(out)]) == 0
+    (out / "ppo.png").unlink()
+    assert main([*argv, "--check", str(out)]) == 1
+    assert "lacks the figure ppo.png" in capsys.readouterr().err
