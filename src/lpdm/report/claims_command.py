@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from lpdm.errors import ConfigError
+from lpdm.report.generated_page import add_page_options, repository_root
 
 
 def add_claims_command(commands: argparse._SubParsersAction) -> None:
@@ -18,23 +18,16 @@ def add_claims_command(commands: argparse._SubParsersAction) -> None:
                     "table as Markdown; --write puts it into a page between its "
                     "'<!-- claims:begin -->' and '<!-- claims:end -->' lines, --check "
                     "exits 1 when that block no longer matches the data.")
-    target = parser.add_mutually_exclusive_group()
-    target.add_argument("--write", metavar="PAGE", help="rewrite PAGE's claims block")
-    target.add_argument("--check", metavar="PAGE",
-                        help="exit 1 if PAGE's claims block differs from the data")
-    parser.add_argument("--root", metavar="DIR", default=".",
-                        help="the repository root the claims' data paths are under "
-                             "(default: the current directory)")
+    add_page_options(parser, "PAGE", "rewrite PAGE's claims block",
+                     "exit 1 if PAGE's claims block differs from the data",
+                     "the repository root the claims' data paths are under")
     parser.set_defaults(handler=cmd_claims)
 
 
 def cmd_claims(args: argparse.Namespace) -> int:
     from lpdm.report.claims_page import COMMAND, claims_table, page_is_current, write_page
 
-    root = Path(args.root)
-    if not (root / "docs/results").is_dir():
-        raise ConfigError(f"--root {root}: no docs/results there (run from the repository "
-                          "root or name it)")
+    root = repository_root(args)
     table = claims_table(root)
     if args.check:
         if not page_is_current(Path(args.check), table):

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from lpdm.errors import ConfigError
+from lpdm.report.generated_page import add_page_options, repository_root
 
 
 def add_leaderboard_command(commands: argparse._SubParsersAction) -> None:
@@ -18,23 +18,16 @@ def add_leaderboard_command(commands: argparse._SubParsersAction) -> None:
                     "scores, against bp and frozen, with its cost per iteration and which "
                     "BP-free learner to use; print the page as Markdown, or --write it (with "
                     "its figures) into DIR/README.md, or --check that DIR's page is current.")
-    target = parser.add_mutually_exclusive_group()
-    target.add_argument("--write", metavar="DIR", help="write DIR/README.md and the figures")
-    target.add_argument("--check", metavar="DIR",
-                        help="exit 1 if DIR/README.md differs from the data, or lacks a figure")
-    parser.add_argument("--root", metavar="DIR", default=".",
-                        help="the repository root the studies' paths are under (default: the "
-                             "current directory)")
+    add_page_options(parser, "DIR", "write DIR/README.md and the figures",
+                     "exit 1 if DIR/README.md differs from the data, or lacks a figure",
+                     "the repository root the studies' paths are under")
     parser.set_defaults(handler=cmd_leaderboard)
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from lpdm.report.leaderboard_page import COMMAND, PAGE, build, page, stale, write
 
-    root = Path(args.root)
-    if not (root / "docs/results").is_dir():
-        raise ConfigError(f"--root {root}: no docs/results there (run from the repository "
-                          "root or name it)")
+    root = repository_root(args)
     boards = build(root)
     if args.check:
         cause = stale(Path(args.check), boards)
