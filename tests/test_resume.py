@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import torch
 
@@ -154,6 +155,45 @@ def test_checkpoint_round_trip_keeps_normalisation_and_evaluation(tmp_path):
     evaluator.close()
     agent.close()
     assert float(last["mean_return"]) == pytest.approx(returns.mean(), rel=1e-5)
+
+
+@pytest.mark.parametrize("env", ["Pendulum-v1", "CartPole-v1"])
+def test_evaluation_on_the_batched_stack_equals_the_wrapped_environments(tmp_path, env):
+    """The evaluator's frozen batched stack gives the returns that each member's own
+    Gymnasium vector environment, its normalisation frozen, gives (members of a population
+    of two, one evaluated alone, then both)."""
+    from lpdm.envs import EnvRunner, load_normalization_state, make_vector_env
+
+    out = tmp_path / "pop"
+    assert main(["train", "--env", env, "--algo", "ppo", "--learner", "lpdm", "--seed", "3,4",
+                 "--total-steps", "1024", "--num-steps", "256", "--eval-every", "1024",
+                 "--eval-episodes", "1", "--out", str(out), "--no-progress"]) == 0
+    agents = [load_agent(out / f"s{seed}") for seed in (3, 4)]
+    norms = [agent.normalization for agent in agents]
+
+    def act(obs):  # [2, 1, ...]: each member's own agent
+        return np.stack([agent.algo.act(obs[k:k + 1])[0] for k, agent in enumerate(agents)])
+
+    evaluator = Evaluator(agents[0].config, 2)
+    batched = [evaluator.run(act, norms, 2, [11, None]), evaluator.run(act, norms, 2, [12, 13])]
+    evaluator.close()
+    for seeds, got in zip(([11, None], [12, 13]), batched, strict=True):
+        for k, seed in enumerate(seeds):
+            if seed is None:
+                assert got[k].size == 0
+                continue
+            runner = EnvRunner(make_vector_env(agents[k].config, 1))
+            load_normalization_state(runner.envs, norms[k], freeze=True)
+            wrapped = []
+            for j in range(2):
+                runner.reset(derive_seed(seed, j))
+                while not (step := runner.step(agents[k].algo.act(runner.obs[None])[0])).episodes:
+                    pass
+                wrapped.append(step.episodes[0].episodic_return)
+            runner.close()
+            assert got[k].tolist() == wrapped, (env, seed)
+    for agent in agents:
+        agent.close()
 
 
 def test_eval_command(tmp_path, capsys):

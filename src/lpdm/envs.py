@@ -590,11 +590,16 @@ class BatchedRunner(PopulationRunner):
     autoreset, episode statistics of the raw rewards, observation normalisation (then
     clipped to ``OBS_CLIP``), reward scaling by the running std of the discounted return
     (then clipped to ``REWARD_CLIP``), each member with its own statistics.
+
+    ``frozen``: for evaluation, the observation statistics are only those loaded
+    (:meth:`load_normalization_state`), never updated, and rewards are not scaled (as
+    :func:`load_normalization_state` with ``freeze`` does to the wrapped stack).
     """
 
     EPSILON = 1e-8  # of Gymnasium's NormalizeObservation and NormalizeReward
 
-    def __init__(self, config: Config, members: int, num_envs: int) -> None:
+    def __init__(self, config: Config, members: int, num_envs: int,
+                 frozen: bool = False) -> None:
         make_env(config.env, env_kwargs=config.envs.env_kwargs).close()  # fail early, clearly
         kwargs = parse_env_kwargs(config.envs.env_kwargs)
         quiet_gymnasium()
@@ -603,6 +608,8 @@ class BatchedRunner(PopulationRunner):
         first = self.env_grid[0][0]
         raw_space = first.observation_space
         self.norm_obs, self.norm_reward = config.envs.norm_obs, config.envs.norm_reward
+        self.frozen = frozen
+        self.norm_reward &= not frozen
         self.raw_targets = self.norm_obs and config.local.target_obs == "raw"
         self.gamma = config.gamma
         space = gym.spaces.Box(-np.inf, np.inf, raw_space.shape, np.float32) \
@@ -727,7 +734,8 @@ class BatchedRunner(PopulationRunner):
         raw observations ``[M, E, ...]`` -> what the members see."""
         if not self.norm_obs:
             return raw
-        self.obs_rms.update(members, raw)
+        if not self.frozen:
+            self.obs_rms.update(members, raw)
         return np.clip(self.obs_rms.normalize(members, raw, self.EPSILON), -OBS_CLIP, OBS_CLIP)
 
     def _scaled_rewards(self, members: np.ndarray, autoreset: np.ndarray, reward: np.ndarray,

@@ -8,7 +8,14 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from lpdm.config import Config
-from lpdm.envs import EnvRunner, derive_seed, load_normalization_state, make_vector_env
+from lpdm.envs import (
+    BatchedRunner,
+    EnvFailure,
+    EnvRunner,
+    derive_seed,
+    load_normalization_state,
+    make_vector_env,
+)
 
 
 class VideoError(RuntimeError):
@@ -18,15 +25,24 @@ class VideoError(RuntimeError):
 class Evaluator:
     """Deterministic episodes of each member, each on its own environment with its own
     (frozen) normalisation; the members evaluated together step in lockstep, so that one
-    batched forward pass chooses all their actions."""
+    batched forward pass chooses all their actions.
+
+    The members' environments are one batched stack (:class:`BatchedRunner`, frozen),
+    except with ``video_dir``: then each member has its own wrapped vector environment,
+    which records its episodes. Both give the same returns (``tests/test_resume.py``).
+    """
 
     def __init__(self, config: Config, members: int = 1, video_dir: str | None = None) -> None:
         self.config = config
         self.video = video_dir is not None
+        self.stack: BatchedRunner | None = None
+        self.runners: list[EnvRunner] = []
         if self.video:
             _check_video_support()
-        self.runners = [EnvRunner(make_vector_env(config, 1, video_dir=video_dir))
-                        for _ in range(members)]
+            self.runners = [EnvRunner(make_vector_env(config, 1, video_dir=video_dir))
+                            for _ in range(members)]
+        else:
+            self.stack = BatchedRunner(config, members, 1, frozen=True)
 
     def run(self, act: Callable[[np.ndarray], np.ndarray], normalizations: Sequence[dict],
             episodes: int, seeds: Sequence[int | None]) -> list[np.ndarray]:
@@ -38,28 +54,54 @@ class Evaluator:
         members = [k for k, seed in enumerate(seeds) if seed is not None]
         returns: list[list[float]] = [[] for _ in seeds]
         for k in members:
-            load_normalization_state(self.runners[k].envs, normalizations[k], freeze=True)
+            self._load(k, normalizations[k])
             if episodes:
                 self._reset(k, derive_seed(seeds[k], 0))
         running = [k for k in members if episodes]
         while running:
-            obs = np.stack([runner.obs if runner.obs is not None else
-                            np.zeros_like(self.runners[running[0]].obs)
-                            for runner in self.runners])
-            actions = act(obs)
-            for k in list(running):
+            ended = self._step(act(self._observations(running)), running)
+            for k, episodic_return in ended.items():
+                returns[k].append(episodic_return)
+                if len(returns[k]) == episodes:
+                    running.remove(k)
+                else:
+                    self._reset(k, derive_seed(seeds[k], len(returns[k])))
+        return [np.asarray(r, dtype=np.float64) for r in returns]
+
+    def _load(self, member: int, normalization: dict) -> None:
+        if self.stack is not None:
+            self.stack.load_normalization_state(member, normalization)
+        else:
+            load_normalization_state(self.runners[member].envs, normalization, freeze=True)
+
+    def _observations(self, running: list[int]) -> np.ndarray:
+        """``[K, 1, ...]``: each member's current observation (zeros for one never reset)."""
+        if self.stack is not None:
+            return self.stack.obs
+        blank = np.zeros_like(self.runners[running[0]].obs)
+        return np.stack([runner.obs if runner.obs is not None else blank
+                         for runner in self.runners])
+
+    def _step(self, actions: np.ndarray, running: list[int]) -> dict[int, float]:
+        """Step the ``running`` members; the return of each episode that ended, by member."""
+        if self.stack is None:
+            ended = {}
+            for k in running:
                 step = self.runners[k].step(actions[k])
                 if step.episodes:
-                    returns[k].append(step.episodes[0].episodic_return)
-                    if len(returns[k]) == episodes:
-                        running.remove(k)
-                    else:
-                        self._reset(k, derive_seed(seeds[k], len(returns[k])))
-        return [np.asarray(r, dtype=np.float64) for r in returns]
+                    ended[k] = step.episodes[0].episodic_return
+            return ended
+        active = np.zeros(self.stack.members, dtype=bool)
+        active[running] = True
+        steps, failures = self.stack.step(actions, active)
+        if failures:
+            raise EnvFailure(next(iter(failures.values())))
+        return {k: steps[k].episodes[0].episodic_return for k in running
+                if steps[k] is not None and steps[k].episodes}
 
     def _reset(self, member: int, seed: int) -> None:
         if not self.video:
-            self.runners[member].reset(seed)
+            self.stack.reset(member, seed)
             return
         try:
             self.runners[member].reset(seed)
@@ -70,12 +112,17 @@ class Evaluator:
 
     def keep(self, members: Sequence[int]) -> None:
         """Keep only ``members``' environments, in that order (the population compacted)."""
+        if self.stack is not None:
+            self.stack.keep(members)
+            return
         for k, runner in enumerate(self.runners):
             if k not in members:
                 runner.close()
         self.runners = [self.runners[k] for k in members]
 
     def close(self) -> None:
+        if self.stack is not None:
+            self.stack.close()
         for runner in self.runners:
             runner.close()
 
