@@ -651,9 +651,13 @@ class BatchedRunner(PopulationRunner):
         return self._raw if self.raw_targets else self._obs
 
     def reset(self, member: int, seed: int) -> None:
+        self.reset_seeded(member, [seed + i for i in range(self.num_envs)])
+
+    def reset_seeded(self, member: int, seeds: Sequence[int]) -> None:
+        """Start new episodes for ``member``, its environment ``i`` seeded ``seeds[i]``."""
         raw = self._raw.copy()
-        for i, env in enumerate(self.env_grid[member]):
-            raw[member, i], _ = env.reset(seed=seed + i)
+        for i, (env, seed) in enumerate(zip(self.env_grid[member], seeds, strict=True)):
+            raw[member, i], _ = env.reset(seed=seed)
         self._raw = raw
         self._autoreset[member] = False
         self._episode_returns[member] = 0

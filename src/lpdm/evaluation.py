@@ -23,86 +23,86 @@ class VideoError(RuntimeError):
 
 
 class Evaluator:
-    """Deterministic episodes of each member, each on its own environment with its own
+    """Deterministic episodes of each member, each on its own environments with its own
     (frozen) normalisation; the members evaluated together step in lockstep, so that one
     batched forward pass chooses all their actions.
 
-    The members' environments are one batched stack (:class:`BatchedRunner`, frozen),
-    except with ``video_dir``: then each member has its own wrapped vector environment,
-    which records its episodes. Both give the same returns (``tests/test_resume.py``).
+    A member's episodes run side by side, one environment each, on one batched stack for
+    the population (:class:`BatchedRunner`, frozen): episode ``j`` starts from the seed it
+    would have one after another, so the returns are the same (``tests/test_resume.py``).
+    With ``video_dir`` each member instead has one wrapped vector environment, which
+    records its episodes one after another.
     """
 
     def __init__(self, config: Config, members: int = 1, video_dir: str | None = None) -> None:
         self.config = config
+        self.members = members
         self.video = video_dir is not None
-        self.stack: BatchedRunner | None = None
+        self.stack: BatchedRunner | None = None  # built for the number of episodes asked
         self.runners: list[EnvRunner] = []
         if self.video:
             _check_video_support()
             self.runners = [EnvRunner(make_vector_env(config, 1, video_dir=video_dir))
                             for _ in range(members)]
-        else:
-            self.stack = BatchedRunner(config, members, 1, frozen=True)
 
     def run(self, act: Callable[[np.ndarray], np.ndarray], normalizations: Sequence[dict],
             episodes: int, seeds: Sequence[int | None]) -> list[np.ndarray]:
         """Episode returns ``[episodes]`` of each member whose seed is not None.
 
-        ``act`` maps observations ``[K, 1, ...]`` to actions ``[K, 1, ...]``; member ``k``'s
+        ``act`` maps observations ``[K, E, ...]`` to actions ``[K, E, ...]``; member ``k``'s
         episode ``j`` is seeded by ``(seeds[k], j)``.
         """
         members = [k for k, seed in enumerate(seeds) if seed is not None]
+        if not members or episodes == 0:
+            return [np.zeros(0) for _ in seeds]
+        if self.video:
+            return self._run_recorded(act, normalizations, episodes, seeds, members)
+        if self.stack is None or self.stack.num_envs != episodes:
+            if self.stack is not None:
+                self.stack.close()
+            self.stack = BatchedRunner(self.config, self.members, episodes, frozen=True)
+        returns = np.full((len(seeds), episodes), np.nan)
+        for k in members:
+            self.stack.load_normalization_state(k, normalizations[k])
+            self.stack.reset_seeded(k, [derive_seed(seeds[k], j) for j in range(episodes)])
+        running = np.zeros(len(seeds), dtype=bool)
+        running[members] = True
+        while running.any():
+            steps, failures = self.stack.step(act(self.stack.obs), running)
+            if failures:
+                raise EnvFailure(next(iter(failures.values())))
+            for k in np.flatnonzero(running):
+                for episode in steps[k].episodes:  # an environment's first episode counts
+                    if np.isnan(returns[k, episode.env_index]):
+                        returns[k, episode.env_index] = episode.episodic_return
+                running[k] = np.isnan(returns[k]).any()
+        return [returns[k] if k in members else np.zeros(0) for k in range(len(seeds))]
+
+    def _run_recorded(self, act: Callable[[np.ndarray], np.ndarray],
+                      normalizations: Sequence[dict], episodes: int,
+                      seeds: Sequence[int | None], members: list[int]) -> list[np.ndarray]:
+        """:meth:`run` on each member's wrapped vector environment, episodes one after
+        another (what ``--video`` records)."""
         returns: list[list[float]] = [[] for _ in seeds]
         for k in members:
-            self._load(k, normalizations[k])
-            if episodes:
-                self._reset(k, derive_seed(seeds[k], 0))
-        running = [k for k in members if episodes]
+            load_normalization_state(self.runners[k].envs, normalizations[k], freeze=True)
+            self._reset_recorded(k, derive_seed(seeds[k], 0))
+        running = list(members)
         while running:
-            ended = self._step(act(self._observations(running)), running)
-            for k, episodic_return in ended.items():
-                returns[k].append(episodic_return)
-                if len(returns[k]) == episodes:
-                    running.remove(k)
-                else:
-                    self._reset(k, derive_seed(seeds[k], len(returns[k])))
-        return [np.asarray(r, dtype=np.float64) for r in returns]
-
-    def _load(self, member: int, normalization: dict) -> None:
-        if self.stack is not None:
-            self.stack.load_normalization_state(member, normalization)
-        else:
-            load_normalization_state(self.runners[member].envs, normalization, freeze=True)
-
-    def _observations(self, running: list[int]) -> np.ndarray:
-        """``[K, 1, ...]``: each member's current observation (zeros for one never reset)."""
-        if self.stack is not None:
-            return self.stack.obs
-        blank = np.zeros_like(self.runners[running[0]].obs)
-        return np.stack([runner.obs if runner.obs is not None else blank
-                         for runner in self.runners])
-
-    def _step(self, actions: np.ndarray, running: list[int]) -> dict[int, float]:
-        """Step the ``running`` members; the return of each episode that ended, by member."""
-        if self.stack is None:
-            ended = {}
-            for k in running:
+            blank = np.zeros_like(self.runners[running[0]].obs)
+            actions = act(np.stack([runner.obs if runner.obs is not None else blank
+                                    for runner in self.runners]))
+            for k in list(running):
                 step = self.runners[k].step(actions[k])
                 if step.episodes:
-                    ended[k] = step.episodes[0].episodic_return
-            return ended
-        active = np.zeros(self.stack.members, dtype=bool)
-        active[running] = True
-        steps, failures = self.stack.step(actions, active)
-        if failures:
-            raise EnvFailure(next(iter(failures.values())))
-        return {k: steps[k].episodes[0].episodic_return for k in running
-                if steps[k] is not None and steps[k].episodes}
+                    returns[k].append(step.episodes[0].episodic_return)
+                    if len(returns[k]) == episodes:
+                        running.remove(k)
+                    else:
+                        self._reset_recorded(k, derive_seed(seeds[k], len(returns[k])))
+        return [np.asarray(r, dtype=np.float64) for r in returns]
 
-    def _reset(self, member: int, seed: int) -> None:
-        if not self.video:
-            self.stack.reset(member, seed)
-            return
+    def _reset_recorded(self, member: int, seed: int) -> None:
         try:
             self.runners[member].reset(seed)
         except Exception as error:  # rendering backends fail in many ways
@@ -112,13 +112,14 @@ class Evaluator:
 
     def keep(self, members: Sequence[int]) -> None:
         """Keep only ``members``' environments, in that order (the population compacted)."""
+        self.members = len(members)
         if self.stack is not None:
             self.stack.keep(members)
-            return
-        for k, runner in enumerate(self.runners):
-            if k not in members:
-                runner.close()
-        self.runners = [self.runners[k] for k in members]
+        if self.runners:
+            for k, runner in enumerate(self.runners):
+                if k not in members:
+                    runner.close()
+            self.runners = [self.runners[k] for k in members]
 
     def close(self) -> None:
         if self.stack is not None:
