@@ -99,7 +99,7 @@ def test_a_population_compacts_as_members_end_and_each_equals_its_solo_run(tmp_p
                                                                            monkeypatch):
     """REINFORCE members need different numbers of iterations (one episode each): as they
     end, the population shrinks to the others, and every member still computes bit for bit
-    what it computes alone (docs/design.md §3)."""
+    what it computes alone (docs/design.md §2.3)."""
     sizes = []
     compact = runs.Trainer.compact
 

@@ -295,7 +295,7 @@ class Trainer:
     directories. The algorithm holds the members still training (:attr:`live`, member
     indices in the algorithm's order): when members end (finished or failed) the
     population compacts to the others, so that a member left alone runs at the cost of a
-    solo run, never at the cost of the whole population (docs/design.md §3).
+    solo run, never at the cost of the whole population (docs/design.md §2.3).
     """
 
     def __init__(self, configs: list[Config], directories: list[RunDirectory],
@@ -357,7 +357,7 @@ class Trainer:
         only, each member's state, environments and statistics as they were (the members
         that ended keep their files; they are no longer computed).
 
-        A member's numbers change at most by float rounding (docs/design.md §3)."""
+        A member's numbers change at most by float rounding (docs/design.md §2.3)."""
         active = self.active
         if not active or active == self.live:
             return
