@@ -1,4 +1,4 @@
-"""Every layer read out by a head of its own (the ``layerwise`` learner, docs/design.md §2).
+"""Every layer read out by a head of its own (the ``layerwise`` learner, docs/design.md §2.6).
 
 :class:`LayerwiseTrunk` returns every layer's output side by side, each layer computed from
 its input detached, so that a loss on layer ``l``'s output reaches layer ``l``'s weights and

@@ -1,6 +1,6 @@
 """``layerwise``: every hidden layer learns from the RL loss of a head of its own, on its
 detached input (after Artificial Dopamine, Guan et al., NeurIPS 2024, arXiv 2411.03604;
-docs/design.md §2, "layerwise").
+docs/design.md §2.6).
 
 Layer ``l`` has a head of the algorithm's kind reading its output ``h_l``, computed from
 ``h_{l-1}`` detached; the RL loss is the sum over layers of the algorithm's loss on each
