@@ -49,6 +49,22 @@ def _toy_study(root: Path, finals: dict[str, tuple[float, float]]) -> None:
 BP, FROZEN = (480.0, -90.0), (100.0, -300.0)  # normalised: bp about 0.98 and 1.0
 
 
+def test_a_learner_run_on_fewer_environments_is_compared_with_bp_there_and_cannot_meet_it(
+        tmp_path):
+    """dfa, at bp's level on CartPole alone: its ratio is bp's on CartPole, not on the
+    suite, and the goal needs every environment."""
+    _toy_study(tmp_path, {"bp": BP, "frozen": FROZEN, "lpdm": (150.0, -250.0)})
+    runs = [_run("CartPole-v1", "dfa", s, BP[0] + s) for s in range(5)]
+    extra = tmp_path / "docs/results/toy2/archive.npz"
+    extra.parent.mkdir(parents=True)
+    write_archive(extra, runs, Path("/toy"))
+    board = compute(tmp_path, Board("ppo", (ARCHIVE, "docs/results/toy2/archive.npz")))
+    dfa = board.standing("dfa")
+    assert dfa.environments == 1 and dfa.ratio_to_bp.value == pytest.approx(1.0)
+    verdict = judge_board(board)
+    assert (verdict.learner, verdict.meets_goal) == ("dfa", False)
+
+
 @pytest.mark.parametrize("lpdm, guided, use, meets", [
     # lpdm at about 0.98x bp and above frozen on both: it meets the goal
     ((470.0, -95.0), (200.0, -200.0), "lpdm", True),

@@ -201,7 +201,11 @@ def _standing(learner: str, mine: list[Group], by_learner: dict[str, list[Group]
     tasks = [normalised_finals(g, scales) for g in mine]
     bp = {g.setting.env: g for g in by_learner.get(BASELINE, [])}
     frozen = {g.setting.env: g for g in by_learner.get(CONTROL, [])}
-    ratio = stratified_iqm_ratio(tasks, [normalised_finals(g, scales) for g in bp.values()])
+    # on the environments both ran: a learner studied on fewer environments than bp is
+    # compared with bp there, not with bp's whole suite
+    shared = [(task, normalised_finals(bp[g.setting.env], scales))
+              for g, task in zip(mine, tasks, strict=True) if g.setting.env in bp]
+    ratio = stratified_iqm_ratio([t for t, _ in shared], [b for _, b in shared])
     if learner == BASELINE:
         ratio = Estimate(1.0)
     compared, higher, beats, loses = _against(mine, frozen) if learner != CONTROL else ((),) * 4

@@ -22,8 +22,8 @@ GOAL_ALGOS = ("ppo", "dqn")
 GAPS = 2  # the environments named as furthest from bp
 RULES = (
     f"**meets the goal**: a BP-free learner whose pooled normalised IQM is at least "
-    f"{GOAL_RATIO:g}× `bp`'s (the point estimate) and that is above `{CONTROL}` on every "
-    "environment it ran",
+    f"{GOAL_RATIO:g}× `bp`'s (the point estimate; on the environments both ran), that ran "
+    f"on every environment of the board and is above `{CONTROL}` on each",
     f"**above `{CONTROL}` on an environment**: P(learner > `{CONTROL}`) above 0.5 and a "
     "higher IQM of final scores there, significant or not (with few runs per environment, "
     "a Holm correction over the environments may leave no single one significant: the "
@@ -51,9 +51,11 @@ class Verdict:
     text: str
 
 
-def meets_goal(standing: Standing) -> bool:
+def meets_goal(standing: Standing, board: Leaderboard) -> bool:
+    """On every environment of the board (a learner studied on fewer cannot meet it)."""
     return (standing.kind == BP_FREE and standing.ratio_to_bp.value >= GOAL_RATIO
-            and standing.above_frozen_everywhere)
+            and standing.above_frozen_everywhere
+            and standing.environments == len(board.envs))
 
 
 def _rank(standing: Standing) -> tuple[float, float]:
@@ -70,7 +72,7 @@ def judge_board(board: Leaderboard) -> Verdict:
     if not local:
         return Verdict(board.algo, None, False,
                        f"Under {name} no BP-free learner has committed runs yet.")
-    meeting = [s for s in local if meets_goal(s)]
+    meeting = [s for s in local if meets_goal(s, board)]
     pick = max(meeting or local, key=_rank)
     bp = board.standing(BASELINE)
     distance = _distance(pick, bp)
