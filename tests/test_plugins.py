@@ -56,3 +56,17 @@ def test_an_unknown_plugin_is_a_one_line_error(monkeypatch, capsys):
     finally:
         monkeypatch.delenv(registry.PLUGINS_ENV)
         registry.reset_caches(reload=True)
+
+
+def test_built_in_learners_keep_their_order_whoever_imports_one_first():
+    """Tables, help and the leaderboard list learners in the registry's order: importing
+    one learner's module first (as its tests do) must not move it."""
+    import subprocess
+    import sys
+
+    code = ("import lpdm.learners.layerwise, lpdm.learners.dfa\n"
+            "from lpdm.learners.spec import BUILTIN, learner_names\n"
+            "print(list(learner_names()) == [n.replace('_', '-') for n in BUILTIN])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "True"

@@ -99,7 +99,10 @@ def reset_caches(reload: bool = False) -> None:
 def learner_specs() -> dict[str, LearnerSpec]:
     """Every registered learner by name, built-ins first, in the order they register."""
     _load()
-    return dict(_REGISTRY)
+    # built-ins in BUILTIN's order whatever imported them first, then plugins as registered
+    order = {name.replace("_", "-"): i for i, name in enumerate(BUILTIN)}
+    names = sorted(_REGISTRY, key=lambda name: order.get(name, len(order)))
+    return {name: _REGISTRY[name] for name in names}
 
 
 def learner_names() -> tuple[str, ...]:
