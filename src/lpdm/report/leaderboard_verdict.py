@@ -30,7 +30,8 @@ RULES = (
     "significant counts are given beside)",
     "**use**: the BP-free learner that meets the goal at the highest ratio to `bp`; when "
     "none does, the **closest**: the highest ratio (a higher normalised IQM where `bp` has "
-    "no runs)",
+    "no runs) among the learners studied on every environment of the board; those studied "
+    "on fewer are listed with their ratio to `bp` on their own environments",
     "**what bounds it**: the ratio below the goal (and whether its 95% interval reaches "
     f"it), the environments where it is not above `{CONTROL}`, and the {GAPS} environments "
     "where its normalised IQM is furthest below `bp`'s",
@@ -73,7 +74,10 @@ def judge_board(board: Leaderboard) -> Verdict:
         return Verdict(board.algo, None, False,
                        f"Under {name} no BP-free learner has committed runs yet.")
     meeting = [s for s in local if meets_goal(s, board)]
-    pick = max(meeting or local, key=_rank)
+    # the closest among those studied on every environment: a ratio on fewer environments
+    # is not comparable with one on the whole board
+    complete = [s for s in local if s.environments == len(board.envs)]
+    pick = max(meeting or complete or local, key=_rank)
     bp = board.standing(BASELINE)
     distance = _distance(pick, bp)
     if meeting:
@@ -86,7 +90,7 @@ def judge_board(board: Leaderboard) -> Verdict:
         text = (f"Under {name} no BP-free learner meets the goal; the closest is "
                 f"`{pick.learner}`, {distance}. What bounds it: {_bounds(pick, bp, board)}.")
     return Verdict(board.algo, pick.learner, bool(meeting),
-                   text + _where(pick, bp, local, board) + _cost(pick))
+                   text + _where(pick, bp, local, board) + _cost(pick) + _partial(local, board))
 
 
 def _distance(pick: Standing, bp: Standing | None) -> str:
@@ -173,6 +177,17 @@ def _where(pick: Standing, bp: Standing | None, local: list[Standing],
     for learner, envs in better.items():
         text += f" `{learner}` scores higher on {', '.join(envs)}."
     return text
+
+
+def _partial(local: list[Standing], board: Leaderboard) -> str:
+    """The BP-free learners studied on fewer environments, with their ratio to bp there."""
+    partial = [s for s in local if s.environments < len(board.envs)]
+    if not partial:
+        return ""
+    parts = [f"`{s.learner}` ({s.environments} of {len(board.envs)}: "
+             f"{fmt_estimate(s.ratio_to_bp)}× `bp` there)" for s in partial]
+    return (" Studied on fewer environments so far, so not ranked against those above: "
+            + ", ".join(parts) + ".")
 
 
 def _cost(pick: Standing) -> str:
