@@ -326,7 +326,7 @@ class Trainer:
         # algorithm then only stands by)
         self.live = self.active or list(range(len(configs)))
         self.algo, _ = make_population([configs[k] for k in self.live])
-        fresh = [self.algo.member_state(j) for j in range(len(self.live))]
+        fresh = self.algo.member_states(range(len(self.live)))
         self.algo.load_member_states([
             self.members[k].checkpoint["algorithm"] if self.members[k].checkpoint else fresh[j]
             for j, k in enumerate(self.live)])
@@ -362,7 +362,7 @@ class Trainer:
         if not active or active == self.live:
             return
         keep = [self.slot(k) for k in active]
-        states = [self.algo.member_state(j) for j in keep]
+        states = self.algo.member_states(keep)
         runner = self.algo.runner
         runner.keep(keep)
         self.algo = make_algorithm(self.configs[active[0]], runner,

@@ -306,7 +306,13 @@ class Algorithm(ABC):
 
     def member_state(self, member: int) -> dict:
         """Member ``member``'s state: :meth:`state_dict` of a population of one."""
-        return map_tensors(self.state_dict(), lambda t: t[member:member + 1].clone())
+        return self.member_states([member])[0]
+
+    def member_states(self, members: Sequence[int]) -> list[dict]:
+        """:meth:`member_state` of each of ``members``, from one :meth:`state_dict` (a
+        replay buffer is gathered once, not once per member)."""
+        state = self.state_dict()
+        return [map_tensors(state, lambda t, k=k: t[k:k + 1].clone()) for k in members]
 
     def load_member_states(self, states: list[dict]) -> None:
         """Load the states of members saved one by one (:meth:`member_state`), in order."""
