@@ -51,6 +51,10 @@ class TrialFailed(RuntimeError):
     """A trial that could not be scored (bad options, a member that failed); one line."""
 
 
+class TrialSurplus(RuntimeError):
+    """A trial begun when the study's budget was already taken by trials under way."""
+
+
 @dataclass(frozen=True)
 class TuneSpec:
     """What a study searches: every worker on one database must agree on it."""
@@ -129,6 +133,16 @@ def open_study(spec: TuneSpec, out: Path, storage: str | None = None) -> Any:
     return study
 
 
+def _surplus(trial: Any, trials: int) -> bool:
+    """Whether the budget is taken without ``trial``: trials counted, and trials under way
+    that began before it (workers asking together for the last trial both get one; the
+    one asked first runs it)."""
+    running = _optuna().trial.TrialState.RUNNING
+    ahead = [t for t in trial.study.get_trials(deepcopy=False, states=(running,))
+             if t.number < trial.number]
+    return len(counted(trial.study)) + len(ahead) >= trials
+
+
 def counted(study: Any) -> list[Any]:
     """The trials that spent the study's budget: complete, pruned, or failed by lpdm (a
     trial failed because its process died is retried instead, and not counted)."""
@@ -167,6 +181,10 @@ def objective(spec: TuneSpec, out: Path, trial: Any) -> float:
     frozen = trial.study.get_trials(deepcopy=False)[trial.number]
     retried = optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(frozen)
     number = trial.number if retried is None else retried
+    if _surplus(trial, spec.trials):
+        trial.set_user_attr("surplus", True)
+        trial.study.stop()
+        raise TrialSurplus("the study's trials were all taken by other workers")
     values = suggest(trial, spec.space)
     trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
     folder = out / "trials" / f"{number:04d}"
@@ -214,7 +232,8 @@ def run_study(spec: TuneSpec, out: Path, storage: str | None = None,
     if len(counted(study)) < spec.trials:
         remaining = spec.trials - len(counted(study))
         study.optimize(lambda trial: objective(spec, out, trial), n_trials=remaining,
-                       callbacks=[enough], catch=(TrialFailed,), show_progress_bar=progress)
+                       callbacks=[enough], catch=(TrialFailed, TrialSurplus),
+                       show_progress_bar=progress)
     write_results(study, spec, out)
     return study
 
@@ -228,7 +247,8 @@ def trial_rows(study: Any) -> list[dict[str, Any]]:
     for t in study.trials:
         seconds = (t.datetime_complete - t.datetime_start).total_seconds() \
             if t.datetime_complete and t.datetime_start else math.nan
-        rows.append({"trial": t.number, "state": t.state.name.lower(),
+        state = "surplus" if t.user_attrs.get("surplus") else t.state.name.lower()
+        rows.append({"trial": t.number, "state": state,
                      "score": t.value if t.value is not None else math.nan,
                      **{f"param_{k}": v for k, v in t.params.items()},
                      "seconds": round(seconds, 1),
