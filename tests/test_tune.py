@@ -54,6 +54,9 @@ def test_a_tiny_study_and_its_best_configuration(tmp_path, tiny, capsys):
     best = json.loads((out / "best.json").read_text())
     assert best["score"] == max(float(r["score"]) for r in rows) and best["trials"] == 2
     assert (out / "history.png").exists()
+    report = (out / "report.md").read_text()
+    assert f"**Best:** trial {best['trial']}, score {best['score']:.1f}" in report
+    assert "**Budget:** 2 of 2 trials spent: 2 complete" in report
     # the best configuration, trained on a trial's seed and budget, is that trial's run
     # (as the same population: a solo run differs from a member by float rounding)
     run = tmp_path / "confirm" / "s10"

@@ -15,11 +15,12 @@ HISTORY_FILE = "history.png"
 IMPORTANCE_FILE = "importances.png"
 
 
-def draw_figures(study: Any, out: Path, best: Any | None) -> None:
-    """Both figures, each once there is something to draw (``best``: the best trial)."""
+def draw_figures(study: Any, out: Path, best: Any | None) -> dict[str, float]:
+    """Both figures, each once there is something to draw (``best``: the best trial);
+    returns the parameter importances drawn ({} when none)."""
     scored = [t for t in study.trials if t.value is not None]
     if not scored:
-        return
+        return {}
     figure = Figure(figsize=(6.4, 3.6), dpi=100, layout="constrained")
     axes = figure.subplots()
     numbers = np.array([t.number for t in scored])
@@ -42,6 +43,7 @@ def draw_figures(study: Any, out: Path, best: Any | None) -> None:
         axes.set(xlabel="importance (fANOVA, share of the score's variance)",
                  title=study.study_name)
         figure.savefig(out / IMPORTANCE_FILE)
+    return importances
 
 
 def parameter_importances(study: Any) -> dict[str, float]:

@@ -35,6 +35,7 @@ from lpdm.runs import Progress, train_population
 from lpdm.scores import MOVING_AVERAGE_WINDOW
 from lpdm.sweeps.locks import exclusive
 from lpdm.tuning.figures import draw_figures
+from lpdm.tuning.report import write_report
 from lpdm.tuning.space import suggest
 
 STUDY_FILE = "study.db"
@@ -272,7 +273,8 @@ def best_values(spec: TuneSpec, trial: Any) -> dict[str, Any]:
 
 
 def write_results(study: Any, spec: TuneSpec, out: Path) -> None:
-    """``trials.csv``, ``best.json`` (once a trial completed) and the study's figures."""
+    """``trials.csv``, ``best.json`` (once a trial completed), the study's figures and its
+    page, ``report.md``."""
     rows = trial_rows(study)
     columns = list(dict.fromkeys(k for row in rows for k in row))
     tmp = out / f"{TRIALS_FILE}.{os.getpid()}.tmp"
@@ -287,4 +289,5 @@ def write_results(study: Any, spec: TuneSpec, out: Path) -> None:
             "format": 1, "study": spec.name, "trial": best.number, "score": best.value,
             "seeds": list(spec.seeds), "total_steps": spec.total_steps,
             "trials": len(counted(study)), "values": best_values(spec, best)})
-    draw_figures(study, out, best)
+    importances = draw_figures(study, out, best)
+    write_report(out, spec, rows, best, importances)
