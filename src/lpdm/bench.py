@@ -398,7 +398,9 @@ UPDATE_VARIANTS: dict[str, tuple[str, dict[str, object]]] = {
     "lpdm": ("lpdm", {}),
     "lpdm-guided": ("lpdm-guided", {}),
     "lpdm sparse": ("lpdm", {"sparse": True}),
+    "dfa": ("dfa", {}),
     "layerwise": ("layerwise", {}),
+    "lpdm-metric": ("lpdm-metric", {}),
 }
 
 
