@@ -101,6 +101,40 @@ def test_the_rules_name_the_learner_that_meets_the_goal_or_comes_closest(
     assert board.standing("lpdm").time_vs_bp.median == pytest.approx(2.0)
 
 
+def test_what_bounds_the_closest_includes_its_last_layer_beside_bps(tmp_path):
+    """Per-layer diagnostics kept in the archive: the closest learner's last hidden layer
+    (IQM over seeds, median over environments) beside bp's, and dfa's alignment in the
+    page's layer table."""
+    layers = {"bp": (0.5, 0.01, None), "lpdm": (0.99, 0.7, None), "dfa": (0.8, 0.0, 0.6)}
+    runs = []
+    for learner, (corr, saturated, alignment) in layers.items():
+        for env, start in zip(("CartPole-v1", "Acrobot-v1"), BP if learner != "lpdm"
+                              else (150.0, -250.0), strict=True):
+            if learner == "dfa" and env == "Acrobot-v1":
+                continue  # at bp's level on CartPole alone: not ranked
+            for s in range(5):
+                run = _run(env, learner, s, start + s)
+                metrics = run.stored_metrics
+                metrics["actor_l1_distance_corr"] = np.array([1.0])  # the first layer: unread
+                metrics["actor_l2_distance_corr"] = np.array([corr])
+                metrics["actor_l2_saturation"] = np.array([saturated])
+                if alignment is not None:
+                    metrics["actor_l2_bp_alignment"] = np.array([alignment])
+                runs.append(run)
+    runs += [_run(env, "frozen", s, start + s) for env, start in
+             zip(("CartPole-v1", "Acrobot-v1"), FROZEN, strict=True) for s in range(5)]
+    (tmp_path / ARCHIVE).parent.mkdir(parents=True)
+    write_archive(tmp_path / ARCHIVE, runs, Path("/toy"))
+    board = compute(tmp_path, TOY)
+    assert board.standing("dfa").last_layer["bp_alignment"] == pytest.approx(0.6)
+    assert judge_board(board).learner == "lpdm"
+    text = page([board])
+    assert ("its policy's last hidden layer ends training at corr(target, output distances) "
+            "0.99 (`bp`: 0.50), saturated units 70% (`bp`: 1%)") in text
+    assert "| `dfa` | 0.80 | 0% | 0.60 |" in text
+    assert "| `frozen` |" not in text.split("last hidden layer at the end of training")[1]
+
+
 def test_the_page_lists_registered_learners_without_runs_and_the_missing_update_times(
         tmp_path):
     _toy_study(tmp_path, {"bp": BP, "frozen": FROZEN, "lpdm": (470.0, -95.0)})

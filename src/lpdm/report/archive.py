@@ -11,7 +11,8 @@ verdict is computed from) and the options from ``config.json``. Kept as float32:
 finished episode's global step and return, every episode of a run of up to
 ``MAX_EPISODES``, else every k-th (the learning curves and steps to a threshold are then
 read from that subsample). Kept approximately: the policy network's per-layer diagnostics
-(``LAYER_FIELDS``; not the critic's, nor the local losses, which no figure reads), at
+(``LAYER_FIELDS`` and a learner's own, ``EXTRA_FIELDS``, such as ``dfa``'s alignment with
+backpropagation; not the critic's, nor the local losses, which nothing reads), at
 ``DIAGNOSTIC_ROWS`` evenly spaced episodes per run, each episode in between holding the last
 kept value (what the diagnostics and layer-profile figures read). A few kB per run (about
 20 kB for a 16-layer network).
@@ -32,6 +33,7 @@ ARCHIVE_FILE = "archive.npz"
 FORMAT = 2
 MAX_EPISODES = 2000
 DIAGNOSTIC_ROWS = 100
+EXTRA_FIELDS = ("bp_alignment",)  # learners' own diagnostics (``extra_diagnostics``)
 FIELDS = ("env", "algo", "learner", "variant", "seed", "status", "final_score", "max_score",
           "eval_score", "total_steps", "seconds_per_iteration", "update_seconds_per_iteration",
           "seconds_per_1k_steps", "error")
@@ -59,7 +61,8 @@ def write_archive(path: Path, runs: list[RunRecord], source: Path) -> None:
         arrays[f"lengths_{i}"] = np.diff(steps[kept], prepend=0).astype(np.int32)
         arrays[f"returns_{i}"] = metrics.get("episodic_return", np.array([]))[kept] \
             .astype(np.float32)
-        names = [n for field, _ in LAYER_FIELDS for n in diagnostic_columns(metrics, field)]
+        fields = [field for field, _ in LAYER_FIELDS] + list(EXTRA_FIELDS)
+        names = [n for field in fields for n in diagnostic_columns(metrics, field)]
         if names and kept.size:
             table = _forward_fill(np.stack([metrics[n] for n in names], 1))[kept]
             rows = np.unique(np.linspace(0, kept.size - 1, DIAGNOSTIC_ROWS).round()

@@ -4,7 +4,8 @@ the environments of the committed studies the board names, at the library defaul
 A standing holds the IQM of the normalised final scores (fixed references, ``lpdm.suites``,
 where every environment has one), its ratio to ``bp``'s, the mean P(> ``bp``) and
 P(> ``frozen``), the environments where it is above ``frozen`` (and significantly so after
-Holm), each environment's normalised IQM, and its time per iteration relative to ``bp``.
+Holm), each environment's normalised IQM, its time per iteration relative to ``bp``, and
+its last hidden layer's diagnostics at the end of training (where the runs kept them).
 :mod:`lpdm.report.leaderboard_page` writes them, with the verdict of
 :mod:`lpdm.report.leaderboard_verdict`, as ``docs/results/leaderboard/README.md``.
 """
@@ -30,6 +31,7 @@ from lpdm.report.analysis import (
     normalised_finals,
 )
 from lpdm.report.judge import load_runs
+from lpdm.report.profiles import at_end, diagnostic_columns
 from lpdm.report.records import RunRecord
 from lpdm.report.stats import (
     SIGNIFICANCE,
@@ -45,6 +47,10 @@ from lpdm.report.stats import (
 )
 
 FINAL = "final_score"
+# the last hidden layer's diagnostics a standing reads, with their labels
+LAYER_READINGS = (("distance_corr", "corr(target, output distances)"),
+                  ("saturation", "saturated units"),
+                  ("bp_alignment", "cosine with backpropagation's update"))
 BACKPROP, BP_FREE, CONTROL_KIND, UNREGISTERED = ("backpropagation", "BP-free", "control",
                                                  "unregistered")
 
@@ -101,6 +107,9 @@ class Standing:
     loses_to_frozen: tuple[str, ...]
     time_vs_bp: Cost
     update_time_vs_bp: Cost
+    # LAYER_READINGS field -> the policy network's last hidden layer's value at the end of
+    # training, IQM over seeds, median over environments (absent where no run kept it)
+    last_layer: dict[str, float]
 
     @property
     def environments(self) -> int:
@@ -217,7 +226,27 @@ def _standing(learner: str, mine: list[Group], by_learner: dict[str, list[Group]
          for g, t in zip(mine, tasks, strict=True)},
         compared, higher, beats, loses,
         _cost(mine, bp, "seconds_per_iteration"),
-        _cost(mine, bp, "update_seconds_per_iteration"))
+        _cost(mine, bp, "update_seconds_per_iteration"), _last_layer(mine))
+
+
+def reading_text(field: str, value: float) -> str:
+    """One of ``LAYER_READINGS`` as the page writes it (a share of units in percent)."""
+    return f"{value:.0%}" if field == "saturation" else f"{value:.2f}"
+
+
+def _last_layer(mine: list[Group]) -> dict[str, float]:
+    """Each of ``LAYER_READINGS`` of the policy network's last hidden layer at the end of
+    training: per environment the IQM over the runs that kept it, then the median over
+    environments."""
+    per_env: dict[str, list[float]] = {}
+    for group in mine:
+        tables = [run.metrics() for run in group.finished]
+        for field, _ in LAYER_READINGS:
+            values = _finite([at_end(t, columns[-1]) for t in tables
+                              if (columns := diagnostic_columns(t, field))])
+            if values.size:
+                per_env.setdefault(field, []).append(float(iqm(values)))
+    return {field: float(np.median(values)) for field, values in per_env.items()}
 
 
 def _mean_poi(mine: list[Group], reference: dict[str, Group]) -> Estimate:

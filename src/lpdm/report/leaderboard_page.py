@@ -14,6 +14,7 @@ from lpdm.report.judge import algorithm_name, fmt, fmt_estimate
 from lpdm.report.leaderboard import (
     BOARDS,
     BP_FREE,
+    LAYER_READINGS,
     LEADERBOARD_STUDY,
     Board,
     Cost,
@@ -21,6 +22,7 @@ from lpdm.report.leaderboard import (
     Standing,
     compute,
     kind,
+    reading_text,
 )
 from lpdm.report.leaderboard_figure import draw, drawable, figure_name
 from lpdm.report.leaderboard_verdict import RULES, summary
@@ -86,6 +88,17 @@ def _board_blocks(board: Leaderboard) -> list[Block]:
         Paragraph(f"{name} per environment: the IQM of each learner's normalised final "
                   "scores; in bold the BP-free learner highest there."),
         _per_env_table(board)]
+    layered = [s for s in board.standings if s.last_layer]
+    if layered:
+        blocks += [
+            Paragraph(f"{name}: the policy network's last hidden layer at the end of training "
+                      "(the mean over the last 10% of steps; IQM over seeds, median over the "
+                      "environments whose runs kept it; — where none did)."),
+            Table(("learner", *(label for _, label in LAYER_READINGS)),
+                  tuple((f"`{s.learner}`", *(reading_text(field, s.last_layer[field])
+                                             if field in s.last_layer else NONE
+                                             for field, _ in LAYER_READINGS))
+                        for s in layered))]
     return blocks
 
 

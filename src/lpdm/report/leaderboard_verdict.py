@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from lpdm.report.analysis import BASELINE, CONTROL
 from lpdm.report.judge import algorithm_name, fmt, fmt_estimate
-from lpdm.report.leaderboard import BP_FREE, Leaderboard, Standing
+from lpdm.report.leaderboard import BP_FREE, Leaderboard, Standing, reading_text
 from lpdm.report.stats import SIGNIFICANCE
 
 GOAL_RATIO = 0.9
@@ -155,7 +155,27 @@ def _bounds(pick: Standing, bp: Standing | None, board: Leaderboard) -> str:
                  for gap, env in gaps if gap > 0]
         if named:
             parts.append(f"it is furthest below `bp` on {' and '.join(named)}")
+    if layer := _last_layer(pick, bp):
+        parts.append(layer)
     return "; ".join(parts)
+
+
+def _last_layer(pick: Standing, bp: Standing | None) -> str:
+    """What its last hidden layer ends as, beside ``bp``'s (empty where no run kept it)."""
+    def reading(field: str, label: str) -> str:
+        value = pick.last_layer.get(field)
+        if value is None:
+            return ""
+        theirs = bp.last_layer.get(field) if bp is not None else None
+        return f"{label} {reading_text(field, value)}" + (
+            f" (`bp`: {reading_text(field, theirs)})" if theirs is not None else "")
+
+    readings = [r for r in (reading("distance_corr", "corr(target, output distances)"),
+                            reading("saturation", "saturated units"),
+                            reading("bp_alignment", "cosine of its updates with "
+                                                    "backpropagation's")) if r]
+    return ("its policy's last hidden layer ends training at " + ", ".join(readings)
+            if readings else "")
 
 
 def _where(pick: Standing, bp: Standing | None, local: list[Standing],
