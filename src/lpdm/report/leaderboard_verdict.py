@@ -14,7 +14,13 @@ from dataclasses import dataclass
 
 from lpdm.report.analysis import BASELINE, CONTROL
 from lpdm.report.judge import algorithm_name, fmt, fmt_estimate
-from lpdm.report.leaderboard import BP_FREE, Leaderboard, Standing, reading_text
+from lpdm.report.leaderboard import (
+    BP_FREE,
+    LAYER_READINGS,
+    Leaderboard,
+    Standing,
+    reading_text,
+)
 from lpdm.report.stats import SIGNIFICANCE
 
 GOAL_RATIO = 0.9
@@ -162,18 +168,13 @@ def _bounds(pick: Standing, bp: Standing | None, board: Leaderboard) -> str:
 
 def _last_layer(pick: Standing, bp: Standing | None) -> str:
     """What its last hidden layer ends as, beside ``bp``'s (empty where no run kept it)."""
-    def reading(field: str, label: str) -> str:
-        value = pick.last_layer.get(field)
-        if value is None:
-            return ""
+    readings = []
+    for field, label in LAYER_READINGS:
+        if (value := pick.last_layer.get(field)) is None:
+            continue
         theirs = bp.last_layer.get(field) if bp is not None else None
-        return f"{label} {reading_text(field, value)}" + (
-            f" (`bp`: {reading_text(field, theirs)})" if theirs is not None else "")
-
-    readings = [r for r in (reading("distance_corr", "corr(target, output distances)"),
-                            reading("saturation", "saturated units"),
-                            reading("bp_alignment", "cosine of its updates with "
-                                                    "backpropagation's")) if r]
+        readings.append(f"{label} {reading_text(field, value)}" + (
+            f" (`bp`: {reading_text(field, theirs)})" if theirs is not None else ""))
     return ("its policy's last hidden layer ends training at " + ", ".join(readings)
             if readings else "")
 

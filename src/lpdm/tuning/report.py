@@ -15,14 +15,14 @@ if TYPE_CHECKING:
     from lpdm.tuning.study import TuneSpec
 
 REPORT_FILE = "report.md"
-COUNTED = ("complete", "pruned")  # and failures with lpdm's cause: the budget spent
 
 
-def write_report(out: Path, spec: TuneSpec, rows: list[dict[str, Any]], best: Any | None,
-                 importances: dict[str, float]) -> None:
-    """Write ``OUT/report.md`` from the trials table's ``rows`` and the ``best`` trial."""
-    lines = [f"# Tuning study `{spec.name}`", "", *_definition(spec), "", _budget(spec, rows),
-             ""]
+def write_report(out: Path, spec: TuneSpec, rows: list[dict[str, Any]], spent: int,
+                 best: Any | None, importances: dict[str, float]) -> None:
+    """Write ``OUT/report.md`` from the trials table's ``rows``, the number of trials that
+    spent the budget (``study.counted``) and the ``best`` trial."""
+    lines = [f"# Tuning study `{spec.name}`", "", *_definition(spec), "",
+             _budget(spec, rows, spent), ""]
     if best is None:
         lines += ["No trial has completed yet.", ""]
     else:
@@ -55,10 +55,9 @@ def _definition(spec: TuneSpec) -> list[str]:
             + (f" Fixed options: {fixed}." if fixed else "")]
 
 
-def _budget(spec: TuneSpec, rows: list[dict[str, Any]]) -> str:
+def _budget(spec: TuneSpec, rows: list[dict[str, Any]], spent: int) -> str:
     states = [r["state"] for r in rows]
     failed = sum(r["state"] == "fail" and bool(r["error"]) for r in rows)
-    spent = sum(s in COUNTED for s in states) + failed
     died = sum(r["state"] == "fail" and not r["error"] for r in rows)
     others = {s: states.count(s) for s in ("running", "waiting", "surplus") if s in states}
     uncounted = [f"{died} whose process died (retried with the same options)"] if died else []

@@ -283,11 +283,11 @@ def write_results(study: Any, spec: TuneSpec, out: Path) -> None:
         writer.writeheader()
         writer.writerows(rows)
     os.replace(tmp, out / TRIALS_FILE)
-    best = best_trial(study)
+    best, spent = best_trial(study), len(counted(study))
     if best is not None:
         write_json_atomic(out / BEST_FILE, {
             "format": 1, "study": spec.name, "trial": best.number, "score": best.value,
             "seeds": list(spec.seeds), "total_steps": spec.total_steps,
-            "trials": len(counted(study)), "values": best_values(spec, best)})
+            "trials": spent, "values": best_values(spec, best)})
     importances = draw_figures(study, out, best)
-    write_report(out, spec, rows, best, importances)
+    write_report(out, spec, rows, spent, best, importances)
