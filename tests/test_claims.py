@@ -1,6 +1,7 @@
 """``lpdm claims``: the page's claims table is the committed data's, and each verdict rule
 judges tiny synthetic studies as its text says."""
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -22,7 +23,14 @@ from lpdm.report.claims import (
     StuckLess,
 )
 from lpdm.report.claims_page import BEGIN, END, claims_table, page_is_current, write_page
-from lpdm.report.judge import IMPLEMENTATION, NOT_REFUTED, REFUTED, judge
+from lpdm.report.judge import (
+    IMPLEMENTATION,
+    NOT_JUDGED,
+    NOT_REFUTED,
+    REFUTED,
+    judge,
+    verdict_text,
+)
 from lpdm.report.records import RunRecord
 
 ROOT = Path(__file__).parents[1]
@@ -46,10 +54,12 @@ def _run(learner: str, seed: int, final: float) -> RunRecord:
                          "episodic_return": np.array([final, final])})
 
 
-def _toy_study(root: Path, path: str, lpdm_finals: list[float]) -> None:
-    """CartPole PPO, 5 seeds: bp at 400-404, frozen at 10-14, lpdm at ``lpdm_finals``."""
+def _toy_study(root: Path, path: str, lpdm_finals: list[float], frozen_at: float = 10.0
+               ) -> None:
+    """CartPole PPO, 5 seeds: bp at 400-404, frozen at ``frozen_at`` + 0-4, lpdm at
+    ``lpdm_finals``."""
     runs = [_run("bp", s, 400.0 + s) for s in range(5)]
-    runs += [_run("frozen", s, 10.0 + s) for s in range(5)]
+    runs += [_run("frozen", s, frozen_at + s) for s in range(5)]
     runs += [_run("lpdm", s, final) for s, final in enumerate(lpdm_finals)]
     (root / path).parent.mkdir(parents=True)
     write_archive(root / path, runs, Path("/toy"))
@@ -74,6 +84,26 @@ def test_a_learner_far_below_bp_is_refuted_and_one_level_with_it_not_refuted(tmp
     assert stuck.verdict == REFUTED and "5/5" in stuck.statistic and "0/5" in stuck.statistic
 
 
+def test_an_algorithm_whose_bp_does_not_beat_frozen_judges_nothing(tmp_path):
+    # frozen level with bp: the algorithm cannot tell a trained trunk from a random one
+    _toy_study(tmp_path, ARCHIVE, [20.0, 21.0, 22.0, 23.0, 24.0], frozen_at=399.5)
+    [found] = judge(COMPETITIVE, tmp_path)
+    assert found.verdict == NOT_JUDGED
+    assert found.why_not_judged.startswith("P(`bp` > `frozen`) 0.60 [")
+    assert found.why_not_judged.endswith("; at face value refuted")
+    assert verdict_text(found) == f"**not judged** ({found.why_not_judged})"
+    [stuck] = judge(STUCK_LESS, tmp_path)
+    assert stuck.verdict == NOT_JUDGED and "at face value refuted" in stuck.why_not_judged
+
+
+def test_a_claim_outside_the_tuned_study_says_so(tmp_path):
+    _toy_study(tmp_path, ARCHIVE, [20.0, 21.0, 22.0, 23.0, 24.0])
+    outside = dataclasses.replace(COMPETITIVE, tuned=False)
+    _toy_study(tmp_path, ARCHIVE.replace("results/", "results/tuned/"), [20.0] * 5)
+    row = claims_table(tmp_path, (outside,)).splitlines()[2]
+    assert row.endswith("| **refuted** | outside the tuned study (`docs/results/tuned/`) |")
+
+
 def test_the_tuned_column_judges_the_tuned_archives_once_committed(tmp_path):
     _toy_study(tmp_path, ARCHIVE, [20.0, 21.0, 22.0, 23.0, 24.0])
     table = claims_table(tmp_path, (COMPETITIVE,))
@@ -83,7 +113,8 @@ def test_the_tuned_column_judges_the_tuned_archives_once_committed(tmp_path):
                [399.5, 400.5, 401.5, 402.5, 403.5])
     row = claims_table(tmp_path, (COMPETITIVE,)).splitlines()[2]
     assert row.endswith("| **refuted** | **not refuted**: mean P(`lpdm` > `bp`) "
-                        "0.40 [0.08, 0.80] |")
+                        "0.40 [0.08, 0.80]<br>(CartPole-v1 × PPO; seeds 0–4 (15 runs); "
+                        "1k steps) |")
 
 
 def test_bench_claims_read_the_bench_tables(tmp_path):

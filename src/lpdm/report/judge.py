@@ -4,6 +4,7 @@ tests, P(> bp) and P(> frozen), and the verdict by the test's rule (``RULES``), 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Callable
@@ -52,6 +53,8 @@ CONFIRMED, REFUTED, INCONCLUSIVE = "confirmed", "refuted", "inconclusive"
 # a claim of parity that the data do not contradict: no equivalence test stands behind it
 NOT_REFUTED = "not refuted"
 IMPLEMENTATION = "implementation-dependent"
+# an algorithm under which bp does not beat a random frozen trunk cannot judge trunk learning
+NOT_JUDGED = "not judged"
 RULES = {
     (Compare, HIGHER): "expects the subject higher: **confirmed** when the 95% interval of "
                        "the mean P(subject > reference) lies above 0.5, **refuted** when "
@@ -78,6 +81,10 @@ RULES = {
                              "measured ratio is below it, **refuted** when none is, else "
                              "**inconclusive**",
 }
+GATE_RULE = ("an algorithm judges a claim only where it tells a trained trunk from a random "
+             "one: when the 95% interval of the mean P(`bp` > `frozen`) on the claim's runs "
+             "under it does not lie above 0.5, its verdict is **not judged** (the row keeps "
+             "its numbers and says what the rule above would have read)")
 ALGORITHM_NAMES = {"ppo": "PPO", "reinforce": "REINFORCE", "dqn": "DQN"}
 NONE = "—"
 
@@ -92,6 +99,7 @@ class Finding:
     versus_bp: str
     versus_frozen: str
     verdict: str
+    why_not_judged: str = ""  # a verdict NOT_JUDGED: bp against frozen, the face value
 
 
 def rule_key(test: Test) -> object:
@@ -135,7 +143,7 @@ def judge(claim: Claim, root: Path) -> list[Finding]:
         mine = [g for g in groups if g.setting.algo == algo]
         finding = judges[type(claim.test)](claim.test, mine, thresholds)
         if finding is not None:
-            findings.append(finding)
+            findings.append(_gated(finding, claim.test.subject, mine, thresholds))
     if not findings:
         raise RunError(f"claim {claim.statement!r}: no setting holds both sides")
     return findings
@@ -223,6 +231,26 @@ def _finding(groups: list[Group], subject: Side, thresholds: dict[tuple[str, str
     return Finding(groups[0].setting.algo, statistic, per_env,
                    _versus(groups, subject, "bp", thresholds),
                    _versus(groups, subject, CONTROL, thresholds), verdict)
+
+
+def _gated(finding: Finding, subject: Side, groups: list[Group],
+           thresholds: dict[tuple[str, str], float]) -> Finding:
+    """``finding``, or NOT_JUDGED when ``bp`` does not beat ``frozen`` on these runs (with
+    the subject's swept values where both have them, as depths; else at the defaults)."""
+    bp, frozen = Side("bp", subject.variant), Side(CONTROL, subject.variant)
+    if not all(any(_matches(g, side) for g in groups) for side in (bp, frozen)):
+        bp, frozen = Side("bp"), Side(CONTROL)
+    mean, _ = _mean_poi(groups, bp, frozen, FINAL, thresholds)
+    if not mean.has_interval or mean.low > 0.5:
+        return finding
+    why = (f"P(`bp` > `frozen`) {fmt_estimate(mean)}; at face value {finding.verdict}")
+    return dataclasses.replace(finding, verdict=NOT_JUDGED, why_not_judged=why)
+
+
+def verdict_text(finding: Finding) -> str:
+    """The verdict in bold, with why it is not judged when it is not."""
+    why = f" ({finding.why_not_judged})" if finding.why_not_judged else ""
+    return f"**{finding.verdict}**{why}"
 
 
 # ---------------------------------------------------------------- the tests
