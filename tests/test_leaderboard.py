@@ -101,6 +101,17 @@ def test_the_rules_name_the_learner_that_meets_the_goal_or_comes_closest(
     assert board.standing("lpdm").time_vs_bp.median == pytest.approx(2.0)
 
 
+def test_a_board_whose_bp_is_level_with_frozen_cannot_rank_trunks(tmp_path):
+    _toy_study(tmp_path, {"bp": BP, "frozen": (BP[0] - 0.5, BP[1] - 0.5),
+                          "lpdm": (150.0, -250.0)})
+    text = judge_board(compute(tmp_path, TOY)).text
+    assert text.startswith("Under PPO `bp` itself is not shown above `frozen` (P(> `frozen`) "
+                           "0.60 [")
+    assert "at these settings PPO **cannot rank trunks**" in text
+    _toy_study(tmp_path / "apart", {"bp": BP, "frozen": FROZEN, "lpdm": (150.0, -250.0)})
+    assert "cannot rank trunks" not in judge_board(compute(tmp_path / "apart", TOY)).text
+
+
 def test_what_bounds_the_closest_includes_its_last_layer_beside_bps(tmp_path):
     """Per-layer diagnostics kept in the archive: the closest learner's last hidden layer
     (IQM over seeds, median over environments) beside bp's, and dfa's alignment in the

@@ -44,6 +44,9 @@ RULES = (
     f"**where**: the environments where its normalised IQM is at least {GOAL_RATIO:g}× "
     "`bp`'s (where `bp`'s is positive), and those where another BP-free learner has the "
     "higher normalised IQM",
+    f"**cannot rank trunks**: a board where the 95% interval of `bp`'s P(> `{CONTROL}`) "
+    "does not lie above 0.5: its algorithm does not tell a trained trunk from a random one "
+    "at these settings, so its ranking is the data's, not a verdict on the learners",
 )
 
 
@@ -96,7 +99,17 @@ def judge_board(board: Leaderboard) -> Verdict:
         text = (f"Under {name} no BP-free learner meets the goal; the closest is "
                 f"`{pick.learner}`, {distance}. What bounds it: {_bounds(pick, bp, board)}.")
     return Verdict(board.algo, pick.learner, bool(meeting),
-                   text + _where(pick, bp, local, board) + _cost(pick) + _partial(local, board))
+                   _cannot_rank(bp, name) + text + _where(pick, bp, local, board)
+                   + _cost(pick) + _partial(local, board))
+
+
+def _cannot_rank(bp: Standing | None, name: str) -> str:
+    """The warning that opens a board whose bp is not shown above frozen, else ``""``."""
+    if bp is None or not bp.versus_frozen.has_interval or bp.versus_frozen.low > 0.5:
+        return ""
+    return (f"Under {name} `bp` itself is not shown above `{CONTROL}` (P(> `{CONTROL}`) "
+            f"{fmt_estimate(bp.versus_frozen)}): at these settings {name} **cannot rank "
+            "trunks**, so what follows is the data's ranking, not a verdict. ")
 
 
 def _distance(pick: Standing, bp: Standing | None) -> str:
