@@ -1,4 +1,5 @@
-"""Command line: ``lpdm train | eval | sweep | tune | report | claims | leaderboard | bench``.
+"""Command line: ``lpdm train | eval | sweep | tune | tuned | report | claims | leaderboard |
+bench``.
 
 Configuration flags are generated from :mod:`lpdm.config`, so ``train`` and ``sweep``
 share one definition of every option. Errors a user can fix are printed as one line
@@ -130,9 +131,11 @@ def build_parser() -> argparse.ArgumentParser:
     from lpdm.report.leaderboard_command import add_leaderboard_command
     from lpdm.sweeps.command import add_sweep_command
     from lpdm.tuning.command import add_tune_command
+    from lpdm.tuning.overview_command import add_tuned_command
 
     add_sweep_command(commands)
     add_tune_command(commands)
+    add_tuned_command(commands)
     add_report_command(commands)
     add_claims_command(commands)
     add_leaderboard_command(commands)

@@ -8,8 +8,8 @@ from collections.abc import Callable
 from operator import attrgetter
 from pathlib import Path
 
-from lpdm.errors import RunError
 from lpdm.report.claims import CLAIMS, BenchRatios, Claim
+from lpdm.report.generated_page import block_is_current, write_block
 from lpdm.report.judge import (
     GATE_RULE,
     RULES,
@@ -124,24 +124,11 @@ def _tuned(claim: Claim, root: Path) -> str:
     return f"{verdicts}<br>({_runs_scope(tuned_claim, root)})"
 
 
-def replace_block(page: str, block: str, name: str) -> str:
-    """``page`` with the text between its claims markers replaced by ``block``."""
-    if page.count(BEGIN) != 1 or page.count(END) != 1 or page.index(BEGIN) > page.index(END):
-        raise RunError(f"{name} needs one '{BEGIN}' line before one '{END}' line")
-    before = page[:page.index(BEGIN) + len(BEGIN)]
-    return f"{before}\n{block}{page[page.index(END):]}"
-
-
 def write_page(page: Path, block: str) -> bool:
     """Rewrite the claims block of ``page``; True when it changed."""
-    text = page.read_text()
-    updated = replace_block(text, block, str(page))
-    if updated != text:
-        page.write_text(updated)
-    return updated != text
+    return write_block(page, block, BEGIN, END)
 
 
 def page_is_current(page: Path, block: str) -> bool:
     """Whether the claims block of ``page`` is ``block``."""
-    text = page.read_text()
-    return replace_block(text, block, str(page)) == text
+    return block_is_current(page, block, BEGIN, END)

@@ -1,13 +1,14 @@
 """What the commands that generate a committed page from the data share (``lpdm claims``,
-``lpdm leaderboard``): print it, ``--write`` it, or ``--check`` that it is current, from the
-repository root the data lie under (``--root``)."""
+``lpdm leaderboard``, ``lpdm tuned``): print it, ``--write`` it, or ``--check`` that it is
+current, from the repository root the data lie under (``--root``); a generated block
+between two marker lines of a page that is otherwise written by hand."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from lpdm.errors import ConfigError
+from lpdm.errors import ConfigError, RunError
 
 
 def add_page_options(parser: argparse.ArgumentParser, metavar: str, write_help: str,
@@ -27,3 +28,26 @@ def repository_root(args: argparse.Namespace) -> Path:
         raise ConfigError(f"--root {root}: no docs/results there (run from the repository "
                           "root or name it)")
     return root
+
+
+def replace_block(page: str, block: str, name: str, begin: str, end: str) -> str:
+    """``page`` with the text between its ``begin`` and ``end`` lines replaced by ``block``."""
+    if page.count(begin) != 1 or page.count(end) != 1 or page.index(begin) > page.index(end):
+        raise RunError(f"{name} needs one '{begin}' line before one '{end}' line")
+    before = page[:page.index(begin) + len(begin)]
+    return f"{before}\n{block}{page[page.index(end):]}"
+
+
+def write_block(page: Path, block: str, begin: str, end: str) -> bool:
+    """Rewrite the block of ``page`` between ``begin`` and ``end``; True when it changed."""
+    text = page.read_text()
+    updated = replace_block(text, block, str(page), begin, end)
+    if updated != text:
+        page.write_text(updated)
+    return updated != text
+
+
+def block_is_current(page: Path, block: str, begin: str, end: str) -> bool:
+    """Whether the block of ``page`` between ``begin`` and ``end`` is ``block``."""
+    text = page.read_text()
+    return replace_block(text, block, str(page), begin, end) == text

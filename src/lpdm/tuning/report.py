@@ -29,8 +29,8 @@ def write_report(out: Path, spec: TuneSpec, rows: list[dict[str, Any]], spent: i
         lines += [f"**Best:** trial {best.number}, score {best.value:.1f}; "
                   "`lpdm train --config best.json` trains its options.", "",
                   "| option | search space | best | importance |", "|---|---|---|---|"]
-        lines += [f"| `{name}` | {_space(dist)} | {_value(best.params.get(name))} | "
-                  f"{_value(importances[name]) if name in importances else '—'} |"
+        lines += [f"| `{name}` | {_space(dist)} | {format_value(best.params.get(name))} | "
+                  f"{format_value(importances[name]) if name in importances else '—'} |"
                   for name, dist in spec.space.items()]
         lines += ["", "Importance: Optuna's fANOVA share of the completed trials' score "
                   "variance (none with fewer than two completed trials).", ""]
@@ -46,7 +46,7 @@ def write_report(out: Path, spec: TuneSpec, rows: list[dict[str, Any]], spent: i
 
 def _definition(spec: TuneSpec) -> list[str]:
     seeds = ", ".join(map(str, spec.seeds))
-    fixed = ", ".join(f"`{k}` = {_value(v)}" for k, v in spec.fixed.items())
+    fixed = ", ".join(f"`{k}` = {format_value(v)}" for k, v in spec.fixed.items())
     return [f"{spec.env} × {spec.algo.upper()} × `{spec.learner}`: {spec.trials} trials, each "
             f"a population of the held-out seeds {seeds} trained for {spec.total_steps:,} "
             "steps and scored by the mean of their final scores (the mean training return "
@@ -77,19 +77,20 @@ def _trials_table(spec: TuneSpec, rows: list[dict[str, Any]]) -> list[str]:
         score = "" if math.isnan(r["score"]) else f"{r['score']:.1f}"
         seconds = "" if math.isnan(r["seconds"]) else f"{r['seconds']:.0f}"
         table.append(f"| {r['trial']} | {r['state']} | {score} | "
-                     + " | ".join(_value(r.get(f"param_{n}")) for n in names)
+                     + " | ".join(format_value(r.get(f"param_{n}")) for n in names)
                      + f" | {seconds} | {note} |")
     return table
 
 
 def _space(dist: dict[str, Any]) -> str:
     if dist["type"] == "categorical":
-        return "one of " + ", ".join(_value(c) for c in dist["choices"])
+        return "one of " + ", ".join(format_value(c) for c in dist["choices"])
     scale = ", log" if dist.get("log") else ""
-    return f"{dist['type']} in [{_value(dist['low'])}, {_value(dist['high'])}]{scale}"
+    return f"{dist['type']} in [{format_value(dist['low'])}, {format_value(dist['high'])}]{scale}"
 
 
-def _value(v: Any) -> str:
+def format_value(v: Any) -> str:
+    """An option's value as a page shows it: floats to 3 significant digits."""
     if v is None:
         return ""
     if isinstance(v, float):

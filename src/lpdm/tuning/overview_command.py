@@ -1,0 +1,46 @@
+"""``lpdm tuned``: the overview of a folder of tuning studies, for the tuned study's page."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def add_tuned_command(commands: argparse._SubParsersAction) -> None:
+    """Register ``lpdm tuned`` on the ``lpdm`` subcommand parser."""
+    parser = commands.add_parser(
+        "tuned", help="one row per tuning study under a folder: budget, best, chosen options",
+        description="Read every tuning study under STUDIES (STUDIES/ENV/LEARNER/, as "
+                    "lpdm tune --out leaves them) and print one row per study: the trials "
+                    "it spent, its best held-out score and the options that trial chose, "
+                    "and whether every study had the same budget; --write puts the table "
+                    "into PAGE between its '<!-- tuned:begin -->' and '<!-- tuned:end -->' "
+                    "lines, --check exits 1 when that block no longer matches the studies.")
+    parser.add_argument("studies", metavar="STUDIES", help="folder of tuning studies")
+    target = parser.add_mutually_exclusive_group()
+    target.add_argument("--write", metavar="PAGE", help="rewrite PAGE's tuned block")
+    target.add_argument("--check", metavar="PAGE",
+                        help="exit 1 if PAGE's tuned block differs from the studies")
+    parser.set_defaults(handler=cmd_tuned)
+
+
+def cmd_tuned(args: argparse.Namespace) -> int:
+    from lpdm.report.generated_page import block_is_current, write_block
+    from lpdm.tuning.overview import BEGIN, COMMAND, END, overview_table
+
+    studies = Path(args.studies)
+    page = Path(args.write or args.check or ".")
+    table = overview_table(studies, page.parent if (args.write or args.check) else Path("."))
+    if args.check:
+        if not block_is_current(page, table, BEGIN, END):
+            print(f"lpdm: {page}: the tuned block is stale; run "
+                  f"`{COMMAND} {studies} --write {page}`", file=sys.stderr)
+            return 1
+        print(f"{page}: the tuned block matches the studies")
+    elif args.write:
+        changed = write_block(page, table, BEGIN, END)
+        print(f"{page}: tuned block {'rewritten' if changed else 'unchanged'}")
+    else:
+        print(table, end="")
+    return 0
