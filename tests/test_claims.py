@@ -22,7 +22,8 @@ from lpdm.report.claims import (
     Side,
     StuckLess,
 )
-from lpdm.report.claims_page import BEGIN, END, claims_table, page_is_current, write_page
+from lpdm.report.claims_page import BEGIN, END, claims_table
+from lpdm.report.generated_page import block_is_current, write_block
 from lpdm.report.judge import (
     IMPLEMENTATION,
     NOT_JUDGED,
@@ -39,7 +40,7 @@ ARCHIVE = "docs/results/toy/archive.npz"
 
 
 def test_the_page_holds_the_table_of_the_committed_data():
-    assert page_is_current(PAGE, claims_table(ROOT)), \
+    assert block_is_current(PAGE, claims_table(ROOT), BEGIN, END), \
         "docs/reproduction.md is stale: run `lpdm claims --write docs/reproduction.md`"
 
 
@@ -147,7 +148,7 @@ def test_write_and_check_rewrite_and_compare_only_the_marked_block(tmp_path, mon
     text = page.read_text()
     assert text.startswith(f"# Title\n\n{BEGIN}\n| claim |") and text.endswith(f"{END}\n\nprose\n")
     assert main([*argv, "--check", str(page)]) == 0
-    assert not write_page(page, claims_table(tmp_path))  # unchanged
+    assert not write_block(page, claims_table(tmp_path), BEGIN, END)  # unchanged
     page.write_text("no markers\n")
     assert main([*argv, "--check", str(page)]) == 2
     assert "needs one '<!-- claims:begin -->' line" in capsys.readouterr().err

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
-from lpdm.report.generated_page import add_page_options, repository_root
+from lpdm.report.generated_page import (
+    add_page_options,
+    print_write_or_check,
+    repository_root,
+)
 
 
 def add_claims_command(commands: argparse._SubParsersAction) -> None:
@@ -25,19 +27,7 @@ def add_claims_command(commands: argparse._SubParsersAction) -> None:
 
 
 def cmd_claims(args: argparse.Namespace) -> int:
-    from lpdm.report.claims_page import COMMAND, claims_table, page_is_current, write_page
+    from lpdm.report.claims_page import BEGIN, COMMAND, END, claims_table
 
-    root = repository_root(args)
-    table = claims_table(root)
-    if args.check:
-        if not page_is_current(Path(args.check), table):
-            print(f"lpdm: {args.check}: the claims table is stale; run "
-                  f"`{COMMAND} --write {args.check}`", file=sys.stderr)
-            return 1
-        print(f"{args.check}: the claims table matches the data")
-    elif args.write:
-        changed = write_page(Path(args.write), table)
-        print(f"{args.write}: claims table {'rewritten' if changed else 'unchanged'}")
-    else:
-        print(table, end="")
-    return 0
+    table = claims_table(repository_root(args))
+    return print_write_or_check(args, table, "claims table", BEGIN, END, f"{COMMAND} --write")

@@ -1,5 +1,5 @@
-"""The claims table as Markdown (:func:`claims_table`), and the block of a page that holds it
-(between ``BEGIN`` and ``END``), rewritten or checked against the data."""
+"""The claims table as Markdown (:func:`claims_table`), kept in a page between ``BEGIN`` and
+``END`` (:mod:`lpdm.report.generated_page` rewrites or checks that block)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from operator import attrgetter
 from pathlib import Path
 
 from lpdm.report.claims import CLAIMS, BenchRatios, Claim
-from lpdm.report.generated_page import block_is_current, write_block
 from lpdm.report.judge import (
     GATE_RULE,
     RULES,
@@ -123,12 +122,3 @@ def _tuned(claim: Claim, root: Path) -> str:
     verdicts = _joined(judge(tuned_claim, root), lambda f: f"{verdict_text(f)}: {f.statistic}")
     return f"{verdicts}<br>({_runs_scope(tuned_claim, root)})"
 
-
-def write_page(page: Path, block: str) -> bool:
-    """Rewrite the claims block of ``page``; True when it changed."""
-    return write_block(page, block, BEGIN, END)
-
-
-def page_is_current(page: Path, block: str) -> bool:
-    """Whether the claims block of ``page`` is ``block``."""
-    return block_is_current(page, block, BEGIN, END)

@@ -6,6 +6,7 @@ between two marker lines of a page that is otherwise written by hand."""
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from lpdm.errors import ConfigError, RunError
@@ -51,3 +52,21 @@ def block_is_current(page: Path, block: str, begin: str, end: str) -> bool:
     """Whether the block of ``page`` between ``begin`` and ``end`` is ``block``."""
     text = page.read_text()
     return replace_block(text, block, str(page), begin, end) == text
+
+
+def print_write_or_check(args: argparse.Namespace, block: str, what: str, begin: str,
+                         end: str, rewrite: str) -> int:
+    """Print ``block``, or ``--write`` it into the page between ``begin`` and ``end``, or
+    ``--check`` it there (exit status 1 when stale, saying to run ``rewrite`` PAGE)."""
+    if args.check:
+        if not block_is_current(Path(args.check), block, begin, end):
+            print(f"lpdm: {args.check}: the {what} is stale; run `{rewrite} {args.check}`",
+                  file=sys.stderr)
+            return 1
+        print(f"{args.check}: the {what} matches the data")
+    elif args.write:
+        changed = write_block(Path(args.write), block, begin, end)
+        print(f"{args.write}: {what} {'rewritten' if changed else 'unchanged'}")
+    else:
+        print(block, end="")
+    return 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 
@@ -26,21 +25,10 @@ def add_tuned_command(commands: argparse._SubParsersAction) -> None:
 
 
 def cmd_tuned(args: argparse.Namespace) -> int:
-    from lpdm.report.generated_page import block_is_current, write_block
+    from lpdm.report.generated_page import print_write_or_check
     from lpdm.tuning.overview import BEGIN, COMMAND, END, overview_table
 
-    studies = Path(args.studies)
-    page = Path(args.write or args.check or ".")
-    table = overview_table(studies, page.parent if (args.write or args.check) else Path("."))
-    if args.check:
-        if not block_is_current(page, table, BEGIN, END):
-            print(f"lpdm: {page}: the tuned block is stale; run "
-                  f"`{COMMAND} {studies} --write {page}`", file=sys.stderr)
-            return 1
-        print(f"{page}: the tuned block matches the studies")
-    elif args.write:
-        changed = write_block(page, table, BEGIN, END)
-        print(f"{page}: tuned block {'rewritten' if changed else 'unchanged'}")
-    else:
-        print(table, end="")
-    return 0
+    page = args.write or args.check
+    table = overview_table(Path(args.studies), Path(page).parent if page else Path("."))
+    return print_write_or_check(args, table, "tuned block", BEGIN, END,
+                                f"{COMMAND} {args.studies} --write")
