@@ -66,6 +66,10 @@ def test_a_learner_run_on_fewer_environments_is_compared_with_bp_there_and_canno
     assert (verdict.learner, verdict.meets_goal) == ("lpdm", False)
     assert "Studied on fewer environments so far" in verdict.text and "`dfa` (1 of 2: 1.00" \
         in verdict.text
+    # dfa ran in another sweep than bp's: no time ratio, and the page says why
+    assert not dfa.time_vs_bp.settings
+    assert "Time per iteration n/a (`dfa`): no environment where it ran in the same sweep " \
+        "as `bp`" in page([board])
 
 
 @pytest.mark.parametrize("lpdm, guided, use, meets", [

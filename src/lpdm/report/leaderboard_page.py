@@ -75,6 +75,14 @@ def _board_blocks(board: Leaderboard) -> list[Block]:
     if board.without_runs:
         blocks.append(Paragraph("No committed runs yet under " + name + ": " + ", ".join(
             f"`{learner}` ({kind(learner)})" for learner in board.without_runs) + "."))
+    untimed = [s.learner for s in board.standings
+               if s.learner != BASELINE and not s.time_vs_bp.settings]
+    if untimed:
+        blocks.append(Paragraph(
+            "Time per iteration n/a (" + ", ".join(f"`{x}`" for x in untimed) + "): no "
+            "environment where it ran in the same sweep as `bp`, and times from sweeps run "
+            "under other loads do not compare; `lpdm bench` measures the learners' update "
+            "costs side by side (`docs/performance.md`)."))
     if not board.update_times_kept:
         blocks.append(Paragraph("Update times: not in the committed data (a report's "
                                 "`runs.csv` keeps only the time per iteration)."))
