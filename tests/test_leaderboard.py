@@ -1,6 +1,7 @@
 """``lpdm leaderboard``: the committed page is the committed data's, the paragraph's rules
 name the learner they say on tiny synthetic studies, and ``--check`` catches a stale page."""
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -54,7 +55,8 @@ def test_a_learner_run_on_fewer_environments_is_compared_with_bp_there_and_canno
     """dfa, at bp's level on CartPole alone: its ratio is bp's on CartPole, not on the
     suite, and the goal needs every environment."""
     _toy_study(tmp_path, {"bp": BP, "frozen": FROZEN, "lpdm": (150.0, -250.0)})
-    runs = [_run("CartPole-v1", "dfa", s, BP[0] + s) for s in range(5)]
+    runs = [dataclasses.replace(_run("CartPole-v1", "dfa", s, BP[0] + s),
+                                sweep=Path("/toy/dfa-sweep")) for s in range(5)]
     extra = tmp_path / "docs/results/toy2/archive.npz"
     extra.parent.mkdir(parents=True)
     write_archive(extra, runs, Path("/toy"))
