@@ -107,6 +107,33 @@ def test_the_rules_name_the_learner_that_meets_the_goal_or_comes_closest(
     assert board.standing("lpdm").time_vs_bp.median == pytest.approx(2.0)
 
 
+def test_a_published_result_is_set_beside_our_learner_that_follows_it(tmp_path):
+    """Artificial Dopamine's CartPole-v1 value beside `layerwise`'s DQN runs there (IQM of
+    400..404 and P(> bp) 0 against bp's 480..484); no runs on LunarLander-v3 yet."""
+    runs = [dataclasses.replace(_run("CartPole-v1", learner, s, start + s), algo="dqn")
+            for learner, start in (("bp", 480.0), ("frozen", 20.0), ("layerwise", 400.0))
+            for s in range(5)]
+    (tmp_path / ARCHIVE).parent.mkdir(parents=True)
+    write_archive(tmp_path / ARCHIVE, runs, Path("/toy"))
+    board = compute(tmp_path, Board("dqn", (ARCHIVE,)))
+    cartpole, lunar = (next(c for c in board.published if c.published.env == env)
+                       for env in ("CartPole-v1", "LunarLander-v3"))
+    assert (cartpole.published.learner, cartpole.published.score) == ("layerwise", 500.0)
+    assert (cartpole.runs, cartpole.steps) == (5, 1000)
+    assert cartpole.final.value == pytest.approx(402.0)
+    assert cartpole.bp_final.value == pytest.approx(482.0)
+    assert cartpole.versus_bp.value == pytest.approx(0.0)
+    assert lunar.runs == 0
+    text = page([board])
+    assert ("| CartPole-v1 | Artificial Dopamine | about 500 | 300k | its classic-control "
+            "learning curves | `layerwise` | 402 [") in text
+    assert "| LunarLander-v3 | Artificial Dopamine | about 260 | 1M |" in text
+    assert "no committed runs yet" in text
+    # no published result on the PPO board
+    _toy_study(tmp_path / "ppo", {"bp": BP, "frozen": FROZEN})
+    assert compute(tmp_path / "ppo", TOY).published == ()
+
+
 def test_a_board_whose_bp_is_level_with_frozen_cannot_rank_trunks(tmp_path):
     _toy_study(tmp_path, {"bp": BP, "frozen": (BP[0] - 0.5, BP[1] - 0.5),
                           "lpdm": (150.0, -250.0)})

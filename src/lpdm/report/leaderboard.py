@@ -32,6 +32,7 @@ from lpdm.report.analysis import (
 )
 from lpdm.report.judge import load_runs
 from lpdm.report.profiles import at_end, diagnostic_columns
+from lpdm.report.published import Comparison, compare
 from lpdm.report.records import RunRecord
 from lpdm.report.stats import (
     SIGNIFICANCE,
@@ -136,6 +137,7 @@ class Leaderboard:
     without_runs: tuple[str, ...]
     unfinished: int  # runs left out because they did not finish
     holm_floor: float  # the smallest Holm-adjusted p a per-environment test can reach
+    published: tuple[Comparison, ...] = ()  # other methods' published results beside ours
 
     def standing(self, learner: str) -> Standing | None:
         return next((s for s in self.standings if s.learner == learner), None)
@@ -201,7 +203,7 @@ def compute(root: Path, board: Board) -> Leaderboard:
         board.algo, sources, envs, tuple(sorted({r.seed for r in finished})), normalisation,
         tuple(standings),
         tuple(name for name in learner_specs() if name not in by_learner),
-        len(runs) - len(finished), min(1.0, floor))
+        len(runs) - len(finished), min(1.0, floor), compare(board.algo, groups))
 
 
 def _standing(learner: str, mine: list[Group], by_learner: dict[str, list[Group]],

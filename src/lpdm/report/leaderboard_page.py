@@ -96,6 +96,8 @@ def _board_blocks(board: Leaderboard) -> list[Block]:
         Paragraph(f"{name} per environment: the IQM of each learner's normalised final "
                   "scores; in bold the BP-free learner highest there."),
         _per_env_table(board)]
+    if board.published:
+        blocks += _published_blocks(board)
     layered = [s for s in board.standings if s.last_layer]
     if layered:
         blocks += [
@@ -108,6 +110,36 @@ def _board_blocks(board: Leaderboard) -> list[Block]:
                                              for field, _ in LAYER_READINGS))
                         for s in layered))]
     return blocks
+
+
+def _published_blocks(board: Leaderboard) -> list[Block]:
+    """Other methods' published results beside the learner of ours that follows each."""
+    rows = []
+    for c in board.published:
+        p = c.published
+        ours = ((fmt_estimate(c.final), fmt_estimate(c.maximum), _steps(c.steps), str(c.runs),
+                 fmt_estimate(c.bp_final), fmt_estimate(c.versus_bp)) if c.runs else
+                ("no committed runs yet", NONE, NONE, "0", NONE, NONE))
+        rows.append((p.env, p.method.split(" (")[0], f"about {p.score:g}", _steps(p.steps),
+                     p.where, f"`{p.learner}`", *ours))
+    methods = sorted({c.published.method for c in board.published})
+    return [
+        Paragraph(f"{algorithm_name(board.algo)} beside published results of other BP-free "
+                  f"methods, {'; '.join(methods)}, each read off that paper's figures (so "
+                  "approximate), with the learner of ours that follows the method: its "
+                  "IQM final and max scores [95% CI] over its committed runs, and `bp`'s. A "
+                  "reference point, not a reproduction: the other method's architecture, "
+                  "settings and environment versions are its own, and the budgets differ "
+                  "where the two step columns do."),
+        Table(("environment", "method", "published score", "at steps", "read from",
+               "ours", "IQM final", "IQM max", "at steps", "runs", "`bp` IQM final",
+               "P(ours > `bp`)"), tuple(rows))]
+
+
+def _steps(steps: int) -> str:
+    if steps >= 1_000_000 and steps % 1_000_000 == 0:
+        return f"{steps // 1_000_000}M"
+    return f"{steps // 1000}k" if steps % 1000 == 0 else str(steps)
 
 
 def _seeds(seeds: tuple[int, ...]) -> str:
