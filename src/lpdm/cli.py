@@ -1,5 +1,5 @@
-"""Command line: ``lpdm train | eval | sweep | tune | tuned | report | claims | leaderboard |
-bench``.
+"""Command line: ``lpdm train | eval | sweep | tune | tuned | report | claims | headline |
+leaderboard | bench``.
 
 Configuration flags are generated from :mod:`lpdm.config`, so ``train`` and ``sweep``
 share one definition of every option. Errors a user can fix are printed as one line
@@ -126,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.set_defaults(handler=cmd_eval)
 
     from lpdm.bench_command import add_bench_parser
-    from lpdm.report.claims_command import add_claims_command
+    from lpdm.report.claims_command import add_claims_command, add_headline_command
     from lpdm.report.command import add_report_command
     from lpdm.report.leaderboard_command import add_leaderboard_command
     from lpdm.sweeps.command import add_sweep_command
@@ -138,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_tuned_command(commands)
     add_report_command(commands)
     add_claims_command(commands)
+    add_headline_command(commands)
     add_leaderboard_command(commands)
     add_bench_parser(commands)
     return parser

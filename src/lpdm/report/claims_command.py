@@ -1,4 +1,5 @@
-"""``lpdm claims``: the claims table of ``docs/reproduction.md``, from the committed data."""
+"""``lpdm claims`` and ``lpdm headline``: the claims table of ``docs/reproduction.md`` and the
+README's answer to the paper, from the committed data."""
 
 from __future__ import annotations
 
@@ -31,3 +32,25 @@ def cmd_claims(args: argparse.Namespace) -> int:
 
     table = claims_table(repository_root(args))
     return print_write_or_check(args, table, "claims table", BEGIN, END, f"{COMMAND} --write")
+
+
+def add_headline_command(commands: argparse._SubParsersAction) -> None:
+    """Register ``lpdm headline`` on the ``lpdm`` subcommand parser."""
+    parser = commands.add_parser(
+        "headline", help="the README's answer to the paper, from the committed studies",
+        description="Write the README's paragraph 'Does it work as the paper says?' from the "
+                    "committed data (the leaderboards, the claims' verdicts, the tuned "
+                    "study's confirmed environments) and print it; --write puts it into a "
+                    "page between its '<!-- headline:begin -->' and '<!-- headline:end -->' "
+                    "lines, --check exits 1 when that block no longer matches the data.")
+    add_page_options(parser, "PAGE", "rewrite PAGE's headline block",
+                     "exit 1 if PAGE's headline block differs from the data",
+                     "the repository root the data paths are under")
+    parser.set_defaults(handler=cmd_headline)
+
+
+def cmd_headline(args: argparse.Namespace) -> int:
+    from lpdm.report.headline import BEGIN, END, headline
+
+    text = headline(repository_root(args))
+    return print_write_or_check(args, text, "headline", BEGIN, END, "lpdm headline --write")
