@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Issue 26's equal-budget tuning of the new learners under PPO: dfa, layerwise and
+# lpdm-metric each get exactly the budget of the tuned study's bp (docs/results/tuned/run.sh:
+# 16 trials x 3 held-out seeds 10-12 x 100k steps, each learner's own search space from its
+# spec), on the tuned study's environments, WORKERS (default 2) `lpdm tune` processes
+# sharing each study. bp's studies are the tuned study's own (same environments, seeds,
+# budget and sampler), so they are not run again here. Then each learner's best.json is
+# confirmed on seeds 0-4 at the suite's budget:
+#   bash docs/results/leaderboard/tune.sh [OUT]          (default ~/runs/leaderboard-tuned)
+#   CONFIRM=1 bash docs/results/leaderboard/tune.sh [OUT] (the confirmation sweeps)
+# Run it from the repository root with its virtual environment active; rerunning resumes.
+set -u
+OUT=${1:-$HOME/runs/leaderboard-tuned}
+mkdir -p "$OUT" && cd "$OUT"
+for env in CartPole-v1 Pendulum-v1 InvertedDoublePendulum-v4 Hopper-v4 HalfCheetah-v4; do
+  for learner in dfa layerwise lpdm-metric; do
+    if [ -n "${CONFIRM:-}" ]; then
+      part=$(echo "${env%-v*}" | tr '[:upper:]' '[:lower:]')
+      lpdm sweep --out "$part/$learner" --suite paper --env "$env" --algo ppo \
+        --learner "$learner" --config "$env/$learner/best.json" --seeds 5 --population 5 \
+        --workers 1 --no-progress >> confirm.log 2>&1
+      continue
+    fi
+    for worker in $(seq 1 "${WORKERS:-2}"); do
+      lpdm tune --env $env --algo ppo --learner $learner --trials 16 --total-steps 100000 \
+        --tune-seeds 10,11,12 --no-progress --out $env/$learner >> tune-$worker.log 2>&1 &
+    done
+    wait
+  done
+done
