@@ -14,6 +14,7 @@ from lpdm.report.judge import (
     RULES,
     Finding,
     algorithm_name,
+    fmt_seeds,
     judge,
     load_runs,
     rule_key,
@@ -91,10 +92,7 @@ def _environments(runs: list[RunRecord]) -> str:
 
 
 def _seeds(runs: list[RunRecord]) -> str:
-    seeds = sorted({r.seed for r in runs})
-    if seeds == list(range(seeds[0], seeds[-1] + 1)) and len(seeds) > 1:
-        return f"seeds {seeds[0]}–{seeds[-1]} ({len(runs)} runs)"
-    return f"seeds {', '.join(map(str, seeds))} ({len(runs)} runs)"
+    return f"{fmt_seeds({r.seed for r in runs})} ({len(runs)} runs)"
 
 
 def _budget(runs: list[RunRecord]) -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from lpdm.report.analysis import BASELINE, CONTROL
 from lpdm.report.claims import CLAIMS, Claim
-from lpdm.report.judge import Finding, fmt, fmt_estimate, judge, verdict_text
+from lpdm.report.judge import Finding, fmt, fmt_estimate, fmt_seeds, judge, verdict_text
 from lpdm.report.leaderboard import BOARDS, Board, Leaderboard, Standing, compute
 from lpdm.report.stats import SIGNIFICANCE
 
@@ -68,11 +68,6 @@ def _standings(board: Leaderboard) -> tuple[Standing, Standing, Standing]:
     return found[0], found[1], found[2]
 
 
-def _seeds(board: Leaderboard) -> str:
-    seeds = board.seeds
-    return f"seeds {seeds[0]}–{seeds[-1]}" if len(seeds) > 1 else f"seed {seeds[0]}"
-
-
 def _level_and_below(lpdm: Standing, bp: Standing) -> tuple[list[str], list[str]]:
     level, below = [], []
     for env, value in lpdm.per_env.items():
@@ -92,7 +87,7 @@ def _suite(board: Leaderboard, finding: Finding) -> str:
     where = f" and level (within {CLOSE}) on {', '.join(level)}" if level else ""
     return (f"**Does it work as the paper says?** That LPDM is competitive with "
             f"backpropagation is {verdict_text(finding)} under PPO on the paper's "
-            f"{lpdm.environments} environments ({_seeds(board)}, the suite's budgets, the "
+            f"{lpdm.environments} environments ({fmt_seeds(board.seeds)}, the suite's budgets, the "
             "library defaults): across environments the IQM of its final scores, normalised "
             "by fixed references (0: a random policy, 1: CleanRL's or a comparable published "
             f"PPO result), is {fmt_estimate(lpdm.normalised_iqm)} against `bp`'s "
@@ -116,7 +111,7 @@ def _frozen(board: Leaderboard) -> str:
 def _aggregates(board: Leaderboard) -> str:
     if not board.holm_floor >= SIGNIFICANCE:
         return ""
-    return (f"These verdicts rest on the aggregates: at {_seeds(board)} no single "
+    return (f"These verdicts rest on the aggregates: at {fmt_seeds(board.seeds)} no single "
             f"environment's difference can survive a Holm correction over "
             f"{len(board.envs)} (the smallest adjusted p it can reach is "
             f"{fmt(board.holm_floor)}).")
@@ -170,7 +165,7 @@ def _tuned(root: Path) -> str:
     lpdm, bp, frozen = _standings(board)
     rest = [env for env in TUNED_ENVS if env not in board.envs]
     to_come = f"; {', '.join(rest)} to come" if rest else ""
-    return (f"{intro}, confirmed so far on {', '.join(board.envs)} ({_seeds(board)}, the "
+    return (f"{intro}, confirmed so far on {', '.join(board.envs)} ({fmt_seeds(board.seeds)}, the "
             f"suite's budgets{to_come}): LPDM's normalised IQM is "
             f"{fmt_estimate(lpdm.normalised_iqm)} against `bp`'s "
             f"{fmt_estimate(bp.normalised_iqm)} and `frozen`'s "

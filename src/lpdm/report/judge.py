@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -406,6 +406,14 @@ def _bench(test: BenchRatios, page: Path) -> Finding:
 def fmt(value: float) -> str:
     """A number to 2 decimals (3 significant digits for large values)."""
     return f"{value:.2f}" if abs(value) < 100 else f"{value:.0f}"
+
+
+def fmt_seeds(seeds: Sequence[int]) -> str:
+    """Seeds as a page writes them: ``seeds 0–4`` when consecutive, else listed."""
+    seeds = sorted(seeds)
+    if len(seeds) > 1 and seeds == list(range(seeds[0], seeds[-1] + 1)):
+        return f"seeds {seeds[0]}–{seeds[-1]}"
+    return f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
 
 
 def fmt_estimate(estimate: Estimate) -> str:

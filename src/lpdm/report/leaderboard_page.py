@@ -10,7 +10,7 @@ from pathlib import Path
 
 from lpdm.report.analysis import BASELINE, CONTROL
 from lpdm.report.document import Block, Bullets, Figure, Heading, Paragraph, Table, to_markdown
-from lpdm.report.judge import algorithm_name, fmt, fmt_estimate
+from lpdm.report.judge import algorithm_name, fmt, fmt_estimate, fmt_seeds
 from lpdm.report.leaderboard import (
     BOARDS,
     BP_FREE,
@@ -69,7 +69,7 @@ def _board_blocks(board: Leaderboard) -> list[Block]:
     blocks: list[Block] = [
         Heading(name),
         Paragraph(f"From {sources}: {len(board.envs)} environments ({', '.join(board.envs)}), "
-                  f"{_seeds(board.seeds)}, {runs} finished runs{left_out}. Best normalised "
+                  f"{fmt_seeds(board.seeds)}, {runs} finished runs{left_out}. Best normalised "
                   "IQM first."),
         Table(COLUMNS, tuple(_row(s, board) for s in board.standings))]
     if board.without_runs:
@@ -140,12 +140,6 @@ def _steps(steps: int) -> str:
     if steps >= 1_000_000 and steps % 1_000_000 == 0:
         return f"{steps // 1_000_000}M"
     return f"{steps // 1000}k" if steps % 1000 == 0 else str(steps)
-
-
-def _seeds(seeds: tuple[int, ...]) -> str:
-    if len(seeds) > 1 and list(seeds) == list(range(seeds[0], seeds[-1] + 1)):
-        return f"seeds {seeds[0]}–{seeds[-1]}"
-    return f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
 
 
 def _row(standing: Standing, board: Leaderboard) -> tuple[str, ...]:
