@@ -179,6 +179,40 @@ def test_what_bounds_the_closest_includes_its_last_layer_beside_bps(tmp_path):
     assert "| `frozen` |" not in text.split("last hidden layer at the end of training")[1]
 
 
+def test_a_timing_sweep_gives_every_learner_its_cost_side_by_side(tmp_path):
+    """With a committed timing sweep, the costs come from its runs alone: dfa, whose scored
+    runs ran in another sweep than bp's, is timed there; lpdm's slower board runs do not
+    count; a learner the timing sweep lacks is n/a, and the page says why."""
+    _toy_study(tmp_path, {"bp": BP, "frozen": FROZEN, "lpdm": (150.0, -250.0)})
+    extra = tmp_path / "docs/results/toy2/archive.npz"
+    extra.parent.mkdir(parents=True)
+    write_archive(extra, [dataclasses.replace(_run(env, "dfa", s, start + s),
+                                              sweep=Path("/toy/dfa-sweep"))
+                          for env, start in zip(("CartPole-v1", "Acrobot-v1"), BP, strict=True)
+                          for s in range(5)], Path("/toy"))
+    seconds = {"bp": 0.1, "lpdm": 0.15, "dfa": 0.3}  # frozen: not in the timing sweep
+    timing = tmp_path / "docs/results/timing/archive.npz"
+    timing.parent.mkdir(parents=True)
+    write_archive(timing, [dataclasses.replace(
+        _run("CartPole-v1", learner, s, 0.0), seconds_per_iteration=t * (1 + 0.01 * s),
+        sweep=Path("/toy/timing")) for learner, t in seconds.items() for s in range(3)],
+        Path("/toy"))
+    board = compute(tmp_path, Board("ppo", (ARCHIVE, "docs/results/toy2/archive.npz"),
+                                    timing="docs/results/timing"))
+    assert board.timing == "docs/results/timing"
+    assert board.standing("dfa").time_vs_bp.median == pytest.approx(3.0)
+    assert board.standing("lpdm").time_vs_bp.median == pytest.approx(1.5)
+    assert not board.standing("frozen").time_vs_bp.settings
+    text = page([board])
+    assert "Times per iteration from the timing sweep `docs/results/timing`" in text
+    assert "Time per iteration n/a (`frozen`): not in the timing sweep" in text
+    # without the folder committed the board falls back to its own sweeps
+    untimed = compute(tmp_path, Board("ppo", (ARCHIVE, "docs/results/toy2/archive.npz"),
+                                      timing="docs/results/none"))
+    assert untimed.timing is None and not untimed.standing("dfa").time_vs_bp.settings
+    assert untimed.standing("lpdm").time_vs_bp.median == pytest.approx(2.0)
+
+
 def test_the_page_lists_registered_learners_without_runs_and_the_missing_update_times(
         tmp_path):
     _toy_study(tmp_path, {"bp": BP, "frozen": FROZEN, "lpdm": (470.0, -95.0)})

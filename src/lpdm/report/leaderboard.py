@@ -65,12 +65,19 @@ class Board:
     algo: str
     sources: tuple[str, ...]
     later: tuple[str, ...] = ()
+    # a timing sweep's report (read once committed): every learner in one sweep, in turns on
+    # one machine, so the costs compare; without it they come from ``sources`` where a
+    # learner ran in the same sweep as ``bp``
+    timing: str | None = None
 
 
 LEADERBOARD_STUDY = "docs/results/leaderboard"
+TIMING_STUDY = f"{LEADERBOARD_STUDY}/timing"
 BOARDS: tuple[Board, ...] = (
-    Board("ppo", ("docs/results/suite/parts",), (f"{LEADERBOARD_STUDY}/ppo",)),
-    Board("dqn", ("docs/results/dqn/runs.csv",), (f"{LEADERBOARD_STUDY}/dqn",)),
+    Board("ppo", ("docs/results/suite/parts",), (f"{LEADERBOARD_STUDY}/ppo",),
+          f"{TIMING_STUDY}/ppo"),
+    Board("dqn", ("docs/results/dqn/runs.csv",), (f"{LEADERBOARD_STUDY}/dqn",),
+          f"{TIMING_STUDY}/dqn"),
     Board("reinforce", ("docs/results/suite/parts",)),
 )
 
@@ -138,6 +145,7 @@ class Leaderboard:
     unfinished: int  # runs left out because they did not finish
     holm_floor: float  # the smallest Holm-adjusted p a per-environment test can reach
     published: tuple[Comparison, ...] = ()  # other methods' published results beside ours
+    timing: str | None = None  # the timing sweep the costs come from (None: the sources)
 
     def standing(self, learner: str) -> Standing | None:
         return next((s for s in self.standings if s.learner == learner), None)
@@ -188,10 +196,11 @@ def compute(root: Path, board: Board) -> Leaderboard:
     finished = [r for r in runs if r.finished]
     groups = make_groups(finished)
     normalisation = normalisations(groups)[board.algo]
-    by_learner: dict[str, list[Group]] = {}
-    for group in groups:
-        by_learner.setdefault(group.learner, []).append(group)
-    standings = [_standing(learner, mine, by_learner, normalisation)
+    by_learner = _by_learner(groups)
+    timing = board.timing if board.timing and (root / board.timing).exists() else None
+    timed = by_learner if timing is None else _by_learner(make_groups(
+        [r for r in load_runs(root, (timing,)) if r.algo == board.algo and r.finished]))
+    standings = [_standing(learner, mine, by_learner, normalisation, timed)
                  for learner, mine in by_learner.items()]
     standings.sort(key=lambda s: -s.normalised_iqm.value if math.isfinite(
         s.normalised_iqm.value) else math.inf)
@@ -203,15 +212,25 @@ def compute(root: Path, board: Board) -> Leaderboard:
         board.algo, sources, envs, tuple(sorted({r.seed for r in finished})), normalisation,
         tuple(standings),
         tuple(name for name in learner_specs() if name not in by_learner),
-        len(runs) - len(finished), min(1.0, floor), compare(board.algo, groups))
+        len(runs) - len(finished), min(1.0, floor), compare(board.algo, groups), timing)
+
+
+def _by_learner(groups: list[Group]) -> dict[str, list[Group]]:
+    by_learner: dict[str, list[Group]] = {}
+    for group in groups:
+        by_learner.setdefault(group.learner, []).append(group)
+    return by_learner
 
 
 def _standing(learner: str, mine: list[Group], by_learner: dict[str, list[Group]],
-              normalisation: Normalisation) -> Standing:
+              normalisation: Normalisation, timed: dict[str, list[Group]]) -> Standing:
+    """``learner``'s standing from its groups ``mine``; its costs from ``timed`` (the
+    groups the times are read from, by learner)."""
     scales = {normalisation.algo: normalisation}
     tasks = [normalised_finals(g, scales) for g in mine]
     bp = {g.setting.env: g for g in by_learner.get(BASELINE, [])}
     frozen = {g.setting.env: g for g in by_learner.get(CONTROL, [])}
+    timed_bp = {g.setting.env: g for g in timed.get(BASELINE, [])}
     # on the environments both ran: a learner studied on fewer environments than bp is
     # compared with bp there, not with bp's whole suite
     shared = [(task, normalised_finals(bp[g.setting.env], scales))
@@ -227,8 +246,9 @@ def _standing(learner: str, mine: list[Group], by_learner: dict[str, list[Group]
         {g.setting.env: float(iqm(t)) if t.size else math.nan
          for g, t in zip(mine, tasks, strict=True)},
         compared, higher, beats, loses,
-        _cost(mine, bp, "seconds_per_iteration"),
-        _cost(mine, bp, "update_seconds_per_iteration"), _last_layer(mine))
+        *(_cost(timed.get(learner, []), timed_bp, attribute)
+          for attribute in ("seconds_per_iteration", "update_seconds_per_iteration")),
+        _last_layer(mine))
 
 
 def reading_text(field: str, value: float) -> str:

@@ -77,12 +77,19 @@ def _board_blocks(board: Leaderboard) -> list[Block]:
             f"`{learner}` ({kind(learner)})" for learner in board.without_runs) + "."))
     untimed = [s.learner for s in board.standings
                if s.learner != BASELINE and not s.time_vs_bp.settings]
-    if untimed:
+    if board.timing:
         blocks.append(Paragraph(
-            "Time per iteration n/a (" + ", ".join(f"`{x}`" for x in untimed) + "): no "
-            "environment where it ran in the same sweep as `bp`, and times from sweeps run "
-            "under other loads do not compare; `lpdm bench` measures the learners' update "
-            "costs side by side (`docs/performance.md`)."))
+            f"Times per iteration from the timing sweep `{board.timing}` (every learner in "
+            "turn on one machine, its README says which and how), not from the runs above, "
+            "which shared their machines with other studies."))
+    if untimed:
+        why = (f"not in the timing sweep `{board.timing}`" if board.timing else
+               "no environment where it ran in the same sweep as `bp`, and times from sweeps "
+               "run under other loads do not compare")
+        blocks.append(Paragraph(
+            "Time per iteration n/a (" + ", ".join(f"`{x}`" for x in untimed) + f"): {why}; "
+            "`lpdm bench` measures the learners' update costs side by side "
+            "(`docs/performance.md`)."))
     if not board.update_times_kept:
         blocks.append(Paragraph("Update times: not in the committed data (a report's "
                                 "`runs.csv` keeps only the time per iteration)."))
@@ -210,8 +217,10 @@ def _method(boards: list[Leaderboard]) -> tuple[str, ...]:
         "Time (update time) per iteration vs `bp`: per environment the median over runs of "
         "the seconds per iteration (of the update alone) the runs recorded, over `bp`'s in "
         "the same sweep (runs of different sweeps ran under different loads); the median "
-        "over environments, with the range. Training ran on CPUs; populations of seeds may "
-        "share one process.",
+        "over environments, with the range. Where a board names a timing sweep, its runs "
+        "alone give the times: a few iterations of every learner, in turn, at the board's "
+        "settings and population size. Training ran on CPUs; populations of seeds may share "
+        "one process.",
         *(f"Rule: {rule}." for rule in RULES),
     )
 
