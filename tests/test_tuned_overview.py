@@ -2,12 +2,16 @@
 tuned study's committed page kept current."""
 
 import json
+import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from lpdm.cli import main
 from lpdm.errors import RunError
+from lpdm.report.archive import write_archive
+from lpdm.report.records import RunRecord
 from lpdm.tuning.overview import BEGIN, END, overview_table
 
 ROOT = Path(__file__).parents[1]
@@ -70,6 +74,36 @@ def test_unequal_and_unspent_budgets_are_said(tmp_path):
     assert "**The studies' budgets differ** (trials, seeds, steps): 3 × 2 × 1,000; " \
            "3 × 2 × 2,000." in table
     assert "Not yet spent in full: CartPole-v1 `bp`, CartPole-v1 `lpdm`." in table
+    assert "Tuned, not yet confirmed: none. Still tuning: CartPole-v1." in table
+
+
+def _confirmation_run(learner: str, seed: int) -> RunRecord:
+    return RunRecord(path=Path(f"/c/{learner}/s{seed}"), env="CartPole-v1", algo="ppo",
+                     learner=learner, variant="", seed=seed, status="finished",
+                     final_score=100.0, max_score=100.0, eval_score=math.nan,
+                     total_steps=150_000, seconds_per_iteration=0.1,
+                     update_seconds_per_iteration=math.nan, seconds_per_1k_steps=math.nan,
+                     stored_options={}, stored_metrics={
+                         "global_step": np.array([1000.0]), "episodic_return": np.array([1.0])})
+
+
+def test_the_confirmation_status_is_read_from_the_committed_parts(tmp_path):
+    """An environment whose every learner's study is spent waits for its confirmation until
+    an archive under ``suite/parts/`` beside the studies holds it."""
+    studies = tmp_path / "studies"
+    for learner in ("bp", "lpdm"):
+        _study(studies / f"CartPole-v1/{learner}", learner,
+               [f"{t},complete,1.0,0.001,9,,w," for t in range(3)],
+               _best(learner, 0, 1.0, lr=0.001))
+    assert "Confirmed: none yet. Tuned, not yet confirmed: CartPole-v1. Still tuning: " \
+           "none." in overview_table(studies, tmp_path)
+    archive = tmp_path / "suite/parts/cartpole/archive.npz"
+    archive.parent.mkdir(parents=True)
+    write_archive(archive, [_confirmation_run(learner, seed) for learner in ("bp", "lpdm")
+                            for seed in range(10)], Path("/c"))
+    assert "Confirmed: CartPole-v1 (`suite/parts/cartpole`: `bp`, `lpdm`, seeds 0–9, 150,000 " \
+           "steps, 20 finished runs). Tuned, not yet confirmed: none. Still tuning: none." \
+           in overview_table(studies, tmp_path)
 
 
 def test_write_and_check_the_pages_block(tmp_path, capsys):
