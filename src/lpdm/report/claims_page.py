@@ -15,6 +15,7 @@ from lpdm.report.judge import (
     Finding,
     algorithm_name,
     fmt_seeds,
+    fmt_steps,
     judge,
     load_runs,
     rule_key,
@@ -99,12 +100,8 @@ def _budget(runs: list[RunRecord]) -> str:
     steps = sorted({r.total_steps for r in runs if r.total_steps})
     if not steps:
         return ""
-    low, high = _steps(steps[0]), _steps(steps[-1])
+    low, high = fmt_steps(steps[0]), fmt_steps(steps[-1])
     return f"{low} steps" if low == high else f"{low}–{high} steps"
-
-
-def _steps(count: int) -> str:
-    return f"{count / 1e6:g}M" if count >= 1_000_000 else f"{count / 1e3:g}k"
 
 
 def _tuned(claim: Claim, root: Path) -> str:

@@ -416,6 +416,11 @@ def fmt_seeds(seeds: Sequence[int]) -> str:
     return f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
 
 
+def fmt_steps(count: int) -> str:
+    """A step count as a page writes it: ``300k``, ``1M``, ``1.5M``."""
+    return f"{count / 1e6:g}M" if count >= 1_000_000 else f"{count / 1e3:g}k"
+
+
 def fmt_estimate(estimate: Estimate) -> str:
     if not math.isfinite(estimate.value):
         return "n/a"

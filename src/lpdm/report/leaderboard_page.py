@@ -10,7 +10,7 @@ from pathlib import Path
 
 from lpdm.report.analysis import BASELINE, CONTROL
 from lpdm.report.document import Block, Bullets, Figure, Heading, Paragraph, Table, to_markdown
-from lpdm.report.judge import algorithm_name, fmt, fmt_estimate, fmt_seeds
+from lpdm.report.judge import algorithm_name, fmt, fmt_estimate, fmt_seeds, fmt_steps
 from lpdm.report.leaderboard import (
     BOARDS,
     BP_FREE,
@@ -124,10 +124,10 @@ def _published_blocks(board: Leaderboard) -> list[Block]:
     rows = []
     for c in board.published:
         p = c.published
-        ours = ((fmt_estimate(c.final), fmt_estimate(c.maximum), _steps(c.steps), str(c.runs),
+        ours = ((fmt_estimate(c.final), fmt_estimate(c.maximum), fmt_steps(c.steps), str(c.runs),
                  fmt_estimate(c.bp_final), fmt_estimate(c.versus_bp)) if c.runs else
                 ("no committed runs yet", NONE, NONE, "0", NONE, NONE))
-        rows.append((p.env, p.method.split(" (")[0], f"about {p.score:g}", _steps(p.steps),
+        rows.append((p.env, p.method.split(" (")[0], f"about {p.score:g}", fmt_steps(p.steps),
                      p.where, f"`{p.learner}`", *ours))
     methods = sorted({c.published.method for c in board.published})
     return [
@@ -141,12 +141,6 @@ def _published_blocks(board: Leaderboard) -> list[Block]:
         Table(("environment", "method", "published score", "at steps", "read from",
                "ours", "IQM final", "IQM max", "at steps", "runs", "`bp` IQM final",
                "P(ours > `bp`)"), tuple(rows))]
-
-
-def _steps(steps: int) -> str:
-    if steps >= 1_000_000 and steps % 1_000_000 == 0:
-        return f"{steps // 1_000_000}M"
-    return f"{steps // 1000}k" if steps % 1000 == 0 else str(steps)
 
 
 def _row(standing: Standing, board: Leaderboard) -> tuple[str, ...]:
