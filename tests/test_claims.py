@@ -118,6 +118,17 @@ def test_the_tuned_column_judges_the_tuned_archives_once_committed(tmp_path):
                         "1k steps) |")
 
 
+def test_a_claim_can_name_where_the_tuned_study_holds_its_runs(tmp_path):
+    # the Hopper-v4 study's claims: judged after tuning on the tuned study's Hopper part
+    _toy_study(tmp_path, ARCHIVE, [20.0, 21.0, 22.0, 23.0, 24.0])
+    elsewhere = "docs/results/tuned/suite/parts/toy/archive.npz"
+    named = dataclasses.replace(COMPETITIVE, tuned_sources=(elsewhere,))
+    assert "not yet committed" in claims_table(tmp_path, (named,))
+    _toy_study(tmp_path, elsewhere, [399.5, 400.5, 401.5, 402.5, 403.5])
+    row = claims_table(tmp_path, (named,)).splitlines()[2]
+    assert "| **refuted** | **not refuted**: mean P(`lpdm` > `bp`) 0.40" in row
+
+
 def test_bench_claims_read_the_bench_tables(tmp_path):
     page = tmp_path / "docs/performance.md"
     page.parent.mkdir()

@@ -6,9 +6,10 @@ archives, a report's ``runs.csv``, or the page holding ``lpdm bench``'s tables, 
 the repository root), the test that judges it (:mod:`lpdm.report.judge` computes each test
 and applies its rule) and the scope the data do not say themselves (settings, readings).
 The environments, seeds and budgets of a scope are read from the runs. The same claim after
-equal tuning is judged on the same paths under ``docs/results/tuned/`` once they exist,
-unless it lies outside the tuned study (``tuned=False``: the appendix variants, the open
-questions, which the PPO study on the deciding environments does not rerun).
+equal tuning is judged on the same paths under ``docs/results/tuned/`` (or on
+``tuned_sources`` where the tuned study holds the runs elsewhere) once they exist, unless it
+lies outside the tuned study (``tuned=False``: the appendix variants, the open questions,
+which the PPO study on the deciding environments does not rerun).
 """
 
 from __future__ import annotations
@@ -111,12 +112,14 @@ class Claim:
     scope: str  # what the data do not say: readings, settings, conditions
     envs: tuple[str, ...] = ()  # judged on these environments only (default: all)
     tuned: bool = True  # whether the tuned study (issue 25) judges it again
+    tuned_sources: tuple[str, ...] = ()  # its data there (default: ``sources`` under it)
 
 
 LPDM, GUIDED = Side("lpdm"), Side("lpdm-guided")
 BP = Side("bp")
 SUITE = ("docs/results/suite/parts",)
 HOPPER = ("docs/results/hopper/runs.csv",)
+TUNED_HOPPER = ("docs/results/tuned/suite/parts/hopper",)  # the same budget and seeds
 ABLATED = ("docs/results/suite/parts/cartpole-acrobot", "docs/results/suite/parts/lunarlander",
            "docs/results/suite/parts/hopper")
 PERFORMANCE = ("docs/performance.md",)
@@ -132,13 +135,17 @@ def _update(algorithm: str, learner: str) -> tuple[tuple[str, str], ...]:
 
 CLAIMS: tuple[Claim, ...] = (
     Claim("LPDM competitive with BP on Hopper-v4", HOPPER,
-          Compare(LPDM, BP, NOT_LOWER), HOPPER_SCOPE),
+          Compare(LPDM, BP, NOT_LOWER), HOPPER_SCOPE,
+          tuned_sources=TUNED_HOPPER),
     Claim("L_g competitive with BP on Hopper-v4", HOPPER,
-          Compare(GUIDED, BP, NOT_LOWER), HOPPER_SCOPE),
+          Compare(GUIDED, BP, NOT_LOWER), HOPPER_SCOPE,
+          tuned_sources=TUNED_HOPPER),
     Claim("L_g 1.43–1.85× L_u on Hopper-v4", HOPPER,
-          RatioRange(GUIDED, LPDM, 1.43, 1.85), HOPPER_SCOPE),
+          RatioRange(GUIDED, LPDM, 1.43, 1.85), HOPPER_SCOPE,
+          tuned_sources=TUNED_HOPPER),
     Claim("LPDM gets stuck less often than BP on Hopper-v4", HOPPER,
-          StuckLess(LPDM, BP), HOPPER_SCOPE),
+          StuckLess(LPDM, BP), HOPPER_SCOPE,
+          tuned_sources=TUNED_HOPPER),
     Claim("LPDM competitive with BP on the 8 benchmark environments", SUITE,
           Compare(LPDM, BP, NOT_LOWER), SUITE_SCOPE),
     Claim("L_g competitive with BP on the 8 benchmark environments", SUITE,
