@@ -107,6 +107,25 @@ def test_the_rules_name_the_learner_that_meets_the_goal_or_comes_closest(
     assert board.standing("lpdm").time_vs_bp.median == pytest.approx(2.0)
 
 
+
+def test_a_tuned_board_has_its_own_section_and_figure_and_does_not_decide_the_goal(
+        tmp_path):
+    """The same runs read as PPO at the defaults, where lpdm meets the goal, and as PPO
+    after equal tuning: the tuned board is named, drawn and judged on its own, and the goal
+    (asked of the defaults) is judged on the defaults' board alone."""
+    _toy_study(tmp_path, {"bp": BP, "frozen": FROZEN, "lpdm": (470.0, -95.0)})
+    tuned = compute(tmp_path, dataclasses.replace(TOY, tuned=True))
+    assert (tuned.key, tuned.title) == ("ppo-tuned", "PPO after equal tuning")
+    assert judge_board(tuned).meets_goal
+    assert "It is not met." in summary([tuned])
+    assert "It is met under PPO, not under DQN." in summary([compute(tmp_path, TOY), tuned])
+    text = page([tuned])
+    assert "## PPO after equal tuning" in text and "](ppo-tuned.png)" in text
+    assert "Under PPO after equal tuning use `lpdm`" in text
+    assert stale(tmp_path, [tuned]) is not None
+    leaderboard_page.write(tmp_path, [tuned])
+    assert (tmp_path / "ppo-tuned.png").stat().st_size > 0 and stale(tmp_path, [tuned]) is None
+
 def test_a_published_result_is_set_beside_our_learner_that_follows_it(tmp_path):
     """Artificial Dopamine's CartPole-v1 value beside `layerwise`'s DQN runs there (IQM of
     400..404 and P(> bp) 0 against bp's 480..484); no runs on LunarLander-v3 yet."""

@@ -8,6 +8,11 @@
 # confirmed on seeds 0-4 at the suite's budget:
 #   bash docs/results/leaderboard/tune.sh [OUT]          (default ~/runs/leaderboard-tuned)
 #   CONFIRM=1 bash docs/results/leaderboard/tune.sh [OUT] (the confirmation sweeps)
+# Each environment's confirmation joins the leaderboard's "PPO after equal tuning" board
+# (beside issue 25's tuned bp, lpdm, lpdm-guided and frozen on seeds 0-9):
+#   lpdm report OUT/PART/{dfa,layerwise,lpdm-metric} --out docs/results/leaderboard/tuned/ppo/PART
+# and each study's best.json, trials.csv and report.md go to
+# docs/results/leaderboard/tuned/studies/ENV/LEARNER/.
 # Run it from the repository root with its virtual environment active; rerunning resumes.
 set -u
 OUT=${1:-$HOME/runs/leaderboard-tuned}

@@ -50,7 +50,7 @@ def _finding(findings: list[Finding], algo: str) -> Finding:
 
 def headline(root: Path) -> str:
     """The paragraph, as Markdown, from the committed data under ``root``."""
-    boards = {board.algo: compute(root, board) for board in BOARDS}
+    boards = {board.key: compute(root, board) for board in BOARDS if not board.tuned}
     suite = judge(find_claim(COMPETITIVE), root)
     sentences = [_suite(boards["ppo"], _finding(suite, "ppo")),
                  _frozen(boards["ppo"]), _aggregates(boards["ppo"]),

@@ -1,5 +1,7 @@
 """The leaderboard's numbers: per algorithm (a :class:`Board`), every learner's standing over
-the environments of the committed studies the board names, at the library defaults.
+the environments of the committed studies the board names, at the library defaults, and
+under PPO after equal tuning (each learner at the options ``lpdm tune`` chose for it with
+the same budget as every other).
 
 A standing holds the IQM of the normalised final scores (fixed references, ``lpdm.suites``,
 where every environment has one), its ratio to ``bp``'s, the mean P(> ``bp``) and
@@ -30,7 +32,7 @@ from lpdm.report.analysis import (
     normalisations,
     normalised_finals,
 )
-from lpdm.report.judge import load_runs
+from lpdm.report.judge import algorithm_name, load_runs
 from lpdm.report.profiles import at_end, diagnostic_columns
 from lpdm.report.published import Comparison, compare
 from lpdm.report.records import RunRecord
@@ -69,6 +71,12 @@ class Board:
     # one machine, so the costs compare; without it they come from ``sources`` where a
     # learner ran in the same sweep as ``bp``
     timing: str | None = None
+    tuned: bool = False  # each learner at its tuned options, not at the defaults
+
+    @property
+    def key(self) -> str:
+        """The board's name in files and lookups: its algorithm, ``-tuned`` when tuned."""
+        return f"{self.algo}-tuned" if self.tuned else self.algo
 
 
 LEADERBOARD_STUDY = "docs/results/leaderboard"
@@ -79,6 +87,10 @@ BOARDS: tuple[Board, ...] = (
     Board("dqn", ("docs/results/dqn/runs.csv",), (f"{LEADERBOARD_STUDY}/dqn",),
           f"{TIMING_STUDY}/dqn"),
     Board("reinforce", ("docs/results/suite/parts",)),
+    # issue 25's tuned confirmations, then issue 26's new learners' (docs/results/leaderboard/
+    # tune.sh); each learner confirmed in its own sweep, so no cost compares here
+    Board("ppo", ("docs/results/tuned/suite/parts",), (f"{LEADERBOARD_STUDY}/tuned/ppo",),
+          tuned=True),
 )
 
 
@@ -146,6 +158,17 @@ class Leaderboard:
     holm_floor: float  # the smallest Holm-adjusted p a per-environment test can reach
     published: tuple[Comparison, ...] = ()  # other methods' published results beside ours
     timing: str | None = None  # the timing sweep the costs come from (None: the sources)
+    tuned: bool = False  # each learner at its tuned options
+
+    @property
+    def key(self) -> str:
+        """As :attr:`Board.key`."""
+        return f"{self.algo}-tuned" if self.tuned else self.algo
+
+    @property
+    def title(self) -> str:
+        """How the page names the board: "PPO", "PPO after equal tuning"."""
+        return algorithm_name(self.algo) + (" after equal tuning" if self.tuned else "")
 
     def standing(self, learner: str) -> Standing | None:
         return next((s for s in self.standings if s.learner == learner), None)
@@ -169,7 +192,7 @@ def present_sources(root: Path, board: Board) -> tuple[str, ...]:
     """``board``'s sources, and those of its later ones committed under ``root``."""
     missing = [s for s in board.sources if not (root / s).exists()]
     if missing:
-        raise RunError(f"leaderboard {board.algo}: {', '.join(missing)} not found under {root}")
+        raise RunError(f"leaderboard {board.key}: {', '.join(missing)} not found under {root}")
     return board.sources + tuple(s for s in board.later if (root / s).exists())
 
 
@@ -181,10 +204,10 @@ def board_runs(root: Path, sources: tuple[str, ...], board: Board) -> list[RunRe
              if n > 1]
     if twice:
         env, learner, seed = twice[0]
-        raise RunError(f"leaderboard {board.algo}: {env} {learner} seed {seed} is in more than "
+        raise RunError(f"leaderboard {board.key}: {env} {learner} seed {seed} is in more than "
                        f"one of {', '.join(sources)}")
     if not runs:
-        raise RunError(f"leaderboard {board.algo}: no {board.algo} runs at the defaults in "
+        raise RunError(f"leaderboard {board.key}: no {board.algo} runs at the defaults in "
                        f"{', '.join(sources)}")
     return runs
 
@@ -212,7 +235,8 @@ def compute(root: Path, board: Board) -> Leaderboard:
         board.algo, sources, envs, tuple(sorted({r.seed for r in finished})), normalisation,
         tuple(standings),
         tuple(name for name in learner_specs() if name not in by_learner),
-        len(runs) - len(finished), min(1.0, floor), compare(board.algo, groups), timing)
+        len(runs) - len(finished), min(1.0, floor), compare(board.algo, groups), timing,
+        board.tuned)
 
 
 def _by_learner(groups: list[Group]) -> dict[str, list[Group]]:

@@ -11,7 +11,6 @@ from matplotlib.figure import Figure
 
 from lpdm.report.analysis import BASELINE, CONTROL, FIXED
 from lpdm.report.figures import DPI, color, save_png
-from lpdm.report.judge import algorithm_name
 from lpdm.report.leaderboard import Leaderboard
 from lpdm.report.leaderboard_verdict import GOAL_RATIO
 from lpdm.report.stats import Estimate
@@ -19,9 +18,9 @@ from lpdm.report.stats import Estimate
 ROW_INCHES = 0.42
 
 
-def figure_name(algo: str) -> str:
-    """The PNG of ``algo``'s board, beside the page."""
-    return f"{algo}.png"
+def figure_name(key: str) -> str:
+    """The PNG of the board with this key (:attr:`Board.key`), beside the page."""
+    return f"{key}.png"
 
 
 def _interval(ax: Axes, y: float, estimate: Estimate, colour: str, marker: str,
@@ -74,7 +73,7 @@ def draw(board: Leaderboard, path: Path) -> bool:
     scores.set_xlabel("IQM of normalised final score, 95% CI (0: random policy, 1: reference)"
                       if board.normalisation.kind == FIXED
                       else "IQM of final score, min-max per environment, 95% CI")
-    scores.set_title(f"{algorithm_name(board.algo)}: {len(board.envs)} environments",
+    scores.set_title(f"{board.title}: {len(board.envs)} environments",
                      fontsize=10)
     chances.axvline(0.5, color="grey", lw=0.8, ls="--")
     chances.set_xlim(-0.02, 1.02)
