@@ -25,11 +25,12 @@ from lpdm.report.stats import SIGNIFICANCE
 
 GOAL_RATIO = 0.9
 GOAL_ALGOS = ("ppo", "dqn")
-GAPS = 2  # the environments named as furthest from bp
 RULES = (
     f"**meets the goal**: a BP-free learner whose pooled normalised IQM is at least "
     f"{GOAL_RATIO:g}× `bp`'s (the point estimate; on the environments both ran), that ran "
-    f"on every environment of the board and is above `{CONTROL}` on each",
+    f"on every environment of the board and is above `{CONTROL}` on each (the pooled IQM "
+    "trims the lowest and highest quarter of all the board's runs together, so a learner "
+    f"can meet it while below {GOAL_RATIO:g}× `bp` on an environment: **where** names them)",
     f"**above `{CONTROL}` on an environment**: P(learner > `{CONTROL}`) above 0.5 and a "
     "higher IQM of final scores there, significant or not (with few runs per environment, "
     "a Holm correction over the environments may leave no single one significant: the "
@@ -39,11 +40,10 @@ RULES = (
     "no runs) among the learners studied on every environment of the board; those studied "
     "on fewer are listed with their ratio to `bp` on their own environments",
     "**what bounds it**: the ratio below the goal (and whether its 95% interval reaches "
-    f"it), the environments where it is not above `{CONTROL}`, and the {GAPS} environments "
-    "where its normalised IQM is furthest below `bp`'s",
+    f"it), the environments where it is not above `{CONTROL}`, and its last hidden layer",
     f"**where**: the environments where its normalised IQM is at least {GOAL_RATIO:g}× "
-    "`bp`'s (where `bp`'s is positive), and those where another BP-free learner has the "
-    "higher normalised IQM",
+    "`bp`'s, those where it is below that (furthest below first), both where `bp`'s is "
+    "positive, and those where another BP-free learner has the higher normalised IQM",
     f"**cannot rank trunks**: a board where the 95% interval of `bp`'s P(> `{CONTROL}`) "
     "does not lie above 0.5: its algorithm does not tell a trained trunk from a random one "
     "at these settings, so its ranking is the data's, not a verdict on the learners",
@@ -166,14 +166,6 @@ def _bounds(pick: Standing, bp: Standing | None, board: Leaderboard) -> str:
                          f"{_significant(pick, board)})")
         else:
             parts.append(f"no `{CONTROL}` runs to compare with")
-    if bp is not None:
-        gaps = sorted(((bp.per_env[env] - value, env) for env, value in pick.per_env.items()
-                       if env in bp.per_env and math.isfinite(value - bp.per_env[env])),
-                      reverse=True)[:GAPS]
-        named = [f"{env} ({fmt(pick.per_env[env])} against {fmt(bp.per_env[env])})"
-                 for gap, env in gaps if gap > 0]
-        if named:
-            parts.append(f"it is furthest below `bp` on {' and '.join(named)}")
     if layer := _last_layer(pick, bp):
         parts.append(layer)
     return "; ".join(parts)
@@ -197,10 +189,16 @@ def _where(pick: Standing, bp: Standing | None, local: list[Standing],
     """Where it comes near bp, and where another BP-free learner scores higher."""
     text = ""
     if bp is not None:
-        near = [env for env in board.envs if env in pick.per_env and bp.per_env.get(env, 0) > 0
-                and pick.per_env[env] >= GOAL_RATIO * bp.per_env[env]]
+        compared = [env for env in board.envs if bp.per_env.get(env, 0) > 0
+                    and math.isfinite(pick.per_env.get(env, math.nan))]
+        near = [env for env in compared if pick.per_env[env] >= GOAL_RATIO * bp.per_env[env]]
+        far = sorted((env for env in compared if env not in near),
+                     key=lambda env: pick.per_env[env] - bp.per_env[env])
+        below = ", ".join(f"{env} ({fmt(pick.per_env[env])} against {fmt(bp.per_env[env])})"
+                          for env in far)
         text += (f" `{pick.learner}` is within {GOAL_RATIO:g}× of `bp`'s normalised IQM on "
-                 f"{', '.join(near) if near else 'no environment'}.")
+                 f"{', '.join(near) if near else 'no environment'}"
+                 + (f", and under {GOAL_RATIO:g}× on {below}" if far else "") + ".")
     better: dict[str, list[str]] = {}
     for env in board.envs:
         scored = [s for s in local if math.isfinite(s.per_env.get(env, math.nan))]
