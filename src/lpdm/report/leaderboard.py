@@ -76,7 +76,12 @@ class Board:
     @property
     def key(self) -> str:
         """The board's name in files and lookups: its algorithm, ``-tuned`` when tuned."""
-        return f"{self.algo}-tuned" if self.tuned else self.algo
+        return board_key(self.algo, self.tuned)
+
+
+def board_key(algo: str, tuned: bool) -> str:
+    """A board's key (:attr:`Board.key`)."""
+    return f"{algo}-tuned" if tuned else algo
 
 
 LEADERBOARD_STUDY = "docs/results/leaderboard"
@@ -163,7 +168,7 @@ class Leaderboard:
     @property
     def key(self) -> str:
         """As :attr:`Board.key`."""
-        return f"{self.algo}-tuned" if self.tuned else self.algo
+        return board_key(self.algo, self.tuned)
 
     @property
     def title(self) -> str:
