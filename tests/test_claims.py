@@ -108,7 +108,7 @@ def test_a_claim_outside_the_tuned_study_says_so(tmp_path):
 def test_the_tuned_column_judges_the_tuned_archives_once_committed(tmp_path):
     _toy_study(tmp_path, ARCHIVE, [20.0, 21.0, 22.0, 23.0, 24.0])
     table = claims_table(tmp_path, (COMPETITIVE,))
-    assert "the tuned study is not yet committed" in table
+    assert "the tuned study has not yet committed `docs/results/tuned/toy/archive.npz`" in table
     assert "CartPole-v1 × PPO; seeds 0–4 (15 runs); 1k steps; toy" in table
     _toy_study(tmp_path, ARCHIVE.replace("results/", "results/tuned/"),
                [399.5, 400.5, 401.5, 402.5, 403.5])
@@ -127,6 +127,21 @@ def test_a_claim_can_name_where_the_tuned_study_holds_its_runs(tmp_path):
     _toy_study(tmp_path, elsewhere, [399.5, 400.5, 401.5, 402.5, 403.5])
     row = claims_table(tmp_path, (named,)).splitlines()[2]
     assert "| **refuted** | **not refuted**: mean P(`lpdm` > `bp`) 0.40" in row
+
+
+def test_a_claim_with_a_longer_budget_gets_that_verdict_after_the_tuned_one(tmp_path):
+    # objection O4: the tuned options again at 1M steps, judged in the same cell
+    _toy_study(tmp_path, ARCHIVE, [20.0, 21.0, 22.0, 23.0, 24.0])
+    tuned, longer = "docs/results/tuned/toy/archive.npz", "docs/results/tuned/long/toy.npz"
+    _toy_study(tmp_path, tuned, [20.0, 21.0, 22.0, 23.0, 24.0])
+    both = dataclasses.replace(COMPETITIVE, longer_sources=(longer,))
+    cell = claims_table(tmp_path, (both,)).splitlines()[2].split(" | ")[-1]
+    assert cell.startswith("**refuted**: mean P(`lpdm` > `bp`) 0.00")
+    assert cell.endswith(f"<br>longer: the tuned study has not yet committed `{longer}` |")
+    _toy_study(tmp_path, longer, [399.5, 400.5, 401.5, 402.5, 403.5])
+    cell = claims_table(tmp_path, (both,)).splitlines()[2].split(" | ")[-1]
+    assert cell.startswith("**refuted**: mean P(`lpdm` > `bp`) 0.00")
+    assert "1k steps)<br>longer: **not refuted**: mean P(`lpdm` > `bp`) 0.40" in cell
 
 
 def test_bench_claims_read_the_bench_tables(tmp_path):

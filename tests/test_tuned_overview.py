@@ -1,6 +1,7 @@
 """``lpdm tuned``: one row per tuning study from its files, the budgets compared, and the
 tuned study's committed page kept current."""
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -96,7 +97,7 @@ def test_the_confirmation_status_is_read_from_the_committed_parts(tmp_path):
                [f"{t},complete,1.0,0.001,9,,w," for t in range(3)],
                _best(learner, 0, 1.0, lr=0.001))
     assert "Confirmed: none yet. Tuned, not yet confirmed: CartPole-v1. Still tuning: " \
-           "none." in overview_table(studies, tmp_path)
+           "none. At a longer budget: none yet." in overview_table(studies, tmp_path)
     archive = tmp_path / "suite/parts/cartpole/archive.npz"
     archive.parent.mkdir(parents=True)
     write_archive(archive, [_confirmation_run(learner, seed) for learner in ("bp", "lpdm")
@@ -104,6 +105,13 @@ def test_the_confirmation_status_is_read_from_the_committed_parts(tmp_path):
     assert "Confirmed: CartPole-v1 (`suite/parts/cartpole`: `bp`, `lpdm`, seeds 0–9, 150,000 " \
            "steps, 20 finished runs). Tuned, not yet confirmed: none. Still tuning: none." \
            in overview_table(studies, tmp_path)
+    longer = tmp_path / "long/parts/cartpole-1m/archive.npz"
+    longer.parent.mkdir(parents=True)
+    write_archive(longer, [dataclasses.replace(_confirmation_run("bp", seed),
+                                               total_steps=1_000_000) for seed in range(5)],
+                  Path("/c"))
+    assert "At a longer budget: CartPole-v1 (`long/parts/cartpole-1m`: `bp`, seeds 0–4, " \
+           "1,000,000 steps, 5 finished runs)." in overview_table(studies, tmp_path)
 
 
 def test_write_and_check_the_pages_block(tmp_path, capsys):

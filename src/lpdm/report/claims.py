@@ -9,7 +9,9 @@ The environments, seeds and budgets of a scope are read from the runs. The same 
 equal tuning is judged on the same paths under ``docs/results/tuned/`` (or on
 ``tuned_sources`` where the tuned study holds the runs elsewhere) once they exist, unless it
 lies outside the tuned study (``tuned=False``: the appendix variants, the open questions,
-which the PPO study on the deciding environments does not rerun).
+which the PPO study on the deciding environments does not rerun); where the tuned study also
+ran the claim's setting at a longer budget (``longer_sources``, objection O4), that verdict
+follows it in the same cell.
 """
 
 from __future__ import annotations
@@ -113,6 +115,7 @@ class Claim:
     envs: tuple[str, ...] = ()  # judged on these environments only (default: all)
     tuned: bool = True  # whether the tuned study (issue 25) judges it again
     tuned_sources: tuple[str, ...] = ()  # its data there (default: ``sources`` under it)
+    longer_sources: tuple[str, ...] = ()  # the tuned study's runs at a longer budget
 
 
 LPDM, GUIDED = Side("lpdm"), Side("lpdm-guided")
@@ -120,6 +123,7 @@ BP = Side("bp")
 SUITE = ("docs/results/suite/parts",)
 HOPPER = ("docs/results/hopper/runs.csv",)
 TUNED_HOPPER = ("docs/results/tuned/suite/parts/hopper",)  # the same budget and seeds
+TUNED_HOPPER_1M = ("docs/results/tuned/long/parts/hopper-1m",)  # the same options, 1M steps
 ABLATED = ("docs/results/suite/parts/cartpole-acrobot", "docs/results/suite/parts/lunarlander",
            "docs/results/suite/parts/hopper")
 PERFORMANCE = ("docs/performance.md",)
@@ -136,16 +140,16 @@ def _update(algorithm: str, learner: str) -> tuple[tuple[str, str], ...]:
 CLAIMS: tuple[Claim, ...] = (
     Claim("LPDM competitive with BP on Hopper-v4", HOPPER,
           Compare(LPDM, BP, NOT_LOWER), HOPPER_SCOPE,
-          tuned_sources=TUNED_HOPPER),
+          tuned_sources=TUNED_HOPPER, longer_sources=TUNED_HOPPER_1M),
     Claim("L_g competitive with BP on Hopper-v4", HOPPER,
           Compare(GUIDED, BP, NOT_LOWER), HOPPER_SCOPE,
-          tuned_sources=TUNED_HOPPER),
+          tuned_sources=TUNED_HOPPER, longer_sources=TUNED_HOPPER_1M),
     Claim("L_g 1.43–1.85× L_u on Hopper-v4", HOPPER,
           RatioRange(GUIDED, LPDM, 1.43, 1.85), HOPPER_SCOPE,
-          tuned_sources=TUNED_HOPPER),
+          tuned_sources=TUNED_HOPPER, longer_sources=TUNED_HOPPER_1M),
     Claim("LPDM gets stuck less often than BP on Hopper-v4", HOPPER,
           StuckLess(LPDM, BP), HOPPER_SCOPE,
-          tuned_sources=TUNED_HOPPER),
+          tuned_sources=TUNED_HOPPER, longer_sources=TUNED_HOPPER_1M),
     Claim("LPDM competitive with BP on the 8 benchmark environments", SUITE,
           Compare(LPDM, BP, NOT_LOWER), SUITE_SCOPE),
     Claim("L_g competitive with BP on the 8 benchmark environments", SUITE,
