@@ -13,11 +13,12 @@
 #   lpdm report OUT/PART/{dfa,layerwise,lpdm-metric} --out docs/results/leaderboard/tuned/ppo/PART
 # and each study's best.json, trials.csv and report.md go to
 # docs/results/leaderboard/tuned/studies/ENV/LEARNER/.
+# ENVS (default the five) limits it to some environments, e.g. ENVS=CartPole-v1.
 # Run it from the repository root with its virtual environment active; rerunning resumes.
 set -u
 OUT=${1:-$HOME/runs/leaderboard-tuned}
 mkdir -p "$OUT" && cd "$OUT"
-for env in CartPole-v1 Pendulum-v1 InvertedDoublePendulum-v4 Hopper-v4 HalfCheetah-v4; do
+for env in ${ENVS:-CartPole-v1 Pendulum-v1 InvertedDoublePendulum-v4 Hopper-v4 HalfCheetah-v4}; do
   for learner in dfa layerwise lpdm-metric; do
     if [ -n "${CONFIRM:-}" ]; then
       part=$(echo "${env%-v*}" | tr '[:upper:]' '[:lower:]')
