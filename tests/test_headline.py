@@ -1,6 +1,7 @@
 """``lpdm headline``: the README's paragraph is the committed data's, and its tuned sentence
 reads the tuned study's confirmed parts as they are committed."""
 
+import dataclasses
 import math
 import re
 from pathlib import Path
@@ -10,7 +11,15 @@ import pytest
 
 from lpdm.cli import main
 from lpdm.report.archive import write_archive
-from lpdm.report.headline import TUNED_ENVS, TUNED_PARTS, _frozen, _tuned, find_claim
+from lpdm.report.headline import (
+    LONGER_PARTS,
+    TUNED_ENVS,
+    TUNED_PARTS,
+    _frozen,
+    _longer,
+    _tuned,
+    find_claim,
+)
 from lpdm.report.leaderboard import Board, compute
 from lpdm.report.records import RunRecord
 
@@ -32,13 +41,14 @@ def _run(env: str, learner: str, seed: int, final: float) -> RunRecord:
                          "global_step": np.array([1000.0]), "episodic_return": np.array([final])})
 
 
-def _confirmed_part(root: Path, lpdm_start: float) -> Path:
+def _confirmed_part(root: Path, lpdm_start: float, parts: str = TUNED_PARTS,
+                    steps: int = 1000) -> Path:
     """A CartPole-v1 part of the tuned study: bp near 500, frozen from 100, lpdm from
     ``lpdm_start``, seeds 0-9 (scores rise by 1 per seed)."""
-    runs = [_run("CartPole-v1", learner, s, start + s)
+    runs = [dataclasses.replace(_run("CartPole-v1", learner, s, start + s), total_steps=steps)
             for learner, start in (("bp", 480.0), ("frozen", 100.0), ("lpdm", lpdm_start))
             for s in range(10)]
-    archive = root / TUNED_PARTS / "cartpole/archive.npz"
+    archive = root / parts / "cartpole/archive.npz"
     archive.parent.mkdir(parents=True)
     write_archive(archive, runs, Path("/toy"))
     return archive
@@ -52,6 +62,16 @@ def test_the_tuned_sentence_names_the_confirmed_environments_and_those_to_come(t
         "InvertedDoublePendulum-v4, Hopper-v4, HalfCheetah-v4 to come)" in text
     # every lpdm run is above every frozen run and below every bp run
     assert "P(lpdm > bp) = 0.00 [0.00, 0.00], P(lpdm > frozen) = 1.00 [1.00, 1.00]." in text
+
+
+def test_the_longer_budget_sentence_appears_once_its_parts_are_committed(tmp_path):
+    assert _longer(tmp_path) == ""
+    _confirmed_part(tmp_path, 480.0, LONGER_PARTS, steps=1_000_000)
+    text = _longer(tmp_path)
+    assert text.startswith("With the same tuned options at 1M steps on CartPole-v1 (seeds "
+                           "0–9; objection O4")
+    # lpdm's runs are bp's, seed for seed: a tie in every pair but its own seed
+    assert "P(lpdm > bp) = 0.50" in text and text.endswith("[1.00, 1.00].")
 
 
 @pytest.mark.parametrize("lpdm_start, reading", [

@@ -8,11 +8,13 @@
 # confirmed on seeds 0-4 at the suite's budget:
 #   bash docs/results/leaderboard/tune.sh [OUT]          (default ~/runs/leaderboard-tuned)
 #   CONFIRM=1 bash docs/results/leaderboard/tune.sh [OUT] (the confirmation sweeps)
-# Each environment's confirmation joins the leaderboard's "PPO after equal tuning" board
-# (beside issue 25's tuned bp, lpdm, lpdm-guided and frozen on seeds 0-9):
-#   lpdm report OUT/PART/{dfa,layerwise,lpdm-metric} --out docs/results/leaderboard/tuned/ppo/PART
-# and each study's best.json, trials.csv and report.md go to
-# docs/results/leaderboard/tuned/studies/ENV/LEARNER/.
+# The layout is the tuned study's (docs/results/tuned/): each environment's confirmation
+# joins the leaderboard's "PPO after equal tuning" board (beside issue 25's tuned bp, lpdm,
+# lpdm-guided and frozen on seeds 0-9) as
+#   lpdm report OUT/PART/{dfa,layerwise,lpdm-metric} --out T/suite/parts/PART
+# (T = docs/results/leaderboard/tuned; commit its archive.npz, runs.csv and report.md), each
+# study's tune.json, trials.csv, best.json, report.md and figures go to T/studies/ENV/LEARNER/,
+# and `lpdm tuned T/studies --write T/README.md` lists them with the confirmations.
 # ENVS (default the five) limits it to some environments, e.g. ENVS=CartPole-v1.
 # Run it from the repository root with its virtual environment active; rerunning resumes.
 set -u

@@ -94,7 +94,8 @@ BOARDS: tuple[Board, ...] = (
     Board("reinforce", ("docs/results/suite/parts",)),
     # issue 25's tuned confirmations, then issue 26's new learners' (docs/results/leaderboard/
     # tune.sh); each learner confirmed in its own sweep, so no cost compares here
-    Board("ppo", ("docs/results/tuned/suite/parts",), (f"{LEADERBOARD_STUDY}/tuned/ppo",),
+    Board("ppo", ("docs/results/tuned/suite/parts",),
+          (f"{LEADERBOARD_STUDY}/tuned/suite/parts",),
           tuned=True),
 )
 
