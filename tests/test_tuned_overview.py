@@ -97,7 +97,7 @@ def test_the_confirmation_status_is_read_from_the_committed_parts(tmp_path):
                [f"{t},complete,1.0,0.001,9,,w," for t in range(3)],
                _best(learner, 0, 1.0, lr=0.001))
     assert "Confirmed: none yet. Tuned, not yet confirmed: CartPole-v1. Still tuning: " \
-           "none. At a longer budget: none yet." in overview_table(studies, tmp_path)
+           "none." in overview_table(studies, tmp_path)
     archive = tmp_path / "suite/parts/cartpole/archive.npz"
     archive.parent.mkdir(parents=True)
     write_archive(archive, [_confirmation_run(learner, seed) for learner in ("bp", "lpdm")
@@ -135,7 +135,22 @@ def test_a_folder_without_studies_is_refused(tmp_path):
         overview_table(tmp_path, tmp_path)
 
 
-def test_the_tuned_studys_page_is_current():
-    assert main(["tuned", str(ROOT / "docs/results/tuned/studies"), "--check",
-                 str(ROOT / "docs/results/tuned/README.md")]) == 0, \
-        "run `lpdm tuned docs/results/tuned/studies --write docs/results/tuned/README.md`"
+@pytest.mark.parametrize("study, learners", [
+    ("docs/results/tuned", []),
+    ("docs/results/leaderboard/tuned", ["--learners", "dfa,layerwise,lpdm-metric"])])
+def test_the_tuned_studies_pages_are_current(study, learners):
+    args = [str(ROOT / study / "studies"), *learners]
+    assert main(["tuned", *args, "--check", str(ROOT / study / "README.md")]) == 0, \
+        f"run `lpdm tuned {study}/studies {' '.join(learners)} --write {study}/README.md`"
+
+
+def test_an_environment_waits_for_every_named_learner(tmp_path, capsys):
+    studies = tmp_path / "studies"
+    _study(studies / "CartPole-v1/bp", "bp", [f"{t},complete,1.0,0.001,9,,w," for t in range(3)],
+           _best("bp", 0, 1.0, lr=0.001))
+    assert "Tuned, not yet confirmed: CartPole-v1." in overview_table(studies, tmp_path)
+    text = overview_table(studies, tmp_path, ("bp", "dfa"))
+    assert "Tuned, not yet confirmed: none. Still tuning: CartPole-v1." in text
+    assert "`lpdm tuned STUDIES --learners bp,dfa --write PAGE`" in text
+    assert main(["tuned", str(studies), "--learners", "bp,dfa"]) == 0
+    assert "Still tuning: CartPole-v1." in capsys.readouterr().out

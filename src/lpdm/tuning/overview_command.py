@@ -17,6 +17,9 @@ def add_tuned_command(commands: argparse._SubParsersAction) -> None:
                     "into PAGE between its '<!-- tuned:begin -->' and '<!-- tuned:end -->' "
                     "lines, --check exits 1 when that block no longer matches the studies.")
     parser.add_argument("studies", metavar="STUDIES", help="folder of tuning studies")
+    parser.add_argument("--learners", metavar="L[,L...]", default="",
+                        help="the learners every environment is tuned for, for the status "
+                             "line (default: those with a study under STUDIES)")
     target = parser.add_mutually_exclusive_group()
     target.add_argument("--write", metavar="PAGE", help="rewrite PAGE's tuned block")
     target.add_argument("--check", metavar="PAGE",
@@ -29,6 +32,9 @@ def cmd_tuned(args: argparse.Namespace) -> int:
     from lpdm.tuning.overview import BEGIN, COMMAND, END, overview_table
 
     page = args.write or args.check
-    table = overview_table(Path(args.studies), Path(page).parent if page else Path("."))
+    learners = tuple(filter(None, args.learners.split(",")))
+    table = overview_table(Path(args.studies), Path(page).parent if page else Path("."),
+                           learners)
+    named = f" --learners {','.join(learners)}" if learners else ""
     return print_write_or_check(args, table, "tuned block", BEGIN, END,
-                                f"{COMMAND} {args.studies} --write")
+                                f"{COMMAND} {args.studies}{named} --write")
