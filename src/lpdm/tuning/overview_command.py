@@ -29,12 +29,11 @@ def add_tuned_command(commands: argparse._SubParsersAction) -> None:
 
 def cmd_tuned(args: argparse.Namespace) -> int:
     from lpdm.report.generated_page import print_write_or_check
-    from lpdm.tuning.overview import BEGIN, COMMAND, END, overview_table
+    from lpdm.tuning.overview import BEGIN, COMMAND, END, learners_flag, overview_table
 
     page = args.write or args.check
     learners = tuple(filter(None, args.learners.split(",")))
     table = overview_table(Path(args.studies), Path(page).parent if page else Path("."),
                            learners)
-    named = f" --learners {','.join(learners)}" if learners else ""
     return print_write_or_check(args, table, "tuned block", BEGIN, END,
-                                f"{COMMAND} {args.studies}{named} --write")
+                                f"{COMMAND} {args.studies}{learners_flag(learners)} --write")
