@@ -154,3 +154,30 @@ def test_dry_run_prints_the_space_and_the_cost(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "4 trials x 2 seeds (10, 11) x 600 steps" in text and "--scale: categorical" in text
     assert "core-hours for 4,800 steps" in text and not out.exists()
+
+
+def test_a_worker_whose_trial_was_taken_over_goes_on(tmp_path, monkeypatch, capsys):
+    """A worker suspended past the grace period finds its trial failed as stale by another
+    worker (who retries it): it stops training it, says so, and goes on with the study."""
+    out = tmp_path / "study"
+    spec = tuning.TuneSpec("CartPole-v1", "reinforce", "lpdm", (10, 11), 600, 2, SPACE,
+                           fixed={"hidden_sizes": [8]})
+    real = tuning.train_population
+    trained = []
+
+    def another_worker_fails_trial_0_as_stale(configs, outs, **kwargs):
+        trial = kwargs["should_stop"].trial
+        if trial.number == 0:
+            from optuna.trial import TrialState
+            trial.study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        summaries = real(configs, outs, **kwargs)
+        trained.append((trial.number, [s["status"] for s in summaries]))
+        return summaries
+
+    monkeypatch.setattr(tuning, "train_population", another_worker_fails_trial_0_as_stale)
+    assert tuning.run_study(spec, out, progress=False) is not None
+    assert "trial 0: this worker was silent" in capsys.readouterr().out
+    rows = trials(out)
+    assert rows[0]["state"] == "fail" and not rows[0]["error"]  # not counted: retried
+    assert trained[0] == (0, ["failed", "failed"])  # stopped at its first iteration
+    assert [r["state"] for r in rows[1:]] == ["complete", "complete"]

@@ -10,7 +10,9 @@ The database (``OUT/study.db``, SQLite, or a server given by ``--storage``) make
 resumable and shareable: several ``lpdm tune`` processes on one database share its
 trials, and a process killed however it dies leaves its trial running until the heartbeat
 has been silent for ``GRACE_SECONDS``; that trial is then retried with the same options,
-resuming its runs from their checkpoints. Finished trials are never repeated.
+resuming its runs from their checkpoints. Finished trials are never repeated. A worker
+that was only suspended (its trial retried elsewhere meanwhile) leaves the trial to the
+retry when it wakes, and goes on with the study.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import json
 import math
 import os
 import socket
+import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -45,6 +48,7 @@ TRIALS_FILE = "trials.csv"
 HEARTBEAT_SECONDS = 10
 GRACE_SECONDS = 30
 REPORTS_PER_TRIAL = 10  # intermediate values a trial gives the pruner
+OWNERSHIP_CHECK_SECONDS = 5  # how often a trial asks the database whether it is still its own
 PRUNERS = ("median", "halving", "none")
 
 
@@ -54,6 +58,11 @@ class TrialFailed(RuntimeError):
 
 class TrialSurplus(RuntimeError):
     """A trial begun when the study's budget was already taken by trials under way."""
+
+
+class TrialTakenOver(RuntimeError):
+    """This worker's trial, failed as stale by another worker (this one was silent for
+    longer than ``GRACE_SECONDS``: stopped, or suspended) and retried there."""
 
 
 @dataclass(frozen=True)
@@ -154,15 +163,29 @@ def counted(study: Any) -> list[Any]:
 
 class _Pruning:
     """``should_stop`` of a trial's population: reports the members' mean recent return to
-    Optuna every tenth of the budget and stops them if the pruner says so."""
+    Optuna every tenth of the budget and stops them if the pruner says so, or at once if
+    another worker has taken the trial over."""
 
     def __init__(self, trial: Any, total_steps: int) -> None:
         self.trial = trial
         self.every = max(total_steps // REPORTS_PER_TRIAL, 1)
         self.next = self.every
         self.pruned: str | None = None
+        self.taken_over = False
+        self.checked = -math.inf
+
+    def _still_running(self) -> bool:
+        if time.monotonic() - self.checked < OWNERSHIP_CHECK_SECONDS:
+            return True
+        self.checked = time.monotonic()
+        running = _optuna().trial.TrialState.RUNNING
+        return any(t.number == self.trial.number for t in
+                   self.trial.study.get_trials(deepcopy=False, states=(running,)))
 
     def __call__(self, members: list[Progress]) -> str | None:
+        if not self.taken_over and not self._still_running():
+            self.taken_over = True
+            return "taken over by another lpdm tune worker"
         step = min(m.global_step for m in members)
         if step < self.next:
             return None
@@ -199,6 +222,8 @@ def objective(spec: TuneSpec, out: Path, trial: Any) -> float:
                                      should_stop=pruning)
     except (ConfigError, RunError) as error:
         return _failed(trial, str(error))
+    if pruning.taken_over:
+        raise TrialTakenOver(f"trial {trial.number}")
     if pruning.pruned:
         raise optuna.TrialPruned(pruning.pruned)
     broken = [s for s in summaries if s["status"] != "finished"]
@@ -230,16 +255,35 @@ def run_study(spec: TuneSpec, out: Path, storage: str | None = None,
         if len(counted(study)) >= spec.trials:
             study.stop()
 
-    if len(counted(study)) < spec.trials:
-        remaining = spec.trials - len(counted(study))
-        study.optimize(lambda trial: objective(spec, out, trial), n_trials=remaining,
-                       callbacks=[enough], catch=(TrialFailed, TrialSurplus),
-                       show_progress_bar=progress)
+    while len(counted(study)) < spec.trials:
+        try:
+            study.optimize(lambda trial: objective(spec, out, trial),
+                           n_trials=spec.trials - len(counted(study)), callbacks=[enough],
+                           catch=(TrialFailed, TrialSurplus), show_progress_bar=progress)
+            break
+        except ValueError:
+            # Optuna cannot record the end of a trial that another worker has failed as
+            # stale; that worker retries it, and this one goes on with the study
+            lost = _lost_trial(study)
+            if lost is None:
+                raise
+            print(f"trial {lost}: this worker was silent for more than {GRACE_SECONDS} s "
+                  "and another worker took the trial over; going on", flush=True)
     write_results(study, spec, out)
     return study
 
 
 # --------------------------------------------------------------------------- results
+
+
+def _lost_trial(study: Any) -> int | None:
+    """The number of this process's latest trial, if another worker failed it as stale."""
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+    states = _optuna().trial.TrialState
+    mine = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("worker") == worker]
+    if mine and mine[-1].state == states.FAIL and "error" not in mine[-1].user_attrs:
+        return mine[-1].number
+    return None
 
 
 def trial_rows(study: Any) -> list[dict[str, Any]]:
