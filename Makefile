@@ -31,9 +31,10 @@ $(RAY_STAMP): $(STAMP)
 		echo "Ray did not install: the test of the Ray backend will be skipped"
 	touch $(RAY_STAMP)
 
-# pytest exits 5 when it collects no test: that is not a failure of the suite.
+# pytest exits 5 when it collects no test: that is not a failure of the suite. The tests
+# run on every core (pytest-xdist), four at most: several tests start processes of their own.
 test: $(STAMP) $(RAY_STAMP)
-	$(BIN)/python -m pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then exit 0; else exit $$rc; fi
+	$(BIN)/python -m pytest -q -n auto --maxprocesses 4; rc=$$?; if [ $$rc -eq 5 ]; then exit 0; else exit $$rc; fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests examples
