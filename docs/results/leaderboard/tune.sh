@@ -15,18 +15,27 @@
 # (T = docs/results/leaderboard/tuned; commit its archive.npz, runs.csv and report.md), each
 # study's tune.json, trials.csv, best.json, report.md and figures go to T/studies/ENV/LEARNER/,
 # and `lpdm tuned T/studies --write T/README.md` lists them with the confirmations.
-# ENVS (default the five) limits it to some environments, e.g. ENVS=CartPole-v1.
+# ENVS (default the five) and LEARNERS (default the three) limit it, e.g. ENVS=CartPole-v1.
+# A study already committed under T/studies is not run again, and its confirmation reads the
+# committed best.json (so a new machine needs only the repository).
 # Run it from the repository root with its virtual environment active; rerunning resumes.
 set -u
 OUT=${1:-$HOME/runs/leaderboard-tuned}
+committed=$(pwd)/docs/results/leaderboard/tuned/studies
 mkdir -p "$OUT" && cd "$OUT"
 for env in ${ENVS:-CartPole-v1 Pendulum-v1 InvertedDoublePendulum-v4 Hopper-v4 HalfCheetah-v4}; do
-  for learner in dfa layerwise lpdm-metric; do
+  for learner in ${LEARNERS:-dfa layerwise lpdm-metric}; do
+    study=$env/$learner
+    [ -f "$committed/$study/best.json" ] && study=$committed/$study
     if [ -n "${CONFIRM:-}" ]; then
       part=$(echo "${env%-v*}" | tr '[:upper:]' '[:lower:]')
       lpdm sweep --out "$part/$learner" --suite paper --env "$env" --algo ppo \
-        --learner "$learner" --config "$env/$learner/best.json" --seeds 5 --population 5 \
+        --learner "$learner" --config "$study/best.json" --seeds 5 --population 5 \
         --workers 1 --no-progress >> confirm.log 2>&1
+      continue
+    fi
+    if [ "$study" != "$env/$learner" ]; then
+      echo "$env $learner: committed ($study), not tuned again"
       continue
     fi
     for worker in $(seq 1 "${WORKERS:-2}"); do
