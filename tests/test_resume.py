@@ -284,3 +284,16 @@ def test_a_damaged_checkpoint_without_an_earlier_one_is_a_one_line_error(tmp_pat
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "checkpoint.pt is damaged" in err and \
         "no earlier checkpoint" in err
+
+
+def test_metric_rows_reach_the_file_as_episodes_end(tmp_path):
+    """A long run's metrics.csv can be followed (tail -f) between checkpoints."""
+    from lpdm.runs import CsvLog
+
+    path = tmp_path / "metrics.csv"
+    log = CsvLog(path, ("global_step", "episodic_return"), None)
+    log.write({"global_step": 200, "episodic_return": 21.5})
+    assert path.read_text().splitlines() == ["global_step,episodic_return", "200,21.5"]
+    log.write({"global_step": 300, "episodic_return": float("nan")})
+    assert path.read_text().splitlines()[-1] == "300,"
+    log.close()

@@ -57,7 +57,9 @@ EVALUATION_COLUMNS = ("global_step", "mean_return", "std_return", "min_return", 
 
 
 class CsvLog:
-    """Append-only CSV whose byte size is recorded in checkpoints, to truncate on resume."""
+    """Append-only CSV whose byte size is recorded in checkpoints, to truncate on resume.
+    Each row reaches the file as it is written (``tail -f`` follows a long run); rows are
+    made durable (fsync) at checkpoints."""
 
     def __init__(self, path: Path, columns: Iterable[str], keep_bytes: int | None) -> None:
         self.columns = list(columns)
@@ -72,6 +74,7 @@ class CsvLog:
 
     def write(self, row: dict[str, Any]) -> None:
         self.writer.writerow({k: _csv_value(v) for k, v in row.items()})
+        self.file.flush()
 
     def flush(self) -> int:
         self.file.flush()
