@@ -164,8 +164,10 @@ def test_a_background_sweep_stops_at_once_on_sigint_or_sigterm(tmp_path, stop):
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
-    _wait_for(lambda: any(len(p.read_text().splitlines()) > 1 for p in out.rglob("metrics.csv")),
-              120, "a run under way")
+    # both workers' cells under way (each has logged an episode), not one still starting
+    _wait_for(lambda: len({p.parent.parent for p in out.rglob("metrics.csv")
+                           if len(p.read_text().splitlines()) > 1}) >= 2,
+              120, "a run under way in each worker")
     proc.send_signal(stop)
     try:
         output, _ = proc.communicate(timeout=30)
