@@ -210,7 +210,7 @@ def objective(spec: TuneSpec, out: Path, trial: Any) -> float:
         trial.study.stop()
         raise TrialSurplus("the study's trials were all taken by other workers")
     values = suggest(trial, spec.space)
-    trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+    trial.set_user_attr("worker", _worker())
     folder = out / "trials" / f"{number:04d}"
     outs = [folder / f"s{seed}" for seed in spec.seeds]
     try:
@@ -276,11 +276,15 @@ def run_study(spec: TuneSpec, out: Path, storage: str | None = None,
 # --------------------------------------------------------------------------- results
 
 
+def _worker() -> str:
+    """This process, as a trial's ``worker`` attribute names it: ``host:pid``."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
 def _lost_trial(study: Any) -> int | None:
     """The number of this process's latest trial, if another worker failed it as stale."""
-    worker = f"{socket.gethostname()}:{os.getpid()}"
     states = _optuna().trial.TrialState
-    mine = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("worker") == worker]
+    mine = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("worker") == _worker()]
     if mine and mine[-1].state == states.FAIL and "error" not in mine[-1].user_attrs:
         return mine[-1].number
     return None
