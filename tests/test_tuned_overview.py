@@ -154,3 +154,5 @@ def test_an_environment_waits_for_every_named_learner(tmp_path, capsys):
     assert "`lpdm tuned STUDIES --learners bp,dfa --write PAGE`" in text
     assert main(["tuned", str(studies), "--learners", "bp,dfa"]) == 0
     assert "Still tuning: CartPole-v1." in capsys.readouterr().out
+    with pytest.raises(RunError, match="unknown learner 'dfaa'"):
+        overview_table(studies, tmp_path, ("bp", "dfaa"))

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from lpdm.errors import RunError
+from lpdm.learners.spec import learner_specs
 from lpdm.tuning.report import REPORT_FILE, format_value
 from lpdm.tuning.study import BEST_FILE, DEFINITION_FILE, TRIALS_FILE
 
@@ -74,6 +75,10 @@ def overview_table(folder: Path, page_dir: Path, learners: tuple[str, ...] = ())
     ``page_dir`` (the folder of the page it goes into); an environment counts as tuned once
     each of ``learners`` (default: every learner with a study under ``folder``) has spent
     its study's budget there."""
+    unknown = [name for name in learners if name not in learner_specs()]
+    if unknown:
+        raise RunError(f"--learners: unknown learner {unknown[0]!r} (registered: "
+                       f"{', '.join(learner_specs())})")
     rows = read_studies(folder)
     where = Path(os.path.relpath(folder, page_dir)).as_posix()
     searched = {name for row in rows for name in row.definition["space"]}
