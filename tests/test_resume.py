@@ -297,3 +297,27 @@ def test_metric_rows_reach_the_file_as_episodes_end(tmp_path):
     log.write({"global_step": 300, "episodic_return": float("nan")})
     assert path.read_text().splitlines()[-1] == "300,"
     log.close()
+
+
+def test_an_interrupt_while_the_members_start_marks_them_interrupted(tmp_path, monkeypatch):
+    """Ctrl-C after one member of a population wrote its "running" summary, before the
+    training loop: that member is marked interrupted (so a sweep says so), and resumes."""
+    from lpdm.runs import Member, member_dir
+
+    original = Member.open_logs
+    opened = {"n": 0}
+
+    def open_then_interrupt(self, columns):
+        opened["n"] += 1
+        if opened["n"] == 2:
+            raise KeyboardInterrupt
+        original(self, columns)
+
+    monkeypatch.setattr(Member, "open_logs", open_then_interrupt)
+    args = [a for a in PPO_ARGS if a not in ("--seed", "1")]
+    assert main(["train", *args, "--seed", "0,1", "--out", str(tmp_path)]) == 130
+    monkeypatch.setattr(Member, "open_logs", original)
+    first = json.loads((member_dir(tmp_path, 0) / "summary.json").read_text())
+    assert first["status"] == "failed" and first["error"].startswith("interrupted")
+    assert main(["train", "--resume", str(member_dir(tmp_path, 0)), "--no-progress"]) == 0
+    assert RunDirectory(member_dir(tmp_path, 0)).read_summary()["status"] == "finished"

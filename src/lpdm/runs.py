@@ -461,20 +461,20 @@ class Trainer:
         """Train every member to its end; returns their final summaries, in order."""
         metric_columns = [*METRIC_COLUMNS, *self.algo.diagnostic_names()]
         results: dict[int, dict] = {}
-        for slot, member in enumerate(self.members):
-            if not member.active:  # inert from the start: its files are not ours to touch
-                results[slot] = member.dir.read_summary()
-                continue
-            member.open_logs(metric_columns)
-            self.runner.reset(self.slot(slot), derive_seed(member.config.seed,
-                                                           member.state.segment))
-            member.write_summary("running")
         bar = tqdm(total=sum(m.config.total_steps for m in self.members),
                    initial=sum(m.state.global_step for m in self.members), unit="step",
                    dynamic_ncols=True, disable=not self.progress_bar, desc=self._label(),
                    # into a log file (nohup), a line a minute rather than ten a second
                    mininterval=0.1 if sys.stderr.isatty() else 60.0)
-        try:
+        try:  # from the first "running" on, an interrupt marks the members interrupted
+            for slot, member in enumerate(self.members):
+                if not member.active:  # inert from the start: its files are not ours to touch
+                    results[slot] = member.dir.read_summary()
+                    continue
+                member.open_logs(metric_columns)
+                self.runner.reset(self.slot(slot), derive_seed(member.config.seed,
+                                                               member.state.segment))
+                member.write_summary("running")
             self._end_members(results, bar)
             while self.active:
                 active = self.active
