@@ -263,3 +263,44 @@ def test_check_fails_on_a_stale_page_and_passes_after_write(tmp_path, monkeypatc
     (out / "ppo.png").unlink()
     assert main([*argv, "--check", str(out)]) == 1
     assert "lacks the figure ppo.png" in capsys.readouterr().err
+
+
+def test_minatar_games_have_a_board_of_their_own(tmp_path):
+    """DQN runs on CartPole and on MinAtar Breakout in one archive: the DQN board reads
+    CartPole alone (fixed references, published classic-control results), the MinAtar
+    board Breakout alone (min-max, Artificial Dopamine's Breakout), and only the first
+    decides the goal. Before any MinAtar run is committed its board says where they will be
+    read from."""
+    minatar = Board("dqn", (), ("docs/results/toy/minatar",), minatar=True,
+                    settings="MinAtar's settings")
+    empty = compute(tmp_path, minatar)
+    assert (empty.key, empty.title, empty.standings) == ("dqn-minatar", "DQN on MinAtar", ())
+    text = page([empty])
+    assert ("No committed runs yet (MinAtar's settings): the board reads "
+            "`docs/results/toy/minatar` once committed.") in text
+    assert "| MinAtar/Breakout-v1 | Artificial Dopamine | about 28 | 5M |" in text
+    assert "Under DQN on MinAtar no BP-free learner has committed runs yet." in text
+
+    runs = [dataclasses.replace(_run(env, learner, s, start + s), algo="dqn")
+            for env, finals in (("CartPole-v1", {"bp": 480.0, "frozen": 20.0, "dfa": 470.0}),
+                                ("MinAtar/Breakout-v1", {"bp": 9.0, "frozen": 3.0, "dfa": 1.0}))
+            for learner, start in finals.items() for s in range(5)]
+    for folder in ("toy", "toy/minatar"):
+        (tmp_path / "docs/results" / folder).mkdir(parents=True, exist_ok=True)
+        write_archive(tmp_path / f"docs/results/{folder}/archive.npz", runs, Path("/toy"))
+    classic = compute(tmp_path, Board("dqn", (ARCHIVE,)))
+    games = compute(tmp_path, minatar)
+    assert (classic.envs, games.envs) == (("CartPole-v1",), ("MinAtar/Breakout-v1",))
+    assert classic.normalisation.kind == "fixed references"
+    assert games.normalisation.kind == "min-max" and games.awaited == ()
+    assert [c.published.env for c in classic.published] == ["CartPole-v1", "LunarLander-v3"]
+    assert [c.published.env for c in games.published] == ["MinAtar/Breakout-v1"]
+    # min-max over Breakout's finals 1..13: dfa's IQM (1..5) is far below bp's (9..13)
+    assert games.standing("dfa").ratio_to_bp.value < 0.5 < classic.standing("dfa").ratio_to_bp.value
+    paragraph = summary([classic, games])
+    assert "It is met under DQN, not under PPO." in paragraph
+    assert "Under DQN on MinAtar no BP-free learner meets the goal; the closest is `dfa`" in \
+        paragraph
+    text = page([classic, games])
+    assert "## DQN on MinAtar" in text and "](dqn-minatar.png)" in text
+    assert "From `docs/results/toy/minatar` (MinAtar's settings): 1 environment (" in text

@@ -146,6 +146,11 @@ REFERENCES: dict[str, EnvReferences] = {
 }
 
 
+def on_minatar(env: str) -> bool:
+    """Whether ``env`` is one of MinAtar's games (``MinAtar/Breakout-v1``, ...)."""
+    return env.startswith("MinAtar/")
+
+
 REFERENCE_ALGO = "ppo"  # the task's reference where an algorithm has none of its own
 
 

@@ -9,6 +9,9 @@
 # minutes instead of about 1.5 hours. Adam, as for every DQN run here, instead of RMSprop.
 #   bash docs/results/leaderboard/minatar-dqn.sh [OUT]    (default ~/runs/leaderboard/minatar-dqn)
 # Run it from the repository root with its virtual environment active; rerunning resumes.
+# Then `lpdm report OUT --out docs/results/leaderboard/minatar-dqn` (commit its archive.npz,
+# runs.csv and report.md) and `lpdm leaderboard --write docs/results/leaderboard`: the page's
+# "DQN on MinAtar" board reads that folder.
 set -u
 OUT=${1:-$HOME/runs/leaderboard/minatar-dqn}
 lpdm sweep --out "$OUT" --env MinAtar/Breakout-v1,MinAtar/SpaceInvaders-v1 --algo dqn \

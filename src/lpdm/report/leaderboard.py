@@ -26,6 +26,7 @@ from lpdm.learners.spec import find_spec, learner_specs
 from lpdm.report.analysis import (
     BASELINE,
     CONTROL,
+    MIN_MAX,
     Group,
     Normalisation,
     make_groups,
@@ -48,6 +49,7 @@ from lpdm.report.stats import (
     stratified_iqm,
     stratified_iqm_ratio,
 )
+from lpdm.suites import on_minatar
 
 FINAL = "final_score"
 # the last hidden layer's diagnostics a standing reads, with their labels
@@ -72,16 +74,28 @@ class Board:
     # learner ran in the same sweep as ``bp``
     timing: str | None = None
     tuned: bool = False  # each learner at its tuned options, not at the defaults
+    # MinAtar's games alone, on a board of their own (they have no reference scores, so
+    # their normalisation is min-max, which must not reach the other environments'); a board
+    # without it reads every other environment of its sources
+    minatar: bool = False
+    settings: str = ""  # how its runs were set, where not at the library defaults
 
     @property
     def key(self) -> str:
-        """The board's name in files and lookups: its algorithm, ``-tuned`` when tuned."""
-        return board_key(self.algo, self.tuned)
+        """The board's name in files and lookups: its algorithm, ``-minatar`` for MinAtar's
+        games, ``-tuned`` when tuned."""
+        return board_key(self.algo, self.tuned, self.minatar)
 
 
-def board_key(algo: str, tuned: bool) -> str:
+def board_key(algo: str, tuned: bool, minatar: bool = False) -> str:
     """A board's key (:attr:`Board.key`)."""
-    return f"{algo}-tuned" if tuned else algo
+    return algo + ("-minatar" if minatar else "") + ("-tuned" if tuned else "")
+
+
+def board_title(algo: str, tuned: bool, minatar: bool = False) -> str:
+    """How the page names a board: "PPO", "DQN on MinAtar", "PPO after equal tuning"."""
+    return (algorithm_name(algo) + (" on MinAtar" if minatar else "")
+            + (" after equal tuning" if tuned else ""))
 
 
 LEADERBOARD_STUDY = "docs/results/leaderboard"
@@ -92,6 +106,8 @@ BOARDS: tuple[Board, ...] = (
     Board("dqn", ("docs/results/dqn/runs.csv",), (f"{LEADERBOARD_STUDY}/dqn",),
           f"{TIMING_STUDY}/dqn"),
     Board("reinforce", ("docs/results/suite/parts",)),
+    Board("dqn", (), (f"{LEADERBOARD_STUDY}/minatar-dqn",), minatar=True,
+          settings=f"MinAtar's DQN settings and conv trunk, `{LEADERBOARD_STUDY}/minatar-dqn.sh`"),
     # issue 25's tuned confirmations, then issue 26's new learners' (docs/results/leaderboard/
     # tune.sh); each learner confirmed in its own sweep, so no cost compares here
     Board("ppo", ("docs/results/tuned/suite/parts",),
@@ -165,16 +181,19 @@ class Leaderboard:
     published: tuple[Comparison, ...] = ()  # other methods' published results beside ours
     timing: str | None = None  # the timing sweep the costs come from (None: the sources)
     tuned: bool = False  # each learner at its tuned options
+    minatar: bool = False  # MinAtar's games alone
+    settings: str = ""  # as Board.settings
+    awaited: tuple[str, ...] = ()  # a board without committed runs yet: where they will be
 
     @property
     def key(self) -> str:
         """As :attr:`Board.key`."""
-        return board_key(self.algo, self.tuned)
+        return board_key(self.algo, self.tuned, self.minatar)
 
     @property
     def title(self) -> str:
-        """How the page names the board: "PPO", "PPO after equal tuning"."""
-        return algorithm_name(self.algo) + (" after equal tuning" if self.tuned else "")
+        """As :func:`board_title`."""
+        return board_title(self.algo, self.tuned, self.minatar)
 
     def standing(self, learner: str) -> Standing | None:
         return next((s for s in self.standings if s.learner == learner), None)
@@ -195,7 +214,8 @@ def kind(learner: str) -> str:
 
 
 def present_sources(root: Path, board: Board) -> tuple[str, ...]:
-    """``board``'s sources, and those of its later ones committed under ``root``."""
+    """``board``'s sources, and those of its later ones committed under ``root`` (none: a
+    board of later sources alone that are not committed yet)."""
     missing = [s for s in board.sources if not (root / s).exists()]
     if missing:
         raise RunError(f"leaderboard {board.key}: {', '.join(missing)} not found under {root}")
@@ -204,8 +224,10 @@ def present_sources(root: Path, board: Board) -> tuple[str, ...]:
 
 def board_runs(root: Path, sources: tuple[str, ...], board: Board) -> list[RunRecord]:
     """The runs of ``board``'s algorithm at the defaults (no swept option) in ``sources``
-    under ``root``; a run (environment, learner, seed) found twice is an error."""
-    runs = [r for r in load_runs(root, sources) if r.algo == board.algo and not r.variant]
+    under ``root``, on MinAtar's games or on the others as ``board.minatar`` says; a run
+    (environment, learner, seed) found twice is an error."""
+    runs = [r for r in load_runs(root, sources) if r.algo == board.algo and not r.variant
+            and on_minatar(r.env) == board.minatar]
     twice = [key for key, n in Counter((r.env, r.learner, r.seed) for r in runs).items()
              if n > 1]
     if twice:
@@ -213,14 +235,21 @@ def board_runs(root: Path, sources: tuple[str, ...], board: Board) -> list[RunRe
         raise RunError(f"leaderboard {board.key}: {env} {learner} seed {seed} is in more than "
                        f"one of {', '.join(sources)}")
     if not runs:
-        raise RunError(f"leaderboard {board.key}: no {board.algo} runs at the defaults in "
-                       f"{', '.join(sources)}")
+        games = "MinAtar" if board.minatar else "non-MinAtar"
+        raise RunError(f"leaderboard {board.key}: no {board.algo} runs on {games} environments "
+                       f"at the defaults in {', '.join(sources)}")
     return runs
 
 
 def compute(root: Path, board: Board) -> Leaderboard:
-    """``board`` computed from its committed runs under ``root``."""
+    """``board`` computed from its committed runs under ``root``; a board whose sources are
+    all still to come is empty, :attr:`Leaderboard.awaited` naming them."""
     sources = present_sources(root, board)
+    if not sources:
+        return Leaderboard(board.algo, (), (), (), Normalisation(board.algo, MIN_MAX, {}), (),
+                           tuple(learner_specs()), 0, math.nan,
+                           compare(board.algo, [], board.minatar), None, board.tuned,
+                           board.minatar, board.settings, board.later)
     runs = board_runs(root, sources, board)
     finished = [r for r in runs if r.finished]
     groups = make_groups(finished)
@@ -241,8 +270,9 @@ def compute(root: Path, board: Board) -> Leaderboard:
         board.algo, sources, envs, tuple(sorted({r.seed for r in finished})), normalisation,
         tuple(standings),
         tuple(name for name in learner_specs() if name not in by_learner),
-        len(runs) - len(finished), min(1.0, floor), compare(board.algo, groups), timing,
-        board.tuned)
+        len(runs) - len(finished), min(1.0, floor),
+        compare(board.algo, groups, board.minatar), timing, board.tuned, board.minatar,
+        board.settings)
 
 
 def _by_learner(groups: list[Group]) -> dict[str, list[Group]]:

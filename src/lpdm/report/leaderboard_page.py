@@ -47,7 +47,8 @@ def page(boards: list[Leaderboard]) -> str:
     blocks: list[Block] = [
         Heading(TITLE, 1),
         Paragraph(
-            "Every learner with committed runs, per algorithm at the library defaults, and "
+            "Every learner with committed runs, per algorithm at the library defaults (DQN on "
+            "MinAtar's games at MinAtar's DQN settings, on a board of its own), and "
             "under PPO after equal tuning (each learner at the options `lpdm tune` chose for "
             "it on held-out seeds with the same budget as every other, `docs/results/tuned/`"
             "): how its final scores compare with backpropagation (`bp`) and with a random "
@@ -65,14 +66,21 @@ def page(boards: list[Leaderboard]) -> str:
 
 def _board_blocks(board: Leaderboard) -> list[Block]:
     name = board.title
+    settings = f" ({board.settings})" if board.settings else ""
+    if not board.standings:
+        awaited = ", ".join(f"`{s}`" for s in board.awaited)
+        return [Heading(name), Paragraph(f"No committed runs yet{settings}: the board reads "
+                                         f"{awaited} once committed."),
+                *(_published_blocks(board) if board.published else [])]
     runs = sum(s.runs for s in board.standings)
     sources = ", ".join(f"`{s}`" for s in board.sources)
     left_out = f"; {board.unfinished} unfinished runs left out" if board.unfinished else ""
     blocks: list[Block] = [
         Heading(name),
-        Paragraph(f"From {sources}: {len(board.envs)} environments ({', '.join(board.envs)}), "
-                  f"{fmt_seeds(board.seeds)}, {runs} finished runs{left_out}. Best normalised "
-                  "IQM first."),
+        Paragraph(f"From {sources}{settings}: {len(board.envs)} environment"
+                  f"{'s' if len(board.envs) > 1 else ''} "
+                  f"({', '.join(board.envs)}), {fmt_seeds(board.seeds)}, {runs} finished "
+                  f"runs{left_out}. Best normalised IQM first."),
         Table(COLUMNS, tuple(_row(s, board) for s in board.standings))]
     if board.without_runs:
         blocks.append(Paragraph("No committed runs yet under " + name + ": " + ", ".join(
@@ -195,7 +203,7 @@ def _per_env_table(board: Leaderboard) -> Table:
 
 def _method(boards: list[Leaderboard]) -> tuple[str, ...]:
     normalised = [f"Normalisation under {b.title}: {b.normalisation.describe()}."
-                  for b in boards]
+                  for b in boards if b.envs]
     return (
         *normalised,
         "Normalised IQM: the interquartile mean of the normalised final scores (the mean "

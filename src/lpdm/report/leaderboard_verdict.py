@@ -234,9 +234,10 @@ def _cost(pick: Standing) -> str:
 def summary(boards: list[Leaderboard]) -> str:
     """The paragraph: the goal, where it is met, then each board's verdict."""
     verdicts = [judge_board(board) for board in boards]
-    # the goal is asked of the suite at the defaults; a tuned board gives its own verdict
+    # the goal is asked of the suite at the defaults; a tuned board, and MinAtar's, give
+    # their own verdicts
     goal = [v for v, b in zip(verdicts, boards, strict=True)
-            if b.algo in GOAL_ALGOS and not b.tuned]
+            if b.algo in GOAL_ALGOS and not b.tuned and not b.minatar]
     met = [algorithm_name(v.algo) for v in goal if v.meets_goal]
     unmet = [algorithm_name(a) for a in GOAL_ALGOS if algorithm_name(a) not in met]
     asked = " and under ".join(algorithm_name(a) for a in GOAL_ALGOS)

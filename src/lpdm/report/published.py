@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from lpdm.report.analysis import BASELINE, Group
 from lpdm.report.stats import Estimate, probability_of_improvement, summarize
+from lpdm.suites import on_minatar
 
 NO_RUNS = Estimate(math.nan)
 ARTIFICIAL_DOPAMINE = "Artificial Dopamine (Guan et al., NeurIPS 2024, arXiv 2411.03604)"
@@ -62,12 +63,13 @@ class Comparison:
     versus_bp: Estimate = NO_RUNS
 
 
-def compare(algo: str, groups: list[Group]) -> tuple[Comparison, ...]:
-    """Every published result on the ``algo`` board beside the finished runs in ``groups``
-    (the board's groups at the defaults)."""
+def compare(algo: str, groups: list[Group], minatar: bool = False) -> tuple[Comparison, ...]:
+    """Every published result on the ``algo`` board (of MinAtar's games, with ``minatar``,
+    else of the other environments) beside the finished runs in ``groups`` (the board's
+    groups at the defaults)."""
     found = {(g.setting.env, g.learner): g for g in groups}
     comparisons = []
-    for result in (r for r in PUBLISHED if r.algo == algo):
+    for result in (r for r in PUBLISHED if r.algo == algo and on_minatar(r.env) == minatar):
         mine, bp = found.get((result.env, result.learner)), found.get((result.env, BASELINE))
         if mine is None or not mine.values("final_score").size:
             comparisons.append(Comparison(result))
