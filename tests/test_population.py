@@ -153,3 +153,20 @@ def test_bad_seed_lists_are_refused(tmp_path, capsys):
     assert main(["train", *ARGS, "--seed", "1,1", "--out", str(tmp_path / "x")]) == 2
     assert "repeats" in capsys.readouterr().err
     assert main(["train", *ARGS, "--seed", "1,a", "--out", str(tmp_path / "y")]) == 2
+
+
+def test_members_with_a_non_finite_weight_fail_and_huge_finite_weights_do_not(tmp_path):
+    """Member 0 gets a NaN weight, member 2 an infinity; member 1's weights are finite but
+    so large that their sum overflows: only 0 and 2 fail, each naming the weight."""
+    configs = [runs.prepare_run(Config(env="CartPole-v1", algo="ppo", learner="bp", seed=s),
+                                tmp_path / f"s{s}") for s in range(3)]
+    algo, _ = runs.make_population(configs)
+    weight = algo.policy.trunk.layers[0].weight
+    with torch.no_grad():
+        weight[0, 0, 0] = float("nan")
+        weight[1, 0, :2] = 3e38
+        weight[2, 1, 1] = -float("inf")
+    algo.check_members()
+    assert sorted(algo.failures) == [0, 2]
+    assert algo.failures[0] == algo.failures[2] == \
+        "actor weight trunk.layers.0.weight is not finite"

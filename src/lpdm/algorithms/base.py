@@ -237,7 +237,7 @@ class Algorithm(ABC):
                                             "diverged")
         for network in self.networks:
             for name, p in network.named_parameters():
-                bad = ~torch.isfinite(p.detach()).reshape(p.shape[0], -1).all(1).cpu()
+                bad = _non_finite_members(p.detach())
                 for k in bad.nonzero().flatten().tolist():
                     self.failures.setdefault(k, f"{network.name} weight {name} is not finite")
         for k in sorted(self._rl_diverged):
@@ -388,3 +388,15 @@ def masked_std(x: Tensor, valid: Tensor | None, dim: int = -1) -> Tensor:
     count = valid.to(x.dtype).sum(dim)
     squares = torch.where(valid, (x - mean).square(), torch.zeros_like(x))
     return torch.sqrt(squares.sum(dim) / (count - 1).clamp_min(1.0))
+
+
+def _non_finite_members(weight: Tensor) -> Tensor:
+    """``[K]`` bool (on the CPU): the members whose slice of ``weight`` ``[K, ...]`` holds a
+    NaN or an infinity. A member's sum is finite exactly when its values are, barring float
+    overflow, which the exact test then rules on; one vectorised pass instead of two (the
+    check runs every iteration: it was 12% of a DQN iteration on MinAtar)."""
+    rows = weight.reshape(weight.shape[0], -1)
+    suspect = ~torch.isfinite(rows.sum(1))
+    if not suspect.any():
+        return suspect.cpu()
+    return ~torch.isfinite(rows).all(1).cpu()
