@@ -63,6 +63,11 @@ def test_a_learner_run_on_fewer_environments_is_compared_with_bp_there_and_canno
     board = compute(tmp_path, Board("ppo", (ARCHIVE, "docs/results/toy2/archive.npz")))
     dfa = board.standing("dfa")
     assert dfa.environments == 1 and dfa.ratio_to_bp.value == pytest.approx(1.0)
+    # listed after the learners run on both, though its pooled IQM (CartPole alone) is higher
+    assert dfa.normalised_iqm.value > board.standing("lpdm").normalised_iqm.value
+    assert board.standings[-1] is dfa
+    assert "Best normalised IQM first, the learners studied on fewer environments after the " \
+        "others." in page([board])
     verdict = judge_board(board)
     # the closest is chosen among the learners run on both environments: lpdm
     assert (verdict.learner, verdict.meets_goal) == ("lpdm", False)

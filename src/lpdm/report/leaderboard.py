@@ -260,9 +260,10 @@ def compute(root: Path, board: Board) -> Leaderboard:
         [r for r in load_runs(root, (timing,)) if r.algo == board.algo and r.finished]))
     standings = [_standing(learner, mine, by_learner, normalisation, timed)
                  for learner, mine in by_learner.items()]
-    standings.sort(key=lambda s: -s.normalised_iqm.value if math.isfinite(
-        s.normalised_iqm.value) else math.inf)
     envs = tuple(dict.fromkeys(g.setting.env for g in groups))
+    # a pooled IQM over fewer environments does not rank against one over all of them
+    standings.sort(key=lambda s: (s.environments < len(envs), -s.normalised_iqm.value
+                                  if math.isfinite(s.normalised_iqm.value) else math.inf))
     counts = [len(g.values(FINAL)) for g in groups]
     floor = (len(envs) * smallest_mann_whitney_p(min(counts), min(counts))
              if counts and min(counts) else math.nan)

@@ -80,7 +80,10 @@ def _board_blocks(board: Leaderboard) -> list[Block]:
         Paragraph(f"From {sources}{settings}: {len(board.envs)} environment"
                   f"{'s' if len(board.envs) > 1 else ''} "
                   f"({', '.join(board.envs)}), {fmt_seeds(board.seeds)}, {runs} finished "
-                  f"runs{left_out}. Best normalised IQM first."),
+                  f"runs{left_out}. Best normalised IQM first"
+                  + (", the learners studied on fewer environments after the others."
+                     if any(s.environments < len(board.envs) for s in board.standings)
+                     else ".")),
         Table(COLUMNS, tuple(_row(s, board) for s in board.standings))]
     if board.without_runs:
         blocks.append(Paragraph("No committed runs yet under " + name + ": " + ", ".join(
