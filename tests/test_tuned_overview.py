@@ -137,7 +137,9 @@ def test_a_folder_without_studies_is_refused(tmp_path):
 
 @pytest.mark.parametrize("study, learners", [
     ("docs/results/tuned", []),
-    ("docs/results/leaderboard/tuned", ["--learners", "dfa,layerwise,lpdm-metric"])])
+    ("docs/results/leaderboard/tuned", [
+        "--learners", "dfa,layerwise,lpdm-metric",
+        "--envs", "CartPole-v1,Pendulum-v1,InvertedDoublePendulum-v4,Hopper-v4,HalfCheetah-v4"])])
 def test_the_tuned_studies_pages_are_current(study, learners):
     args = [str(ROOT / study / "studies"), *learners]
     assert main(["tuned", *args, "--check", str(ROOT / study / "README.md")]) == 0, \
@@ -156,3 +158,11 @@ def test_an_environment_waits_for_every_named_learner(tmp_path, capsys):
     assert "Still tuning: CartPole-v1." in capsys.readouterr().out
     with pytest.raises(RunError, match="unknown learner 'dfaa'"):
         overview_table(studies, tmp_path, ("bp", "dfaa"))
+    planned = ("CartPole-v1", "Pendulum-v1")
+    text = overview_table(studies, tmp_path, ("bp",), planned)
+    assert "Tuned, not yet confirmed: CartPole-v1. Still tuning: none. No study here " \
+        "yet: Pendulum-v1." in text
+    assert "`lpdm tuned STUDIES --learners bp --envs CartPole-v1,Pendulum-v1 --write PAGE`" \
+        in text
+    assert main(["tuned", str(studies), "--envs", ",".join(planned)]) == 0
+    assert "No study here yet: Pendulum-v1." in capsys.readouterr().out

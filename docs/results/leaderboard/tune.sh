@@ -14,7 +14,8 @@
 #   lpdm report OUT/PART/{dfa,layerwise,lpdm-metric} --out T/suite/parts/PART
 # (T = docs/results/leaderboard/tuned; commit its archive.npz, runs.csv and report.md), each
 # study's tune.json, trials.csv, best.json, report.md and figures go to T/studies/ENV/LEARNER/,
-# and `lpdm tuned T/studies --write T/README.md` lists them with the confirmations.
+# and `lpdm tuned T/studies --learners dfa,layerwise,lpdm-metric --envs E,... --write
+# T/README.md` (E: the five) lists them with the confirmations.
 # ENVS (default the five) and LEARNERS (default the three) limit it, e.g. ENVS=CartPole-v1.
 # A study already committed under T/studies is not run again, and its confirmation reads the
 # committed best.json (so a new machine needs only the repository).

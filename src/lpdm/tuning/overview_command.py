@@ -20,6 +20,9 @@ def add_tuned_command(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--learners", metavar="L[,L...]", default="",
                         help="the learners every environment is tuned for, for the status "
                              "line (default: those with a study under STUDIES)")
+    parser.add_argument("--envs", metavar="E[,E...]", default="",
+                        help="the environments planned, for the status line: those without "
+                             "a study under STUDIES are listed (default: those with a study)")
     target = parser.add_mutually_exclusive_group()
     target.add_argument("--write", metavar="PAGE", help="rewrite PAGE's tuned block")
     target.add_argument("--check", metavar="PAGE",
@@ -29,11 +32,12 @@ def add_tuned_command(commands: argparse._SubParsersAction) -> None:
 
 def cmd_tuned(args: argparse.Namespace) -> int:
     from lpdm.report.generated_page import print_write_or_check
-    from lpdm.tuning.overview import BEGIN, COMMAND, END, learners_flag, overview_table
+    from lpdm.tuning.overview import BEGIN, COMMAND, END, overview_table, plan_flags
 
     page = args.write or args.check
     learners = tuple(filter(None, args.learners.split(",")))
+    envs = tuple(filter(None, args.envs.split(",")))
     table = overview_table(Path(args.studies), Path(page).parent if page else Path("."),
-                           learners)
+                           learners, envs)
     return print_write_or_check(args, table, "tuned block", BEGIN, END,
-                                f"{COMMAND} {args.studies}{learners_flag(learners)} --write")
+                                f"{COMMAND} {args.studies}{plan_flags(learners, envs)} --write")
