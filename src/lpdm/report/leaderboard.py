@@ -246,10 +246,12 @@ def compute(root: Path, board: Board) -> Leaderboard:
     all still to come is empty, :attr:`Leaderboard.awaited` naming them."""
     sources = present_sources(root, board)
     if not sources:
-        return Leaderboard(board.algo, (), (), (), Normalisation(board.algo, MIN_MAX, {}), (),
-                           tuple(learner_specs()), 0, math.nan,
-                           compare(board.algo, [], board.minatar), None, board.tuned,
-                           board.minatar, board.settings, board.later)
+        return Leaderboard(
+            board.algo, sources=(), envs=(), seeds=(),
+            normalisation=Normalisation(board.algo, MIN_MAX, {}), standings=(),
+            without_runs=tuple(learner_specs()), unfinished=0, holm_floor=math.nan,
+            published=compare(board.algo, [], board.minatar), tuned=board.tuned,
+            minatar=board.minatar, settings=board.settings, awaited=board.later)
     runs = board_runs(root, sources, board)
     finished = [r for r in runs if r.finished]
     groups = make_groups(finished)
