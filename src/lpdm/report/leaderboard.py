@@ -198,6 +198,10 @@ class Leaderboard:
     def standing(self, learner: str) -> Standing | None:
         return next((s for s in self.standings if s.learner == learner), None)
 
+    def studied_everywhere(self, standing: Standing) -> bool:
+        """Whether ``standing``'s learner ran on every environment of the board."""
+        return standing.environments == len(self.envs)
+
     @property
     def update_times_kept(self) -> bool:
         return any(s.update_time_vs_bp.settings for s in self.standings)

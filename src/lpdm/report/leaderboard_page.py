@@ -82,7 +82,7 @@ def _board_blocks(board: Leaderboard) -> list[Block]:
                   f"({', '.join(board.envs)}), {fmt_seeds(board.seeds)}, {runs} finished "
                   f"runs{left_out}. Best normalised IQM first"
                   + (", the learners studied on fewer environments after the others."
-                     if any(s.environments < len(board.envs) for s in board.standings)
+                     if not all(map(board.studied_everywhere, board.standings))
                      else ".")),
         Table(COLUMNS, tuple(_row(s, board) for s in board.standings))]
     if board.without_runs:

@@ -65,7 +65,7 @@ def meets_goal(standing: Standing, board: Leaderboard) -> bool:
     """On every environment of the board (a learner studied on fewer cannot meet it)."""
     return (standing.kind == BP_FREE and standing.ratio_to_bp.value >= GOAL_RATIO
             and standing.above_frozen_everywhere
-            and standing.environments == len(board.envs))
+            and board.studied_everywhere(standing))
 
 
 def _rank(standing: Standing) -> tuple[float, float]:
@@ -85,7 +85,7 @@ def judge_board(board: Leaderboard) -> Verdict:
     meeting = [s for s in local if meets_goal(s, board)]
     # the closest among those studied on every environment: a ratio on fewer environments
     # is not comparable with one on the whole board
-    complete = [s for s in local if s.environments == len(board.envs)]
+    complete = [s for s in local if board.studied_everywhere(s)]
     pick = max(meeting or complete or local, key=_rank)
     bp = board.standing(BASELINE)
     distance = _distance(pick, bp)
@@ -213,7 +213,7 @@ def _where(pick: Standing, bp: Standing | None, local: list[Standing],
 
 def _partial(local: list[Standing], board: Leaderboard) -> str:
     """The BP-free learners studied on fewer environments, with their ratio to bp there."""
-    partial = [s for s in local if s.environments < len(board.envs)]
+    partial = [s for s in local if not board.studied_everywhere(s)]
     if not partial:
         return ""
     parts = [f"`{s.learner}` ({s.environments} of {len(board.envs)}: "
