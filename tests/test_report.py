@@ -591,3 +591,27 @@ def test_suites_import_neither_torch_nor_gymnasium():
              for alias in node.names}
     names |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     assert not {n.split(".")[0] for n in names if n} & {"torch", "gymnasium", "lpdm"}
+
+
+def test_the_diagnostics_figure_adds_dfa_s_alignment_with_backpropagation(tmp_path, capsys):
+    """dfa logs the cosine between its trunk update and backpropagation's: the diagnostics
+    figure gets a panel for it (a fourth, wider figure), from the runs and from the archive;
+    a report without such a learner keeps the three panels."""
+    from lpdm.report.analysis import analyse
+    from lpdm.report.collect import collect_runs
+    from lpdm.report.figures import diagnostic_panels
+
+    sweep = tmp_path / "dfa"
+    assert main(["sweep", "--learner", "bp,dfa", "--total-steps", "600", "--no-progress",
+                 "--out", str(sweep)]) == 0
+    assert main(["report", str(sweep)]) == 0
+    capsys.readouterr()
+    fields = ["saturation", "distance_corr", "distance_entropy"]
+    assert [f for f, _ in diagnostic_panels(analyse(collect_runs(sweep)))] == \
+        [*fields, "bp_alignment"]
+    archived = analyse(collect_runs(sweep / "report" / "archive.npz"))
+    assert [f for f, _ in diagnostic_panels(archived)] == [*fields, "bp_alignment"]
+    bp_alone = analyse([run for run in collect_runs(sweep) if run.learner == "bp"])
+    assert [f for f, _ in diagnostic_panels(bp_alone)] == fields
+    with Image.open(sweep / "report" / "diagnostics.png") as image:
+        assert image.width > 4 * 4.6 * 90  # four panels of 4.6 inches at 100 dpi

@@ -26,14 +26,13 @@ from pathlib import Path
 import numpy as np
 
 from lpdm.errors import RunError
-from lpdm.report.profiles import LAYER_FIELDS, diagnostic_columns
+from lpdm.report.profiles import EXTRA_FIELDS, LAYER_FIELDS, diagnostic_columns
 from lpdm.report.records import NOT_STARTED, RunRecord, relative_path
 
 ARCHIVE_FILE = "archive.npz"
 FORMAT = 2
 MAX_EPISODES = 2000
 DIAGNOSTIC_ROWS = 100
-EXTRA_FIELDS = ("bp_alignment",)  # learners' own diagnostics (``extra_diagnostics``)
 FIELDS = ("env", "algo", "learner", "variant", "seed", "status", "final_score", "max_score",
           "eval_score", "total_steps", "seconds_per_iteration", "update_seconds_per_iteration",
           "seconds_per_1k_steps", "error")
@@ -61,7 +60,7 @@ def write_archive(path: Path, runs: list[RunRecord], source: Path) -> None:
         arrays[f"lengths_{i}"] = np.diff(steps[kept], prepend=0).astype(np.int32)
         arrays[f"returns_{i}"] = metrics.get("episodic_return", np.array([]))[kept] \
             .astype(np.float32)
-        fields = [field for field, _ in LAYER_FIELDS] + list(EXTRA_FIELDS)
+        fields = [field for field, _ in (*LAYER_FIELDS, *EXTRA_FIELDS)]
         names = [n for field in fields for n in diagnostic_columns(metrics, field)]
         if names and kept.size:
             table = _forward_fill(np.stack([metrics[n] for n in names], 1))[kept]

@@ -31,8 +31,10 @@ FIGURES = (
     ("diagnostics.png", figures.diagnostics,
      "Per-layer diagnostics of the policy network over training, IQM across seeds (layer 1 "
      "dashed, the last layer solid): the fraction of saturated tanh units, the correlation "
-     "between target and output distances, and the entropy of the normalised distance "
-     "distribution (1: all pairs equally far apart; low: collapse onto a few pairs)."),
+     "between target and output distances, the entropy of the normalised distance "
+     "distribution (1: all pairs equally far apart; low: collapse onto a few pairs), and, "
+     "where a learner logs it, the cosine between its trunk update and backpropagation's "
+     "(dfa)."),
     ("layer_profiles.png", figures.layer_profiles,
      "Each layer of the policy network at the end of training (mean over the last 10% of "
      "steps, IQM across seeds) against its depth: saturation, distance correlation, "

@@ -19,7 +19,13 @@ from PIL import Image
 
 from lpdm.learners.spec import find_spec, learner_names
 from lpdm.report.analysis import FIXED, Analysis, Group, Setting, normalised_finals
-from lpdm.report.profiles import LAYER_FIELDS, diagnostic_columns, end_of_training_profiles, nan_iqm
+from lpdm.report.profiles import (
+    EXTRA_FIELDS,
+    LAYER_FIELDS,
+    diagnostic_columns,
+    end_of_training_profiles,
+    nan_iqm,
+)
 from lpdm.report.stats import iqm_band, performance_profile
 from lpdm.scores import MOVING_AVERAGE_WINDOW, trailing_means
 from lpdm.sweeps.grid import short_variant
@@ -154,14 +160,26 @@ def overview(analysis: Analysis, path: Path) -> bool:
 DIAGNOSTIC_PANELS = LAYER_FIELDS[:3]  # the over-training figure leaves out gradients
 
 
+def diagnostic_panels(analysis: Analysis) -> tuple[tuple[str, str], ...]:
+    """The diagnostics figure's panels, ``(field, label)``: ``DIAGNOSTIC_PANELS``, then each
+    learner-own diagnostic (``EXTRA_FIELDS``, e.g. ``dfa``'s alignment with backpropagation)
+    that a finished run logged a value of."""
+    def logged(field: str) -> bool:
+        return any(np.isfinite(table[name]).any()
+                   for group in analysis.groups for run in group.finished
+                   for table in (run.metrics(),) for name in diagnostic_columns(table, field))
+    return DIAGNOSTIC_PANELS + tuple(extra for extra in EXTRA_FIELDS if logged(extra[0]))
+
+
 def diagnostics(analysis: Analysis, path: Path) -> bool:
     """Per setting (a row): the policy network's per-layer diagnostics over training, IQM
     across seeds of each learner (layer 1 dashed, the last layer solid)."""
     settings, learners = analysis.settings, analysis.learners
-    figure, axes = _grid(len(settings), len(DIAGNOSTIC_PANELS))
+    panels = diagnostic_panels(analysis)
+    figure, axes = _grid(len(settings), len(panels))
     drawn = False
     for setting, row in zip(settings, axes, strict=True):
-        for (field, label), ax in zip(DIAGNOSTIC_PANELS, row, strict=True):
+        for (field, label), ax in zip(panels, row, strict=True):
             ax.set_title(_title(setting.env, setting.algo, setting.variant, label), fontsize=9)
             ax.set_xlabel("environment steps")
             ax.xaxis.set_major_locator(MaxNLocator(5))

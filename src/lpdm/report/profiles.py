@@ -16,6 +16,8 @@ LAYER_FIELDS = (("saturation", "saturated units (|y| > 0.99)"),
                 ("distance_corr", "corr(target, output distances)"),
                 ("distance_entropy", "entropy of distances / max"),
                 ("grad_norm", "gradient norm at the weights"))
+# Diagnostics only some learners log (their ``extra_diagnostics``), with their plot labels.
+EXTRA_FIELDS = (("bp_alignment", "cosine with backprop"),)
 END_OF_TRAINING = 0.1  # the fraction of a run's steps whose diagnostics are averaged
 
 
@@ -75,5 +77,5 @@ def end_of_training_profiles(analysis: Analysis) -> dict[tuple[Setting, str], np
     return profiles
 
 
-__all__ = ["END_OF_TRAINING", "LAYER_FIELDS", "at_end", "diagnostic_columns",
+__all__ = ["END_OF_TRAINING", "EXTRA_FIELDS", "LAYER_FIELDS", "at_end", "diagnostic_columns",
            "end_of_training_profiles", "nan_iqm"]
