@@ -174,8 +174,8 @@ def test_a_board_whose_bp_is_level_with_frozen_cannot_rank_trunks(tmp_path):
 
 def test_what_bounds_the_closest_includes_its_last_layer_beside_bps(tmp_path):
     """Per-layer diagnostics kept in the archive: the closest learner's last hidden layer
-    (IQM over seeds, median over environments) beside bp's, and dfa's alignment in the
-    page's layer table."""
+    (IQM over seeds, median over environments) beside bp's, and dfa's alignment, at its last
+    and at its first hidden layer, in the page's layer table."""
     layers = {"bp": (0.5, 0.01, None), "lpdm": (0.99, 0.7, None), "dfa": (0.8, 0.0, 0.6)}
     runs = []
     for learner, (corr, saturated, alignment) in layers.items():
@@ -190,6 +190,7 @@ def test_what_bounds_the_closest_includes_its_last_layer_beside_bps(tmp_path):
                 metrics["actor_l2_distance_corr"] = np.array([corr])
                 metrics["actor_l2_saturation"] = np.array([saturated])
                 if alignment is not None:
+                    metrics["actor_l1_bp_alignment"] = np.array([alignment / 6])
                     metrics["actor_l2_bp_alignment"] = np.array([alignment])
                 runs.append(run)
     runs += [_run(env, "frozen", s, start + s) for env, start in
@@ -197,12 +198,14 @@ def test_what_bounds_the_closest_includes_its_last_layer_beside_bps(tmp_path):
     (tmp_path / ARCHIVE).parent.mkdir(parents=True)
     write_archive(tmp_path / ARCHIVE, runs, Path("/toy"))
     board = compute(tmp_path, TOY)
-    assert board.standing("dfa").last_layer["bp_alignment"] == pytest.approx(0.6)
+    assert board.standing("dfa").layer_readings["bp_alignment"] == pytest.approx(0.6)
     assert judge_board(board).learner == "lpdm"
     text = page([board])
     assert ("its policy's last hidden layer ends training at corr(target, output distances) "
             "0.99 (`bp`: 0.50), saturated units 70% (`bp`: 1%)") in text
-    assert "| `dfa` | 0.80 | 0% | 0.60 |" in text
+    assert "| `dfa` | 0.80 | 0% | 0.60 | 0.10 |" in text  # and its first layer's alignment
+    assert "| `lpdm` | 0.99 | 70% | — | — |" in text
+    assert "first hidden layer: cosine" not in text.split("What bounds it")[1].split("\n")[0]
     assert "| `frozen` |" not in text.split("last hidden layer at the end of training")[1]
 
 

@@ -52,10 +52,29 @@ from lpdm.report.stats import (
 from lpdm.suites import on_minatar
 
 FINAL = "final_score"
-# the last hidden layer's diagnostics a standing reads, with their labels
-LAYER_READINGS = (("distance_corr", "corr(target, output distances)"),
-                  ("saturation", "saturated units"),
-                  ("bp_alignment", "cosine with backpropagation's update"))
+
+
+@dataclass(frozen=True)
+class LayerReading:
+    """A diagnostic a standing reads at the end of training: ``field`` of the policy
+    network's hidden layer ``layer`` (-1: the last, 0: the first, read only where the
+    network has more than one), under the page's ``label``."""
+
+    key: str
+    field: str
+    layer: int
+    label: str
+
+
+# the layer diagnostics a standing reads; the first hidden layer's alignment shows how far
+# dfa's feedback reaches back from the output (its last layer aligns far better)
+LAYER_READINGS = (
+    LayerReading("distance_corr", "distance_corr", -1, "corr(target, output distances)"),
+    LayerReading("saturation", "saturation", -1, "saturated units"),
+    LayerReading("bp_alignment", "bp_alignment", -1, "cosine with backpropagation's update"),
+    LayerReading("first_bp_alignment", "bp_alignment", 0,
+                 "first hidden layer: cosine with backpropagation's update"),
+)
 BACKPROP, BP_FREE, CONTROL_KIND, UNREGISTERED = ("backpropagation", "BP-free", "control",
                                                  "unregistered")
 
@@ -149,9 +168,9 @@ class Standing:
     loses_to_frozen: tuple[str, ...]
     time_vs_bp: Cost
     update_time_vs_bp: Cost
-    # LAYER_READINGS field -> the policy network's last hidden layer's value at the end of
-    # training, IQM over seeds, median over environments (absent where no run kept it)
-    last_layer: dict[str, float]
+    # LayerReading key -> its value at the end of training, IQM over seeds, median over
+    # environments (absent where no run kept it)
+    layer_readings: dict[str, float]
 
     @property
     def environments(self) -> int:
@@ -315,27 +334,27 @@ def _standing(learner: str, mine: list[Group], by_learner: dict[str, list[Group]
         compared, higher, beats, loses,
         *(_cost(timed.get(learner, []), timed_bp, attribute)
           for attribute in ("seconds_per_iteration", "update_seconds_per_iteration")),
-        _last_layer(mine))
+        _layer_readings(mine))
 
 
-def reading_text(field: str, value: float) -> str:
-    """One of ``LAYER_READINGS`` as the page writes it (a share of units in percent)."""
-    return f"{value:.0%}" if field == "saturation" else f"{value:.2f}"
+def reading_text(reading: LayerReading, value: float) -> str:
+    """A reading's value as the page writes it (a share of units in percent)."""
+    return f"{value:.0%}" if reading.field == "saturation" else f"{value:.2f}"
 
 
-def _last_layer(mine: list[Group]) -> dict[str, float]:
-    """Each of ``LAYER_READINGS`` of the policy network's last hidden layer at the end of
-    training: per environment the IQM over the runs that kept it, then the median over
-    environments."""
+def _layer_readings(mine: list[Group]) -> dict[str, float]:
+    """Each of ``LAYER_READINGS`` at the end of training: per environment the IQM over the
+    runs that kept it, then the median over environments."""
     per_env: dict[str, list[float]] = {}
     for group in mine:
         tables = [run.metrics() for run in group.finished]
-        for field, _ in LAYER_READINGS:
-            values = _finite([at_end(t, columns[-1]) for t in tables
-                              if (columns := diagnostic_columns(t, field))])
+        for reading in LAYER_READINGS:
+            values = _finite([at_end(t, columns[reading.layer]) for t in tables
+                              if len(columns := diagnostic_columns(t, reading.field))
+                              > (0 if reading.layer == -1 else 1)])
             if values.size:
-                per_env.setdefault(field, []).append(float(iqm(values)))
-    return {field: float(np.median(values)) for field, values in per_env.items()}
+                per_env.setdefault(reading.key, []).append(float(iqm(values)))
+    return {key: float(np.median(values)) for key, values in per_env.items()}
 
 
 def _mean_poi(mine: list[Group], reference: dict[str, Group]) -> Estimate:

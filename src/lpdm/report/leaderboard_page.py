@@ -118,16 +118,19 @@ def _board_blocks(board: Leaderboard) -> list[Block]:
         _per_env_table(board)]
     if board.published:
         blocks += _published_blocks(board)
-    layered = [s for s in board.standings if s.last_layer]
+    layered = [s for s in board.standings if s.layer_readings]
     if layered:
+        read = [r for r in LAYER_READINGS if any(r.key in s.layer_readings for s in layered)]
         blocks += [
             Paragraph(f"{name}: the policy network's last hidden layer at the end of training "
                       "(the mean over the last 10% of steps; IQM over seeds, median over the "
-                      "environments whose runs kept it; — where none did)."),
-            Table(("learner", *(label for _, label in LAYER_READINGS)),
-                  tuple((f"`{s.learner}`", *(reading_text(field, s.last_layer[field])
-                                             if field in s.last_layer else NONE
-                                             for field, _ in LAYER_READINGS))
+                      "environments whose runs kept it; — where none did)"
+                      + (", and where a column says so its first hidden layer."
+                         if any(r.layer == 0 for r in read) else ".")),
+            Table(("learner", *(r.label for r in read)),
+                  tuple((f"`{s.learner}`", *(reading_text(r, s.layer_readings[r.key])
+                                             if r.key in s.layer_readings else NONE
+                                             for r in read))
                         for s in layered))]
     return blocks
 

@@ -174,12 +174,12 @@ def _bounds(pick: Standing, bp: Standing | None, board: Leaderboard) -> str:
 def _last_layer(pick: Standing, bp: Standing | None) -> str:
     """What its last hidden layer ends as, beside ``bp``'s (empty where no run kept it)."""
     readings = []
-    for field, label in LAYER_READINGS:
-        if (value := pick.last_layer.get(field)) is None:
+    for reading in LAYER_READINGS:
+        if reading.layer != -1 or (value := pick.layer_readings.get(reading.key)) is None:
             continue
-        theirs = bp.last_layer.get(field) if bp is not None else None
-        readings.append(f"{label} {reading_text(field, value)}" + (
-            f" (`bp`: {reading_text(field, theirs)})" if theirs is not None else ""))
+        theirs = bp.layer_readings.get(reading.key) if bp is not None else None
+        readings.append(f"{reading.label} {reading_text(reading, value)}" + (
+            f" (`bp`: {reading_text(reading, theirs)})" if theirs is not None else ""))
     return ("its policy's last hidden layer ends training at " + ", ".join(readings)
             if readings else "")
 
