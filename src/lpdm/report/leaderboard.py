@@ -65,6 +65,13 @@ class LayerReading:
     layer: int
     label: str
 
+    def column(self, table: dict[str, np.ndarray]) -> str | None:
+        """The column of a run's metrics this reads (None where the run has none)."""
+        columns = diagnostic_columns(table, self.field)
+        if not columns or (self.layer == 0 and len(columns) == 1):
+            return None
+        return columns[self.layer]
+
 
 # the layer diagnostics a standing reads; the first hidden layer's alignment shows how far
 # dfa's feedback reaches back from the output (its last layer aligns far better)
@@ -349,9 +356,8 @@ def _layer_readings(mine: list[Group]) -> dict[str, float]:
     for group in mine:
         tables = [run.metrics() for run in group.finished]
         for reading in LAYER_READINGS:
-            values = _finite([at_end(t, columns[reading.layer]) for t in tables
-                              if len(columns := diagnostic_columns(t, reading.field))
-                              > (0 if reading.layer == -1 else 1)])
+            values = _finite([at_end(t, column) for t in tables
+                              if (column := reading.column(t)) is not None])
             if values.size:
                 per_env.setdefault(reading.key, []).append(float(iqm(values)))
     return {key: float(np.median(values)) for key, values in per_env.items()}
