@@ -89,10 +89,12 @@ class ReplayBuffers:
         return ReplaySample(**{name: values[taken, index] for name, values in self.data.items()})
 
     def state_dict(self) -> dict[str, Tensor]:
-        """Every array with the member dimension first, as tensors."""
-        state = {name: torch.from_numpy(values.copy()) for name, values in self.data.items()}
+        """Every array with the member dimension first, as tensors sharing the buffers'
+        memory, as a module's ``state_dict`` does: a caller clones what it keeps (a member's
+        checkpoint clones its own rows only, not the whole population's buffer)."""
+        state = {name: torch.from_numpy(values) for name, values in self.data.items()}
         for name in ("position", "size", "episode_start"):
-            state[name] = torch.from_numpy(getattr(self, name).copy())
+            state[name] = torch.from_numpy(getattr(self, name))
         return state
 
     def load_state_dict(self, state: dict[str, Tensor]) -> None:
