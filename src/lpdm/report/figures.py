@@ -165,9 +165,9 @@ def diagnostic_panels(analysis: Analysis) -> tuple[tuple[str, str], ...]:
     learner-own diagnostic (``EXTRA_FIELDS``, e.g. ``dfa``'s alignment with backpropagation)
     that a finished run logged a value of."""
     def logged(field: str) -> bool:
+        tables = (run.metrics() for group in analysis.groups for run in group.finished)
         return any(np.isfinite(table[name]).any()
-                   for group in analysis.groups for run in group.finished
-                   for table in (run.metrics(),) for name in diagnostic_columns(table, field))
+                   for table in tables for name in diagnostic_columns(table, field))
     return DIAGNOSTIC_PANELS + tuple(extra for extra in EXTRA_FIELDS if logged(extra[0]))
 
 
