@@ -67,6 +67,16 @@ def test_values_keyed_by_algorithm():
     assert {c.algo: c.config().total_steps for c in plain} == {"reinforce": 500, "ppo": 900}
 
 
+def test_a_boolean_flag_reads_as_lpdm_train_s_bare_or_negated_or_as_a_list():
+    def huber(*argv):
+        return [c.config().algorithm.huber for c in expand(spec("--algo", "dqn", *argv))]
+
+    assert huber() == [False]
+    assert huber("--huber") == huber("--huber", "true") == [True]
+    assert huber("--no-huber") == [False]
+    assert sorted(huber("--huber", "true,false")) == [False, True]
+
+
 def test_suite_paper_is_every_environment_algorithm_and_learner():
     cells = expand(spec("--suite", "paper", "--seeds", "3"))
     assert len(cells) == 8 * 2 * 4 * 3

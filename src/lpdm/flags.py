@@ -17,7 +17,9 @@ def add_config_arguments(parser: argparse.ArgumentParser, as_lists: bool = False
     """One flag per configuration option; values stay unset unless given.
 
     With ``as_lists`` every flag takes a comma-separated list of values (for sweeps);
-    values of a tuple option (``--hidden-sizes``) are then separated by ``/``.
+    values of a tuple option (``--hidden-sizes``) are then separated by ``/``, and a
+    boolean flag given bare (``--huber``) or negated (``--no-huber``) reads as ``lpdm
+    train``'s does.
     """
     parser.add_argument("--config", metavar="FILE", help="take option values from FILE (e.g. "
                         "the best.json of lpdm tune); flags given here override them")
@@ -27,7 +29,13 @@ def add_config_arguments(parser: argparse.ArgumentParser, as_lists: bool = False
         group = groups.setdefault(section, parser.add_argument_group(f"{section} options"))
         kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "help": option.help,
                                   "dest": option.name}
-        if as_lists:
+        if as_lists and option.type is bool:
+            group.add_argument(option.flag, metavar="V[,V...]", nargs="?", const="true",
+                               **kwargs)
+            group.add_argument("--no-" + option.flag.removeprefix("--"), action="store_const",
+                               const="false", default=argparse.SUPPRESS, dest=option.name,
+                               help=argparse.SUPPRESS)
+        elif as_lists:
             group.add_argument(option.flag, metavar="V[,V...]", **kwargs)
         elif option.type is bool:
             group.add_argument(option.flag, action=argparse.BooleanOptionalAction, **kwargs)
