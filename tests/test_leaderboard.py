@@ -134,6 +134,38 @@ def test_a_tuned_board_has_its_own_section_and_figure_and_does_not_decide_the_go
     leaderboard_page.write(tmp_path, [tuned])
     assert (tmp_path / "ppo-tuned.png").stat().st_size > 0 and stale(tmp_path, [tuned]) is None
 
+
+def test_a_tuned_board_reads_what_tuning_changed_against_the_defaults(tmp_path):
+    """lpdm tuned scores above its defaults' runs on both environments (every tuned run
+    higher: significant after Holm), bp the same as at its defaults; dfa, tuned but
+    without runs at the defaults, is not compared."""
+    _toy_study(tmp_path, {"bp": BP, "frozen": FROZEN, "lpdm": (470.0, -95.0),
+                          "dfa": (400.0, -100.0)})
+    defaults = "docs/results/toy-defaults/archive.npz"
+    (tmp_path / defaults).parent.mkdir(parents=True)
+    write_archive(tmp_path / defaults,
+                  [_run(env, learner, s, start + s)
+                   for learner, starts in {"bp": BP, "lpdm": (150.0, -250.0)}.items()
+                   for env, start in zip(("CartPole-v1", "Acrobot-v1"), starts, strict=True)
+                   for s in range(5)], Path("/toy"))
+    board = compute(tmp_path, dataclasses.replace(TOY, tuned=True, defaults=(defaults,)))
+    effects = {e.learner: e for e in board.tuning_effects}
+    assert set(effects) == {"bp", "lpdm"}
+    lpdm, bp = effects["lpdm"], effects["bp"]
+    assert lpdm.higher == ("CartPole-v1", "Acrobot-v1") and lpdm.lower == ()
+    assert lpdm.versus_defaults.value == 1.0 and lpdm.ratio.value > 2
+    assert lpdm.tuned.value == pytest.approx(board.standing("lpdm").normalised_iqm.value)
+    assert bp.higher == bp.lower == () and bp.versus_defaults.value == 0.5
+    assert bp.ratio.value == pytest.approx(1.0)
+    text = page([board])
+    assert "PPO after equal tuning: what tuning changed." in text
+    cartpole = board.standing("lpdm").per_env["CartPole-v1"]
+    assert f"| `lpdm` | {cartpole:.2f} ({lpdm.per_env_defaults['CartPole-v1']:.2f}) ↑ |" in text
+    # without committed runs at the defaults, the section is not there
+    alone = compute(tmp_path, dataclasses.replace(TOY, tuned=True, defaults=("nowhere",)))
+    assert alone.tuning_effects == () and "what tuning changed" not in page([alone])
+
+
 def test_a_published_result_is_set_beside_our_learner_that_follows_it(tmp_path):
     """Artificial Dopamine's CartPole-v1 value beside `layerwise`'s DQN runs there (IQM of
     400..404 and P(> bp) 0 against bp's 480..484); no runs on LunarLander-v3 yet."""

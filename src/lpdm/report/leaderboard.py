@@ -8,6 +8,8 @@ where every environment has one), its ratio to ``bp``'s, the mean P(> ``bp``) an
 P(> ``frozen``), the environments where it is above ``frozen`` (and significantly so after
 Holm), each environment's normalised IQM, its time per iteration relative to ``bp``, and
 its last hidden layer's diagnostics at the end of training (where the runs kept them).
+A tuned board also holds each learner's :class:`TuningEffect`: itself after tuning against
+itself at the defaults.
 :mod:`lpdm.report.leaderboard_page` writes them, with the verdict of
 :mod:`lpdm.report.leaderboard_verdict`, as ``docs/results/leaderboard/README.md``.
 """
@@ -105,6 +107,9 @@ class Board:
     # without it reads every other environment of its sources
     minatar: bool = False
     settings: str = ""  # how its runs were set, where not at the library defaults
+    # a tuned board: the sources of the same learners at the library defaults (those
+    # committed), against which it reads what tuning changed
+    defaults: tuple[str, ...] = ()
 
     @property
     def key(self) -> str:
@@ -138,7 +143,7 @@ BOARDS: tuple[Board, ...] = (
     # tune.sh); each learner confirmed in its own sweep, so no cost compares here
     Board("ppo", ("docs/results/tuned/suite/parts",),
           (f"{LEADERBOARD_STUDY}/tuned/suite/parts",),
-          tuned=True),
+          tuned=True, defaults=("docs/results/suite/parts", f"{LEADERBOARD_STUDY}/ppo")),
 )
 
 
@@ -191,6 +196,24 @@ class Standing:
 
 
 @dataclass(frozen=True)
+class TuningEffect:
+    """A learner after equal tuning against itself at the library defaults, on the
+    ``envs`` where it has both (normalised final scores, the tuned board's scale)."""
+
+    learner: str
+    envs: tuple[str, ...]
+    at_defaults: Estimate  # IQM, pooled over ``envs``
+    tuned: Estimate
+    ratio: Estimate  # tuned IQM / IQM at the defaults
+    versus_defaults: Estimate  # mean over ``envs`` of P(tuned > at the defaults)
+    # per environment: IQM at the defaults, and where tuning scores significantly higher
+    # (lower) at a Holm-adjusted Mann-Whitney p below SIGNIFICANCE, Holm over ``envs``
+    per_env_defaults: dict[str, float]
+    higher: tuple[str, ...]
+    lower: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Leaderboard:
     """One board computed: its standings (best normalised IQM first), environments,
     normalisation, the sources read, and the registered learners without runs."""
@@ -210,6 +233,7 @@ class Leaderboard:
     minatar: bool = False  # MinAtar's games alone
     settings: str = ""  # as Board.settings
     awaited: tuple[str, ...] = ()  # a board without committed runs yet: where they will be
+    tuning_effects: tuple[TuningEffect, ...] = ()  # a tuned board against the defaults
 
     @property
     def key(self) -> str:
@@ -305,7 +329,35 @@ def compute(root: Path, board: Board) -> Leaderboard:
         tuple(name for name in learner_specs() if name not in by_learner),
         len(runs) - len(finished), min(1.0, floor),
         compare(board.algo, groups, board.minatar), timing, board.tuned, board.minatar,
-        board.settings)
+        board.settings, tuning_effects=_tuning_effects(root, board, by_learner, normalisation))
+
+
+def _tuning_effects(root: Path, board: Board, tuned: dict[str, list[Group]],
+                    normalisation: Normalisation) -> tuple[TuningEffect, ...]:
+    """Each learner of a tuned board (``tuned``: its groups by learner) against its runs at
+    the defaults in ``board.defaults``, on the environments it has both."""
+    sources = tuple(s for s in board.defaults if (root / s).exists())
+    if not sources:
+        return ()
+    defaults = _by_learner(make_groups(
+        r for r in board_runs(root, sources, board) if r.finished))
+    scales = {normalisation.algo: normalisation}
+    effects = []
+    for learner, mine in tuned.items():
+        reference = {g.setting.env: g for g in defaults.get(learner, [])}
+        shared = [g for g in mine if g.setting.env in reference]
+        if not shared:
+            continue
+        before = [normalised_finals(reference[g.setting.env], scales) for g in shared]
+        after = [normalised_finals(g, scales) for g in shared]
+        _, _, higher, lower = _against(shared, reference)
+        effects.append(TuningEffect(
+            learner, tuple(g.setting.env for g in shared), stratified_iqm(before),
+            stratified_iqm(after), stratified_iqm_ratio(after, before),
+            _mean_poi(shared, reference),
+            {g.setting.env: float(iqm(b)) if b.size else math.nan
+             for g, b in zip(shared, before, strict=True)}, higher, lower))
+    return tuple(effects)
 
 
 def _by_learner(groups: list[Group]) -> dict[str, list[Group]]:
@@ -370,14 +422,15 @@ def _mean_poi(mine: list[Group], reference: dict[str, Group]) -> Estimate:
     return average_probability_of_improvement(pairs) if pairs else Estimate(math.nan)
 
 
-def _against(mine: list[Group], frozen: dict[str, Group]
+def _against(mine: list[Group], reference: dict[str, Group]
              ) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
-    """``(compared, higher, beats, loses)``: the environments where the learner and
-    ``frozen`` both have final scores; of those, where it is higher (P(> frozen) > 0.5 and
-    a higher IQM), and where it is higher (lower) at a Holm-adjusted Mann-Whitney p below
-    SIGNIFICANCE, Holm over the compared environments."""
-    pairs = [(g.setting.env, g.values(FINAL), frozen[g.setting.env].values(FINAL))
-             for g in mine if g.setting.env in frozen]
+    """``(compared, higher, beats, loses)``: the environments where the learner and the
+    ``reference`` (``frozen``, or the learner at the defaults) both have final scores; of
+    those, where it is higher (P(> reference) > 0.5 and a higher IQM), and where it is
+    higher (lower) at a Holm-adjusted Mann-Whitney p below SIGNIFICANCE, Holm over the
+    compared environments."""
+    pairs = [(g.setting.env, g.values(FINAL), reference[g.setting.env].values(FINAL))
+             for g in mine if g.setting.env in reference]
     pairs = [(env, x, y) for env, x, y in pairs if x.size and y.size]
     pois = [probability_of_improvement(x, y).value for _, x, y in pairs]
     adjusted = holm([mann_whitney_p(x, y) if min(x.size, y.size) >= 2 else math.nan

@@ -20,6 +20,7 @@ from lpdm.report.leaderboard import (
     Cost,
     Leaderboard,
     Standing,
+    TuningEffect,
     compute,
     kind,
     reading_text,
@@ -132,7 +133,47 @@ def _board_blocks(board: Leaderboard) -> list[Block]:
                                              if r.key in s.layer_readings else NONE
                                              for r in read))
                         for s in layered))]
+    if board.tuning_effects:
+        blocks += _tuning_blocks(board)
     return blocks
+
+
+def _tuning_blocks(board: Leaderboard) -> list[Block]:
+    """What tuning changed: each learner after tuning against itself at the defaults."""
+    envs = [env for env in board.envs if any(env in e.envs for e in board.tuning_effects)]
+    return [
+        Paragraph(
+            f"{board.title}: what tuning changed. Each learner at its tuned options against "
+            "itself at the library defaults (the default boards' runs, the same budgets), on "
+            "the environments it has both: the tuned options were chosen at 100k steps on "
+            "held-out seeds, so they need not do better at the full budget. ↑ (↓): tuned "
+            "significantly higher (lower) there, two-sided Mann-Whitney U, Holm-corrected "
+            "over the environments, p < 0.05."),
+        Table(("learner", "environments", "normalised IQM at the defaults [95% CI]",
+               "after tuning [95% CI]", "× the defaults' IQM [95% CI]",
+               "P(tuned > defaults) [95% CI]", "significantly higher / lower"),
+              tuple(_tuning_row(e) for e in board.tuning_effects)),
+        Paragraph(f"{board.title} per environment: the IQM of each learner's normalised final "
+                  "scores after tuning (at the defaults)."),
+        Table(("learner", *envs), tuple(
+            (f"`{e.learner}`", *(_tuning_cell(e, env, board) for env in envs))
+            for e in board.tuning_effects))]
+
+
+def _tuning_row(effect: TuningEffect) -> tuple[str, ...]:
+    return (f"`{effect.learner}`", str(len(effect.envs)), fmt_estimate(effect.at_defaults),
+            fmt_estimate(effect.tuned), fmt_estimate(effect.ratio),
+            fmt_estimate(effect.versus_defaults),
+            f"{len(effect.higher)} / {len(effect.lower)}")
+
+
+def _tuning_cell(effect: TuningEffect, env: str, board: Leaderboard) -> str:
+    if env not in effect.envs:
+        return NONE
+    standing = board.standing(effect.learner)
+    tuned = standing.per_env[env] if standing else math.nan
+    mark = " ↑" if env in effect.higher else " ↓" if env in effect.lower else ""
+    return f"{fmt(tuned)} ({fmt(effect.per_env_defaults[env])}){mark}"
 
 
 def _published_blocks(board: Leaderboard) -> list[Block]:
