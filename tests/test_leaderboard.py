@@ -161,6 +161,9 @@ def test_a_tuned_board_reads_what_tuning_changed_against_the_defaults(tmp_path):
     assert "PPO after equal tuning: what tuning changed." in text
     cartpole = board.standing("lpdm").per_env["CartPole-v1"]
     assert f"| `lpdm` | {cartpole:.2f} ({lpdm.per_env_defaults['CartPole-v1']:.2f}) ↑ |" in text
+    assert ("Tuning moved `lpdm`'s normalised IQM to " in summary([board])
+            and "its own at the defaults (significantly higher on 2 of 2 environments, lower "
+            "on 0) and `bp`'s normalised IQM to 1.00×" in summary([board]))
     # without committed runs at the defaults, the section is not there
     alone = compute(tmp_path, dataclasses.replace(TOY, tuned=True, defaults=("nowhere",)))
     assert alone.tuning_effects == () and "what tuning changed" not in page([alone])

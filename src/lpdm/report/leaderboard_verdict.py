@@ -21,7 +21,7 @@ from lpdm.report.leaderboard import (
     Standing,
     reading_text,
 )
-from lpdm.report.stats import SIGNIFICANCE
+from lpdm.report.stats import SIGNIFICANCE, Estimate
 
 GOAL_RATIO = 0.9
 GOAL_ALGOS = ("ppo", "dqn")
@@ -44,6 +44,8 @@ RULES = (
     f"**where**: the environments where its normalised IQM is at least {GOAL_RATIO:g}× "
     "`bp`'s, those where it is below that (furthest below first), both where `bp`'s is "
     "positive, and those where another BP-free learner has the higher normalised IQM",
+    "**tuning moved**: on a tuned board, the pick's and `bp`'s IQM after tuning over their "
+    "own at the defaults, on the environments each has both",
     f"**cannot rank trunks**: a board where the 95% interval of `bp`'s P(> `{CONTROL}`) "
     "does not lie above 0.5: its algorithm does not tell a trained trunk from a random one "
     "at these settings, so its ranking is the data's, not a verdict on the learners",
@@ -100,7 +102,7 @@ def judge_board(board: Leaderboard) -> Verdict:
                 f"`{pick.learner}`, {distance}. What bounds it: {_bounds(pick, bp, board)}.")
     return Verdict(board.algo, pick.learner, bool(meeting),
                    _cannot_rank(bp, name) + text + _where(pick, bp, local, board)
-                   + _cost(pick) + _partial(local, board))
+                   + _cost(pick) + _tuning(pick, board) + _partial(local, board))
 
 
 def _cannot_rank(bp: Standing | None, name: str) -> str:
@@ -120,8 +122,7 @@ def _distance(pick: Standing, bp: Standing | None) -> str:
     ratio = pick.ratio_to_bp
     if not math.isfinite(ratio.value):
         return f"{iqm} (no ratio: `bp`'s is {fmt_estimate(bp.normalised_iqm)})"
-    interval = f" [{fmt(ratio.low)}, {fmt(ratio.high)}]" if ratio.has_interval else ""
-    return (f"at {fmt(ratio.value)}×{interval} `bp`'s normalised IQM "
+    return (f"at {_times(ratio)} `bp`'s normalised IQM "
             f"({fmt_estimate(pick.normalised_iqm)} against {fmt_estimate(bp.normalised_iqm)}), "
             f"P(> `bp`) {fmt_estimate(pick.versus_bp)}")
 
@@ -209,6 +210,23 @@ def _where(pick: Standing, bp: Standing | None, local: list[Standing],
     for learner, envs in better.items():
         text += f" `{learner}` scores higher on {', '.join(envs)}."
     return text
+
+
+def _tuning(pick: Standing, board: Leaderboard) -> str:
+    """On a tuned board: what tuning changed for the pick and for bp, against their runs at
+    the defaults."""
+    effects = {e.learner: e for e in board.tuning_effects}
+    parts = [f"`{e.learner}`'s normalised IQM to {_times(e.ratio)} its own at the defaults "
+             f"(significantly higher on {len(e.higher)} of {len(e.envs)} environments, lower "
+             f"on {len(e.lower)})"
+             for learner in (pick.learner, BASELINE) if (e := effects.get(learner))]
+    return f" Tuning moved {' and '.join(parts)}." if parts else ""
+
+
+def _times(ratio: Estimate) -> str:
+    """A ratio as the paragraph writes it: ``0.99× [0.93, 1.07]``."""
+    interval = f" [{fmt(ratio.low)}, {fmt(ratio.high)}]" if ratio.has_interval else ""
+    return f"{fmt(ratio.value)}×{interval}"
 
 
 def _partial(local: list[Standing], board: Leaderboard) -> str:
