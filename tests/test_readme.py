@@ -1,4 +1,5 @@
-"""The README's "Use LPDM in your own agent" blocks run as written (small budgets)."""
+"""The README runs as written: its "Use LPDM in your own agent" blocks (small budgets), and its
+learner table lists every built-in learner."""
 
 import re
 import subprocess
@@ -45,3 +46,14 @@ def test_cleanrl_script_block_runs_with_a_small_budget():
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "episodic_return=" in result.stdout and "SPS:" in result.stdout
+
+
+def test_the_learner_table_lists_every_registered_learner():
+    from lpdm.learners.spec import BUILTIN, learner_specs
+
+    text = (ROOT / "README.md").read_text()
+    table = text[text.index("| learner | trunk trained by | heads trained by |"):]
+    table = table[:table.index("\n\n")]
+    listed = re.findall(r"^\| `([a-z-]+)` \|", table, flags=re.M)
+    builtin = [name for name in learner_specs() if name.replace("-", "_") in BUILTIN]
+    assert sorted(listed) == sorted(builtin)
