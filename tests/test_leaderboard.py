@@ -311,7 +311,8 @@ def test_check_fails_on_a_stale_page_and_passes_after_write(tmp_path, monkeypatc
 def test_minatar_games_have_a_board_of_their_own(tmp_path):
     """DQN runs on CartPole and on MinAtar Breakout in one archive: the DQN board reads
     CartPole alone (fixed references, published classic-control results), the MinAtar
-    board Breakout alone (min-max, Artificial Dopamine's Breakout), and only the first
+    board Breakout alone (random policy to best run, Artificial Dopamine's Breakout), and
+    only the first
     decides the goal. Before any MinAtar run is committed its board says where they will be
     read from."""
     minatar = Board("dqn", (), ("docs/results/toy/minatar",), minatar=True,
@@ -335,11 +336,14 @@ def test_minatar_games_have_a_board_of_their_own(tmp_path):
     games = compute(tmp_path, minatar)
     assert (classic.envs, games.envs) == (("CartPole-v1",), ("MinAtar/Breakout-v1",))
     assert classic.normalisation.kind == "fixed references"
-    assert games.normalisation.kind == "min-max" and games.awaited == ()
+    assert games.normalisation.kind == "random policy to best run" and games.awaited == ()
+    assert games.normalisation.bounds == {"MinAtar/Breakout-v1": (0.43, 13.0)}
     assert [c.published.env for c in classic.published] == ["CartPole-v1", "LunarLander-v3"]
     assert [c.published.env for c in games.published] == ["MinAtar/Breakout-v1"]
-    # min-max over Breakout's finals 1..13: dfa's IQM (1..5) is far below bp's (9..13)
-    assert games.standing("dfa").ratio_to_bp.value < 0.5 < classic.standing("dfa").ratio_to_bp.value
+    # from Breakout's random return 0.43: dfa's IQM (of 1..5) over bp's (of 9..13)
+    ratio = games.standing("dfa").ratio_to_bp.value
+    assert ratio == pytest.approx((3 - 0.43) / (11 - 0.43))
+    assert ratio < 0.5 < classic.standing("dfa").ratio_to_bp.value
     paragraph = summary([classic, games])
     assert "It is met under DQN, not under PPO." in paragraph
     assert "Under DQN on MinAtar no BP-free learner meets the goal; the closest is `dfa`" in \
@@ -347,3 +351,12 @@ def test_minatar_games_have_a_board_of_their_own(tmp_path):
     text = page([classic, games])
     assert "## DQN on MinAtar" in text and "](dqn-minatar.png)" in text
     assert "From `docs/results/toy/minatar` (MinAtar's settings): 1 environment (" in text
+    # a learner above every other moves the best run, not the ratio between two learners
+    better = [dataclasses.replace(_run("MinAtar/Breakout-v1", "layerwise", s, 20.0 + s),
+                                  algo="dqn") for s in range(5)]
+    (tmp_path / "docs/results/toy/minatar2").mkdir()
+    write_archive(tmp_path / "docs/results/toy/minatar2/archive.npz", runs + better,
+                  Path("/toy"))
+    moved = compute(tmp_path, dataclasses.replace(minatar, later=("docs/results/toy/minatar2",)))
+    assert moved.normalisation.bounds == {"MinAtar/Breakout-v1": (0.43, 24.0)}
+    assert moved.standing("dfa").ratio_to_bp.value == pytest.approx(ratio)

@@ -582,6 +582,25 @@ def test_settings_follow_the_paper_s_environment_order_then_the_runs():
     assert [r.seed for r in make_groups(runs)[1].runs] == [0, 1]
 
 
+def test_minatar_scores_run_from_the_random_return_to_the_best_run_unless_none_beats_it():
+    """MinAtar has random returns but no reference score: 0 is the random policy, 1 the best
+    final score; where no run beats the random policy that scale has no sense: min-max."""
+    from lpdm.report.analysis import make_groups, normalisations
+    from lpdm.report.records import RunRecord
+
+    def run(final: float, seed: int) -> RunRecord:
+        return RunRecord(Path(str(seed)), "MinAtar/Breakout-v1", "dqn", "bp", "", seed,
+                         "finished", final, final, final, 100, 0.1, 0.05, 1.0)
+
+    scale = normalisations(make_groups([run(2.0, 0), run(6.0, 1)]))["dqn"]
+    assert (scale.kind, scale.bounds) == ("random policy to best run",
+                                          {"MinAtar/Breakout-v1": (0.43, 6.0)})
+    assert "0 being the uniform random policy" in scale.describe()
+    assert "1 the best final score of any run here" in scale.describe()
+    below = normalisations(make_groups([run(0.1, 0), run(0.2, 1)]))["dqn"]
+    assert (below.kind, below.bounds) == ("min-max", {"MinAtar/Breakout-v1": (0.1, 0.2)})
+
+
 def test_suites_import_neither_torch_nor_gymnasium():
     """The module's own imports (the lpdm package's __init__ still imports torch)."""
     import lpdm.suites

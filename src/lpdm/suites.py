@@ -129,7 +129,8 @@ def _dqn(score: float) -> Reference:
 # at its default budgets: there the PPO reference is RL Baselines3 Zoo's PPO (LunarLander-v2,
 # whose v3 fixes bugs of the same task; Pendulum-v1) or, for InvertedDoublePendulum-v4, whose
 # only published PPO result is at 8M steps, Gymnasium's reward threshold. Nothing is
-# published for MinAtar at these budgets: a report falls back to min-max there, and says so.
+# published for MinAtar at these budgets: a report normalises from the random return to the
+# best run there (lpdm.report.analysis.normalisations), and says so.
 REFERENCES: dict[str, EnvReferences] = {
     "CartPole-v1": EnvReferences(24.96, {"ppo": _ppo(490.04), "dqn": _dqn(488.69)}),  # ± 1.55
     "Acrobot-v1": EnvReferences(-500.0, {"ppo": _ppo(-86.36), "dqn": _dqn(-91.54)}),  # ± 0
@@ -161,6 +162,12 @@ def reference_for(env: str, algo: str) -> Reference | None:
     if known is None:
         return None
     return known.scores.get(algo, known.scores.get(REFERENCE_ALGO))
+
+
+def random_return(env: str) -> float | None:
+    """The uniform random policy's mean return on ``env``, where it was measured."""
+    known = REFERENCES.get(env)
+    return None if known is None else known.random
 
 
 def reference_bounds(env: str, algo: str) -> tuple[float, float] | None:

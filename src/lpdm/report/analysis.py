@@ -34,7 +34,13 @@ from lpdm.report.stats import (
     summarize,
 )
 from lpdm.scores import trailing_means
-from lpdm.suites import RANDOM_POLICY, env_order, reference_bounds, reference_for
+from lpdm.suites import (
+    RANDOM_POLICY,
+    env_order,
+    random_return,
+    reference_bounds,
+    reference_for,
+)
 from lpdm.sweeps.grid import short_variant
 
 SCORES = ("final_score", "max_score")  # what verdicts judge: the training policy's returns
@@ -184,7 +190,7 @@ class Aggregate:
     versus_frozen: Estimate | None = None  # mean over environments of P(learner > frozen)
 
 
-MIN_MAX, FIXED = "min-max", "fixed references"
+MIN_MAX, FIXED, RANDOM_TO_BEST = "min-max", "fixed references", "random policy to best run"
 
 
 @dataclass(frozen=True)
@@ -193,9 +199,11 @@ class Normalisation:
     ``bounds[env] = (score mapped to 0, score mapped to 1)``."""
 
     algo: str
-    kind: str  # FIXED (random policy to reference score) or MIN_MAX (over the runs here)
+    # FIXED (random policy to reference score), RANDOM_TO_BEST (random policy to the best
+    # final score here) or MIN_MAX (over the runs here)
+    kind: str
     bounds: dict[str, tuple[float, float]]
-    missing: tuple[str, ...] = ()  # environments without a reference, when MIN_MAX
+    missing: tuple[str, ...] = ()  # environments without a reference, unless FIXED
 
     def describe(self) -> str:
         """What 0 and 1 mean, and why this normalisation (without the algorithm's name)."""
@@ -205,10 +213,25 @@ class Normalisation:
                     f"environment, 0 being the {RANDOM_POLICY} and 1 the reference score "
                     f"({'; '.join(sources)}; values in lpdm.suites), so adding a learner or a "
                     "run moves no normalised score")
+        if self.kind == RANDOM_TO_BEST:
+            return ("(score − random) / (best − random) per environment, 0 being the "
+                    f"{RANDOM_POLICY} and 1 the best final score of any run here (every "
+                    f"learner and algorithm), since {', '.join(self.missing)} "
+                    f"{'has' if len(self.missing) == 1 else 'have'} no reference score for "
+                    f"{self.algo}; ratios between learners do not move when runs are added "
+                    "(the random return is fixed), the normalised values move with the best "
+                    "run")
         return (f"min-max over this report's final scores per environment (every learner and "
                 f"algorithm), since {', '.join(self.missing)} "
                 f"{'has' if len(self.missing) == 1 else 'have'} no reference score for "
                 f"{self.algo}; adding a learner or a run can move every normalised score")
+
+
+def scale_label(normalisation: Normalisation) -> str:
+    """What 0 and 1 of a normalised score are, for a figure's axis."""
+    return {FIXED: "0: random policy, 1: reference",
+            RANDOM_TO_BEST: "0: random policy, 1: best run"}.get(normalisation.kind,
+                                                                   "min-max per environment")
 
 
 @dataclass
@@ -421,8 +444,10 @@ def steps_to_reach(run: RunRecord, threshold: float) -> float:
 
 def normalisations(groups: list[Group]) -> dict[str, Normalisation]:
     """Per algorithm: fixed references (random policy to reference score, ``lpdm.suites``)
-    when every environment of that algorithm's runs has them, else min-max per environment
-    over every final score here (all learners and algorithms)."""
+    when every environment of that algorithm's runs has them; else, where every one has a
+    measured random return below its best final score here, the random return to that best
+    score (MinAtar: no reference score, but a ratio to ``bp`` that no added run moves); else
+    min-max per environment over every final score here (all learners and algorithms)."""
     finals: dict[str, list[np.ndarray]] = {}
     for g in groups:
         finals.setdefault(g.setting.env, []).append(g.values("final_score"))
@@ -434,12 +459,28 @@ def normalisations(groups: list[Group]) -> dict[str, Normalisation]:
         fixed = {env: reference_bounds(env, algo) for env in envs}
         known = {env: bounds for env, bounds in fixed.items() if bounds is not None}
         missing = tuple(env for env in envs if env not in known)
-        if missing:
+        if not missing:
+            result[algo] = Normalisation(algo, FIXED, known)
+        elif (to_best := _random_to_best(envs, observed)) is not None:
+            result[algo] = Normalisation(algo, RANDOM_TO_BEST, to_best, missing)
+        else:
             result[algo] = Normalisation(algo, MIN_MAX, {env: observed[env] for env in envs
                                                          if env in observed}, missing)
-        else:
-            result[algo] = Normalisation(algo, FIXED, known)
     return result
+
+
+def _random_to_best(envs: list[str], observed: dict[str, tuple[float, float]]
+                    ) -> dict[str, tuple[float, float]] | None:
+    """``(random return, best final score)`` per environment of ``envs`` (``observed``:
+    its lowest and highest final scores); None unless every one has a measured random return
+    (``lpdm.suites``) below its best score."""
+    bounds = {}
+    for env in envs:
+        random = random_return(env)
+        if random is None or env not in observed or observed[env][1] <= random:
+            return None
+        bounds[env] = (random, observed[env][1])
+    return bounds
 
 
 def normalised_finals(group: Group, normalisation: dict[str, Normalisation]) -> np.ndarray:

@@ -18,7 +18,7 @@ from matplotlib.ticker import EngFormatter, MaxNLocator
 from PIL import Image
 
 from lpdm.learners.spec import find_spec, learner_names
-from lpdm.report.analysis import FIXED, Analysis, Group, Setting, normalised_finals
+from lpdm.report.analysis import Analysis, Group, Setting, normalised_finals, scale_label
 from lpdm.report.profiles import (
     EXTRA_FIELDS,
     LAYER_FIELDS,
@@ -339,10 +339,7 @@ def performance_profiles(analysis: Analysis, path: Path) -> bool:
     drawn = False
     for (algo, variant), ax in zip(panels, axes[0], strict=True):
         ax.set_title(_title(f"{len(analysis.envs)} environment(s)", algo, variant), fontsize=9)
-        fixed = analysis.normalisation[algo].kind == FIXED
-        ax.set_xlabel("normalised final score τ ("
-                      + ("0: random policy, 1: reference" if fixed else "min-max per environment")
-                      + ")")
+        ax.set_xlabel(f"normalised final score τ ({scale_label(analysis.normalisation[algo])})")
         ax.set_ylabel("fraction of runs with score > τ")
         ax.set_ylim(-0.02, 1.02)
         by_learner = {}

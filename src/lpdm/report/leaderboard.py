@@ -103,7 +103,8 @@ class Board:
     timing: str | None = None
     tuned: bool = False  # each learner at its tuned options, not at the defaults
     # MinAtar's games alone, on a board of their own (they have no reference scores, so
-    # their normalisation is min-max, which must not reach the other environments'); a board
+    # they are normalised from the random return to the best run, which must not reach the
+    # other environments'); a board
     # without it reads every other environment of its sources
     minatar: bool = False
     settings: str = ""  # how its runs were set, where not at the library defaults

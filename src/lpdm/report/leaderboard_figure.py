@@ -9,7 +9,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from lpdm.report.analysis import BASELINE, CONTROL, FIXED
+from lpdm.report.analysis import BASELINE, CONTROL, scale_label
 from lpdm.report.figures import DPI, color, save_png
 from lpdm.report.leaderboard import Leaderboard
 from lpdm.report.leaderboard_verdict import GOAL_RATIO
@@ -70,9 +70,7 @@ def draw(board: Leaderboard, path: Path) -> bool:
                        label=f"goal: {GOAL_RATIO:g}× bp")
         scores.legend(loc="best", fontsize=8)
     scores.axvline(0, color="grey", lw=0.6)
-    scores.set_xlabel("IQM of normalised final score, 95% CI (0: random policy, 1: reference)"
-                      if board.normalisation.kind == FIXED
-                      else "IQM of final score, min-max per environment, 95% CI")
+    scores.set_xlabel(f"IQM of normalised final score, 95% CI ({scale_label(board.normalisation)})")
     scores.set_title(f"{board.title}: {len(board.envs)} environments",
                      fontsize=10)
     chances.axvline(0.5, color="grey", lw=0.8, ls="--")
